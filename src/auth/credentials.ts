@@ -1,0 +1,152 @@
+import type { IncomingHttpHeaders } from 'node:http';
+import type { ClientTable, ResolvedClient } from './clients.js';
+
+/** Headers that can carry a credential the user presented to the gateway. */
+export const CREDENTIAL_HEADERS = ['authorization', 'x-api-key', 'x-goog-api-key'] as const;
+export type CredentialHeader = (typeof CREDENTIAL_HEADERS)[number];
+
+/** Query parameters that can carry a credential (Google-style `?key=`, Amp's `?auth_token=`). */
+const CREDENTIAL_PARAMS = new Set(['key', 'auth_token']);
+const MAY_HOLD_CREDENTIAL_PARAM = /key|auth_token|%/i;
+const BEARER = /^bearer\s+/i;
+
+export interface HeaderCredential {
+  readonly header: CredentialHeader;
+  /** The header value exactly as received. */
+  readonly raw: string;
+  readonly carriesGatewayKey: boolean;
+}
+
+interface QueryParam {
+  readonly raw: string;
+  readonly isCredential: boolean;
+  readonly carriesGatewayKey: boolean;
+}
+
+/** What a request presented, read once per request and shared by every policy. */
+export interface PresentedCredentials {
+  readonly headers: readonly HeaderCredential[];
+  /** The `Authorization` token without its scheme, unless it is a gateway key. */
+  readonly userToken: string | undefined;
+  /** The `tokenHeader` value without a scheme, unless it is a gateway key. */
+  readonly ampToken: string | undefined;
+  /** The gateway client identified by any presented gateway key. */
+  readonly client: ResolvedClient | undefined;
+  /** Keys of two different gateway clients were presented together. */
+  readonly conflictingClients: boolean;
+  readonly gatewayKeyPresented: boolean;
+  /**
+   * The query string to forward (without `?`), with credential parameters removed: all of them,
+   * or only those holding a gateway key.
+   */
+  upstreamQuery(drop: 'all-credentials' | 'gateway-keys'): string;
+}
+
+function firstValue(value: string | string[] | undefined): string | undefined {
+  return Array.isArray(value) ? value[0] : value;
+}
+
+function withoutScheme(value: string): string {
+  return value.trim().replace(BEARER, '').trim();
+}
+
+function decodeQueryComponent(component: string): string {
+  try {
+    return decodeURIComponent(component.replace(/\+/g, ' '));
+  } catch {
+    return component;
+  }
+}
+
+/** True when any comma-separated part of `value`, with or without a `Bearer` scheme, is a gateway key. */
+export function containsGatewayKey(value: string, clients: ClientTable): boolean {
+  if (clients.size === 0) return false;
+  return value.split(',').some((part) => clients.lookup(withoutScheme(part)) !== undefined);
+}
+
+class CredentialReader {
+  client: ResolvedClient | undefined;
+  conflictingClients = false;
+  gatewayKeyPresented = false;
+
+  constructor(private readonly clients: ClientTable) {}
+
+  /**
+   * True when any comma-separated part of `value` is a gateway key: Node joins repeated
+   * `X-Api-Key` headers with commas, and a client may do the same inside one header.
+   */
+  carriesGatewayKey(value: string): boolean {
+    if (this.clients.size === 0) return false;
+    let found = false;
+    for (const part of value.split(',')) {
+      const candidate = withoutScheme(part);
+      if (candidate === '') continue;
+      const client = this.clients.lookup(candidate);
+      if (!client) continue;
+      found = true;
+      if (this.client && this.client !== client) this.conflictingClients = true;
+      this.client ??= client;
+    }
+    if (found) this.gatewayKeyPresented = true;
+    return found;
+  }
+}
+
+function readQuery(query: string, reader: CredentialReader): QueryParam[] | undefined {
+  if (!MAY_HOLD_CREDENTIAL_PARAM.test(query)) return undefined;
+  let anyCredential = false;
+  const params = query.split('&').map((raw): QueryParam => {
+    const eq = raw.indexOf('=');
+    const name = decodeQueryComponent(eq === -1 ? raw : raw.slice(0, eq))
+      .trim()
+      .toLowerCase();
+    if (!CREDENTIAL_PARAMS.has(name)) return { raw, isCredential: false, carriesGatewayKey: false };
+    anyCredential = true;
+    const value = eq === -1 ? '' : decodeQueryComponent(raw.slice(eq + 1));
+    return { raw, isCredential: true, carriesGatewayKey: reader.carriesGatewayKey(value) };
+  });
+  return anyCredential ? params : undefined;
+}
+
+/** Reads every credential a request presents, in headers and in the query string. */
+export function readCredentials(
+  headers: IncomingHttpHeaders,
+  query: string,
+  tokenHeader: string,
+  clients: ClientTable,
+): PresentedCredentials {
+  const reader = new CredentialReader(clients);
+  const found: HeaderCredential[] = [];
+  let userToken: string | undefined;
+  for (const header of CREDENTIAL_HEADERS) {
+    const raw = firstValue(headers[header]);
+    if (raw === undefined) continue;
+    const carriesGatewayKey = reader.carriesGatewayKey(raw);
+    found.push({ header, raw, carriesGatewayKey });
+    if (header === 'authorization' && !carriesGatewayKey) userToken = withoutScheme(raw) || undefined;
+  }
+
+  const rawAmpToken = firstValue(headers[tokenHeader]);
+  const ampToken =
+    rawAmpToken === undefined || reader.carriesGatewayKey(rawAmpToken)
+      ? undefined
+      : withoutScheme(rawAmpToken) || undefined;
+
+  const params = query === '' ? undefined : readQuery(query, reader);
+
+  return {
+    headers: found,
+    userToken,
+    ampToken,
+    client: reader.client,
+    conflictingClients: reader.conflictingClients,
+    gatewayKeyPresented: reader.gatewayKeyPresented,
+    upstreamQuery(drop) {
+      if (!params) return query;
+      return params
+        .filter((param) => (drop === 'all-credentials' ? !param.isCredential : !param.carriesGatewayKey))
+        .map((param) => param.raw)
+        .join('&');
+    },
+  };
+}

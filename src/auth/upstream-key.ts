@@ -1,0 +1,111 @@
+import { readFile } from 'node:fs/promises';
+import type { IncomingMessage } from 'node:http';
+import { homedir } from 'node:os';
+import { join } from 'node:path';
+
+/** Where the server key of a request came from; logged instead of the key itself. */
+export type UpstreamKeySource = 'config' | 'function' | 'env' | 'secrets-file' | 'none';
+
+export interface ResolvedUpstreamKey {
+  readonly key: string | undefined;
+  readonly source: UpstreamKeySource;
+}
+
+export type UpstreamKeyFunction = (req: IncomingMessage) => string | undefined | Promise<string | undefined>;
+
+/** Resolves the server key; synchronous whenever the answer is known without I/O. */
+export type ServerKeyResolver = (req: IncomingMessage) => ResolvedUpstreamKey | Promise<ResolvedUpstreamKey>;
+
+export const DEFAULT_UPSTREAM = 'https://ampcode.com';
+const AMBIENT_KEY_TTL_MS = 30_000;
+const NO_KEY: ResolvedUpstreamKey = { key: undefined, source: 'none' };
+
+/** The Amp CLI's own secrets file, which holds keys as `apiKey@<server url>`. */
+export function defaultSecretsFile(): string {
+  return join(homedir(), '.local', 'share', 'amp', 'secrets.json');
+}
+
+/**
+ * The names under which the Amp CLI may have stored the key for `upstream`: the URL exactly as
+ * configured, with and without a trailing slash, and the CLI's spelling of the default server.
+ */
+export function secretsFileEntries(upstream: string): string[] {
+  const bare = upstream.replace(/\/+$/, '');
+  const entries = [`apiKey@${upstream}`, `apiKey@${bare}/`, `apiKey@${bare}`];
+  if (bare === DEFAULT_UPSTREAM) entries.push(`apiKey@${DEFAULT_UPSTREAM}/`);
+  return [...new Set(entries)];
+}
+
+async function readSecretsFile(file: string, entries: readonly string[]): Promise<string | undefined> {
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(await readFile(file, 'utf8'));
+  } catch {
+    // No file, or not JSON: the CLI was never logged in here, which is not an error for a gateway.
+    return undefined;
+  }
+  if (typeof parsed !== 'object' || parsed === null) return undefined;
+  for (const entry of entries) {
+    const value = (parsed as Record<string, unknown>)[entry];
+    if (typeof value === 'string' && value.trim() !== '') return value.trim();
+  }
+  return undefined;
+}
+
+function nonEmpty(value: string | undefined): string | undefined {
+  const trimmed = value?.trim();
+  return trimmed ? trimmed : undefined;
+}
+
+/**
+ * The server key when no `upstreamKey` option is given: env `AMP_API_KEY`, then the secrets
+ * file. Both are re-read at most every 30 s so that a rotated key is picked up without a
+ * restart, and concurrent requests share one read.
+ */
+/** Env `AMP_API_KEY`, else the secrets file entry for `upstream`, read now. */
+export async function readAmbientKey(upstream: string, secretsFile: string): Promise<ResolvedUpstreamKey> {
+  const fromEnv = nonEmpty(process.env.AMP_API_KEY);
+  if (fromEnv) return { key: fromEnv, source: 'env' };
+  const fromFile = await readSecretsFile(secretsFile, secretsFileEntries(upstream));
+  return fromFile ? { key: fromFile, source: 'secrets-file' } : NO_KEY;
+}
+
+function ambientKeyResolver(upstream: string, secretsFile: string): ServerKeyResolver {
+  let cached: ResolvedUpstreamKey | undefined;
+  let expiresAt = 0;
+  let refreshing: Promise<ResolvedUpstreamKey> | undefined;
+
+  const refresh = async (): Promise<ResolvedUpstreamKey> => {
+    const resolved = await readAmbientKey(upstream, secretsFile);
+    cached = resolved;
+    expiresAt = Date.now() + AMBIENT_KEY_TTL_MS;
+    return resolved;
+  };
+
+  return () => {
+    if (cached && Date.now() < expiresAt) return cached;
+    refreshing ??= refresh().finally(() => {
+      refreshing = undefined;
+    });
+    return refreshing;
+  };
+}
+
+/** The one place that decides which server key a request may spend. */
+export function createServerKeyResolver(
+  upstreamKey: string | UpstreamKeyFunction | undefined,
+  upstream: string,
+  secretsFile: string,
+): ServerKeyResolver {
+  if (typeof upstreamKey === 'string') {
+    const fixed: ResolvedUpstreamKey = { key: upstreamKey, source: 'config' };
+    return () => fixed;
+  }
+  if (typeof upstreamKey === 'function') {
+    return async (req) => {
+      const key = nonEmpty(await upstreamKey(req));
+      return key ? { key, source: 'function' } : NO_KEY;
+    };
+  }
+  return ambientKeyResolver(upstream, secretsFile);
+}

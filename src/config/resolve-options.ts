@@ -1,0 +1,227 @@
+import { ClientTable } from '../auth/clients.js';
+import { CREDENTIAL_HEADERS } from '../auth/credentials.js';
+import {
+  createServerKeyResolver,
+  defaultSecretsFile,
+  DEFAULT_UPSTREAM,
+  type ServerKeyResolver,
+} from '../auth/upstream-key.js';
+import { AmpProxyConfigError } from '../errors.js';
+import type { AmpCustomPolicy, AmpPolicyName, AmpProxyOptions } from '../options.js';
+import { AMP_GROUPS, type AmpGroup } from '../routing/route-groups.js';
+
+/** Options after validation, with everything that can be computed once computed. */
+export interface ResolvedConfig {
+  /** The upstream without a trailing slash: origin plus optional path prefix. */
+  readonly upstreamBase: string;
+  readonly clients: ClientTable;
+  readonly policies: Readonly<Record<AmpGroup, AmpPolicyName | AmpCustomPolicy>>;
+  readonly tokenHeader: string;
+  readonly timeoutMs: number;
+  readonly serverKey: ServerKeyResolver;
+}
+
+export const DEFAULT_POLICIES: Readonly<Record<AmpGroup, AmpPolicyName>> = {
+  provider: 'inject',
+  management: 'passthrough',
+  actors: 'passthrough',
+  browser: 'passthrough',
+};
+export const DEFAULT_TOKEN_HEADER = 'x-amp-token';
+export const DEFAULT_TIMEOUT_MS = 600_000;
+
+const KNOWN_OPTIONS = new Set<string>([
+  'upstream',
+  'upstreamKey',
+  'clients',
+  'policies',
+  'tokenHeader',
+  'timeoutMs',
+  'secretsFile',
+] satisfies (keyof AmpProxyOptions)[]);
+const POLICY_NAMES: readonly AmpPolicyName[] = ['inject', 'passthrough', 'dual-token', 'redirect'];
+const HEADER_NAME = /^[!#$%&'*+\-.^_`|~0-9a-z]+$/;
+/** Headers that already have a meaning the gateway relies on. */
+const RESERVED_TOKEN_HEADERS = new Set<string>([
+  ...CREDENTIAL_HEADERS,
+  'proxy-authorization',
+  'host',
+  'connection',
+  'content-length',
+  'content-type',
+  'cookie',
+]);
+
+function describe(value: unknown): string {
+  if (typeof value === 'string') return JSON.stringify(value);
+  if (typeof value === 'function') return 'a function';
+  if (Array.isArray(value)) return 'an array';
+  if (value === null) return 'null';
+  return typeof value === 'object' ? 'an object' : String(value);
+}
+
+function fail(option: string, problem: string): never {
+  throw new AmpProxyConfigError(option, problem);
+}
+
+function isPlainObject(value: unknown): value is Record<string, unknown> {
+  return typeof value === 'object' && value !== null && !Array.isArray(value);
+}
+
+function resolveUpstream(value: unknown): string {
+  if (value === undefined) return DEFAULT_UPSTREAM;
+  if (typeof value !== 'string' || value.trim() === '') {
+    fail('upstream', `expected a URL such as "${DEFAULT_UPSTREAM}", got ${describe(value)}`);
+  }
+  let url: URL;
+  try {
+    url = new URL(value);
+  } catch {
+    fail(
+      'upstream',
+      `expected an absolute http(s) URL such as "${DEFAULT_UPSTREAM}", got ${describe(value)}`,
+    );
+  }
+  if (url.protocol !== 'http:' && url.protocol !== 'https:') {
+    fail('upstream', `expected an http: or https: URL, got ${describe(value)}`);
+  }
+  if (url.username || url.password) {
+    fail('upstream', 'must not contain credentials; use upstreamKey for the Amp key');
+  }
+  if (url.search || url.hash) {
+    fail('upstream', `must not contain a query string or fragment, got ${describe(value)}`);
+  }
+  return `${url.origin}${url.pathname}`.replace(/\/+$/, '');
+}
+
+function resolveUpstreamKey(value: unknown): AmpProxyOptions['upstreamKey'] {
+  if (value === undefined || typeof value === 'function') return value as AmpProxyOptions['upstreamKey'];
+  if (typeof value === 'string' && value.trim() !== '') return value.trim();
+  return fail(
+    'upstreamKey',
+    `expected a non-empty string or a function (req) => key, got ${describe(value)}; omit it to use AMP_API_KEY or the Amp secrets file`,
+  );
+}
+
+function resolveClients(value: unknown): ClientTable {
+  const table = new ClientTable();
+  if (value === undefined) return table;
+  if (!Array.isArray(value))
+    fail('clients', `expected an array of { key, name?, upstreamKey? }, got ${describe(value)}`);
+  const seenAt = new Map<string, number>();
+  value.forEach((client: unknown, index) => {
+    const at = `clients[${index}]`;
+    if (!isPlainObject(client)) fail(at, `expected { key, name?, upstreamKey? }, got ${describe(client)}`);
+    for (const field of Object.keys(client)) {
+      if (field !== 'key' && field !== 'name' && field !== 'upstreamKey') {
+        fail(`${at}.${field}`, 'unknown field; a client has key, name and upstreamKey');
+      }
+    }
+    const { key, name, upstreamKey } = client;
+    if (typeof key !== 'string' || key === '')
+      fail(`${at}.key`, `expected a non-empty string, got ${describe(key)}`);
+    if (/[\s,]/.test(key)) {
+      fail(`${at}.key`, 'must not contain spaces or commas (it travels in headers that are split on them)');
+    }
+    if (name !== undefined && typeof name !== 'string')
+      fail(`${at}.name`, `expected a string, got ${describe(name)}`);
+    if (upstreamKey !== undefined && (typeof upstreamKey !== 'string' || upstreamKey.trim() === '')) {
+      fail(`${at}.upstreamKey`, `expected a non-empty string, got ${describe(upstreamKey)}`);
+    }
+    const previous = seenAt.get(key);
+    if (previous !== undefined) {
+      fail(`${at}.key`, `duplicates clients[${previous}].key; every gateway key must identify one client`);
+    }
+    seenAt.set(key, index);
+    table.add(key, { name, upstreamKey: upstreamKey?.trim() });
+  });
+  return table;
+}
+
+function resolvePolicies(value: unknown): Record<AmpGroup, AmpPolicyName | AmpCustomPolicy> {
+  const policies: Record<AmpGroup, AmpPolicyName | AmpCustomPolicy> = { ...DEFAULT_POLICIES };
+  if (value === undefined) return policies;
+  if (!isPlainObject(value)) fail('policies', `expected an object keyed by group, got ${describe(value)}`);
+  for (const [group, policy] of Object.entries(value)) {
+    const at = `policies.${group}`;
+    if (!(AMP_GROUPS as readonly string[]).includes(group)) {
+      fail(at, `unknown group; the groups are ${AMP_GROUPS.join(', ')}`);
+    }
+    if (policy === undefined) continue;
+    const allowed = POLICY_NAMES.filter(
+      (name) => !(name === 'redirect' && group !== 'browser') && !(name === 'inject' && group === 'browser'),
+    );
+    if (typeof policy === 'function') {
+      policies[group as AmpGroup] = policy as AmpCustomPolicy;
+      continue;
+    }
+    if (typeof policy !== 'string' || !(allowed as readonly string[]).includes(policy)) {
+      const why =
+        policy === 'inject'
+          ? ' (browser pages never carry the server key)'
+          : policy === 'redirect'
+            ? ' (only browser pages can be redirected)'
+            : '';
+      fail(at, `expected one of ${allowed.join(' | ')} or a function, got ${describe(policy)}${why}`);
+    }
+    policies[group as AmpGroup] = policy as AmpPolicyName;
+  }
+  return policies;
+}
+
+function resolveTokenHeader(value: unknown): string {
+  if (value === undefined) return DEFAULT_TOKEN_HEADER;
+  const name = typeof value === 'string' ? value.trim().toLowerCase() : '';
+  if (!HEADER_NAME.test(name))
+    fail('tokenHeader', `expected an HTTP header name such as "x-amp-token", got ${describe(value)}`);
+  if (RESERVED_TOKEN_HEADERS.has(name)) {
+    fail(
+      'tokenHeader',
+      `"${name}" already has a meaning to the gateway; choose a dedicated header such as "x-amp-token"`,
+    );
+  }
+  return name;
+}
+
+function resolveTimeout(value: unknown): number {
+  if (value === undefined) return DEFAULT_TIMEOUT_MS;
+  // setTimeout silently turns larger values into 1 ms.
+  if (typeof value !== 'number' || !Number.isInteger(value) || value < 1 || value > 2_147_483_647) {
+    fail(
+      'timeoutMs',
+      `expected a whole number of milliseconds between 1 and 2147483647, got ${describe(value)}`,
+    );
+  }
+  return value;
+}
+
+function resolveSecretsFile(value: unknown): string {
+  if (value === undefined) return defaultSecretsFile();
+  if (typeof value !== 'string' || value === '')
+    fail('secretsFile', `expected a file path, got ${describe(value)}`);
+  return value;
+}
+
+/** Validates options once, in the factory, and precomputes what requests need. */
+export function resolveOptions(options: unknown): ResolvedConfig {
+  if (options === undefined) options = {};
+  if (!isPlainObject(options)) fail('options', `expected an object, got ${describe(options)}`);
+  for (const key of Object.keys(options)) {
+    if (!KNOWN_OPTIONS.has(key))
+      fail(key, `unknown option; the options are ${[...KNOWN_OPTIONS].join(', ')}`);
+  }
+  const upstreamBase = resolveUpstream(options.upstream);
+  const upstreamKey = resolveUpstreamKey(options.upstreamKey);
+  return {
+    upstreamBase,
+    clients: resolveClients(options.clients),
+    policies: resolvePolicies(options.policies),
+    tokenHeader: resolveTokenHeader(options.tokenHeader),
+    timeoutMs: resolveTimeout(options.timeoutMs),
+    serverKey: createServerKeyResolver(
+      upstreamKey,
+      typeof options.upstream === 'string' ? options.upstream : DEFAULT_UPSTREAM,
+      resolveSecretsFile(options.secretsFile),
+    ),
+  };
+}

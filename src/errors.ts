@@ -1,0 +1,105 @@
+import { STATUS_CODES, type ServerResponse } from 'node:http';
+import type { Duplex } from 'node:stream';
+
+/**
+ * Every error the middleware answers with. The code is the stable contract (clients and
+ * dashboards match on it); the message is for humans and may change.
+ */
+export const AMP_ERRORS = {
+  amp_bad_path: {
+    status: 400,
+    message:
+      'The request path is ambiguous (dot segments, encoded slashes or dots, empty segments, backslashes or NUL) and was refused.',
+  },
+  amp_client_unauthorized: {
+    status: 401,
+    message: 'A valid gateway client key is required for this route.',
+  },
+  amp_token_required: {
+    status: 401,
+    message:
+      "This route needs the user's own Amp token; a gateway key cannot be forwarded and no Amp key is mapped to this client.",
+  },
+  amp_upstream_key_missing: {
+    status: 503,
+    message:
+      'No upstream Amp key is configured for this route (set upstreamKey, AMP_API_KEY or a clients[].upstreamKey).',
+  },
+  amp_body_unavailable: {
+    status: 500,
+    message:
+      'A middleware mounted before the proxy consumed the request body in a form that cannot be re-sent; mount amp-proxy-middleware before body parsers.',
+  },
+  amp_policy_error: {
+    status: 500,
+    message: 'The auth policy for this route failed.',
+  },
+  amp_upstream_proxy_error: {
+    status: 502,
+    message: 'Failed to reach the Amp upstream.',
+  },
+  amp_upstream_timeout: {
+    status: 504,
+    message: 'The Amp upstream did not answer in time.',
+  },
+} as const satisfies Record<string, { status: number; message: string }>;
+
+export type AmpErrorCode = keyof typeof AMP_ERRORS;
+
+/** The JSON body of every error response. */
+export interface AmpErrorBody {
+  error: AmpErrorCode;
+  message: string;
+}
+
+/**
+ * Thrown by the factories when options are invalid. `option` names the offending option path
+ * (for example `policies.browser`), so a host can point its user at the exact setting.
+ */
+export class AmpProxyConfigError extends Error {
+  readonly code = 'amp_invalid_options';
+  readonly option: string;
+
+  constructor(option: string, problem: string) {
+    super(`amp-proxy-middleware: ${option}: ${problem}`);
+    this.name = 'AmpProxyConfigError';
+    this.option = option;
+  }
+}
+
+const serialisedBodies = Object.fromEntries(
+  Object.entries(AMP_ERRORS).map(([code, { message }]) => [
+    code,
+    JSON.stringify({ error: code, message } satisfies { error: string; message: string }),
+  ]),
+) as Record<AmpErrorCode, string>;
+
+/** Answers an HTTP request with the JSON error for `code`, unless the client is gone. */
+export function sendAmpError(res: ServerResponse, code: AmpErrorCode): void {
+  if (res.headersSent || res.destroyed) {
+    // A response already under way cannot turn into JSON; cutting it is the only honest signal.
+    res.destroy();
+    return;
+  }
+  const body = serialisedBodies[code];
+  res.writeHead(AMP_ERRORS[code].status, {
+    'content-type': 'application/json; charset=utf-8',
+    'content-length': Buffer.byteLength(body),
+    'cache-control': 'no-store',
+  });
+  res.end(body);
+}
+
+/** Answers a WebSocket upgrade request with the JSON error for `code` and closes the socket. */
+export function rejectUpgrade(socket: Duplex, code: AmpErrorCode): void {
+  if (socket.destroyed) return;
+  const { status } = AMP_ERRORS[code];
+  const body = serialisedBodies[code];
+  socket.end(
+    `HTTP/1.1 ${status} ${STATUS_CODES[status] ?? ''}\r\n` +
+      'Connection: close\r\n' +
+      'Content-Type: application/json; charset=utf-8\r\n' +
+      `Content-Length: ${Buffer.byteLength(body)}\r\n\r\n` +
+      body,
+  );
+}

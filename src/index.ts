@@ -1,0 +1,80 @@
+import type { IncomingMessage, Server } from 'node:http';
+import type { Duplex } from 'node:stream';
+import { createAmpMiddleware, type AmpMiddleware } from './middleware/amp-middleware.js';
+import type { AmpProxyOptions } from './options.js';
+import { AMP_GROUPS, GROUP_MOUNT_PATH } from './routing/route-groups.js';
+
+export type { AmpMiddleware, NextFunction } from './middleware/amp-middleware.js';
+export type {
+  AmpClient,
+  AmpCustomPolicy,
+  AmpPolicies,
+  AmpPolicy,
+  AmpPolicyClient,
+  AmpPolicyContext,
+  AmpPolicyName,
+  AmpPolicyResult,
+  AmpProxyOptions,
+} from './options.js';
+export type { AmpGroup } from './routing/route-groups.js';
+export type { UpstreamKeyFunction } from './auth/upstream-key.js';
+export { AMP_ERRORS, AmpProxyConfigError, type AmpErrorBody, type AmpErrorCode } from './errors.js';
+
+/**
+ * Every Amp route group behind one middleware. Mount it where the Amp server root should be
+ * (`app.use(ampRouter())` or `app.use('/amp', ampRouter())`); paths that are not Amp's go to `next()`.
+ */
+export function ampRouter(options?: AmpProxyOptions): AmpMiddleware {
+  return createAmpMiddleware(options, { name: 'ampRouter', groups: AMP_GROUPS });
+}
+
+/** The provider group (`/api/provider/**`) alone. Mount it at `/api/provider` (under any prefix) or at the root. */
+export function ampProviderProxy(options?: AmpProxyOptions): AmpMiddleware {
+  return createAmpMiddleware(options, {
+    name: 'ampProviderProxy',
+    groups: ['provider'],
+    mountPath: GROUP_MOUNT_PATH.provider,
+  });
+}
+
+/** The management group (every `/api/**` path but the provider's) alone. Mount it at `/api` (under any prefix) or at the root. */
+export function ampManagementProxy(options?: AmpProxyOptions): AmpMiddleware {
+  return createAmpMiddleware(options, {
+    name: 'ampManagementProxy',
+    groups: ['management'],
+    mountPath: GROUP_MOUNT_PATH.management,
+  });
+}
+
+export interface AttachUpgradeOptions {
+  /** The path the middleware is mounted under in the host app, such as `/amp`. Defaults to none. */
+  prefix?: string;
+}
+
+/**
+ * Sends the server's WebSocket upgrades to `middleware`. Upgrades it does not own are left to
+ * the server's other `upgrade` listeners, or refused with 404 when there are none (as Node does
+ * without any listener). Returns a function that detaches it.
+ */
+export function attachUpgrade(
+  server: Server,
+  middleware: Pick<AmpMiddleware, 'upgrade'>,
+  { prefix = '' }: AttachUpgradeOptions = {},
+): () => void {
+  const base = prefix.replace(/\/+$/, '');
+  const listener = (req: IncomingMessage, socket: Duplex, head: Buffer): void => {
+    const url = req.url ?? '/';
+    const inside = base === '' || url === base || url.startsWith(`${base}/`) || url.startsWith(`${base}?`);
+    if (inside) {
+      const original = url;
+      req.url = url.slice(base.length) || '/';
+      if (middleware.upgrade(req, socket, head)) return;
+      req.url = original;
+    }
+    if (server.listenerCount('upgrade') === 1) {
+      socket.end('HTTP/1.1 404 Not Found\r\nConnection: close\r\nContent-Length: 0\r\n\r\n');
+    }
+  };
+  server.on('upgrade', listener);
+  return () => server.off('upgrade', listener);
+}

@@ -1,0 +1,131 @@
+import { Agent as HttpAgent, type IncomingMessage, type ServerResponse } from 'node:http';
+import { Agent as HttpsAgent } from 'node:https';
+import type { Socket } from 'node:net';
+import type { Duplex } from 'node:stream';
+import { resolveOptions } from '../config/resolve-options.js';
+import { AmpProxyConfigError, rejectUpgrade, sendAmpError } from '../errors.js';
+import type { AmpProxyOptions } from '../options.js';
+import { createUpstreamHeaderBuilder } from '../proxy/upstream-headers.js';
+import { isAmbiguousPath, normalisedPath } from '../routing/path-safety.js';
+import { classifyAmpPath, type AmpGroup } from '../routing/route-groups.js';
+import { createGroupHandler, type GroupHandler } from './group-handler.js';
+
+export type NextFunction = (error?: unknown) => void;
+
+/** What every factory returns: Express/Connect middleware with WebSocket and shutdown hooks. */
+export interface AmpMiddleware {
+  (req: IncomingMessage, res: ServerResponse, next?: NextFunction): void;
+  /**
+   * Proxies a WebSocket upgrade whose path (relative to the Amp server root) this middleware
+   * owns, and returns `true`. Returns `false` and leaves the socket alone otherwise, so the
+   * host's other upgrade handlers can take it.
+   */
+  upgrade(req: IncomingMessage, socket: Duplex, head: Buffer): boolean;
+  /** Destroys upstream keep-alive connections and open WebSocket tunnels. */
+  close(): Promise<void>;
+}
+
+/** Groups whose routes carry WebSockets; browser pages never upgrade. */
+const UPGRADABLE = new Set<AmpGroup>(['provider', 'management', 'actors']);
+
+interface MiddlewareShape {
+  readonly name: string;
+  readonly groups: readonly AmpGroup[];
+  /** Where a single-group middleware expects to be mounted; the router is mounted at the Amp root. */
+  readonly mountPath?: string;
+}
+
+function looksLikeRequest(value: unknown): boolean {
+  return (
+    typeof value === 'object' &&
+    value !== null &&
+    'socket' in value &&
+    'headers' in value &&
+    'method' in value
+  );
+}
+
+function notFound(res: ServerResponse): NextFunction {
+  return () => {
+    res.writeHead(404, { 'content-type': 'text/plain; charset=utf-8' });
+    res.end('Not Found');
+  };
+}
+
+function splitUrl(url: string): [pathname: string, query: string] {
+  const at = url.indexOf('?');
+  return at === -1 ? [url, ''] : [url.slice(0, at), url.slice(at + 1)];
+}
+
+/**
+ * The Amp path of a request inside a single-group middleware: Express strips the mount path
+ * from `req.url`, so it is put back when the middleware sits at its documented mount point.
+ */
+function ampPathOf(req: IncomingMessage, pathname: string, mountPath: string | undefined): string {
+  if (mountPath === undefined) return pathname;
+  const baseUrl = (req as { baseUrl?: string }).baseUrl;
+  if (!baseUrl || !baseUrl.toLowerCase().endsWith(mountPath)) return pathname;
+  return pathname === '/' ? mountPath : mountPath + pathname;
+}
+
+export function createAmpMiddleware(options: unknown, shape: MiddlewareShape): AmpMiddleware {
+  if (looksLikeRequest(options)) {
+    throw new AmpProxyConfigError(
+      shape.name,
+      `was passed to app.use() without being called; write app.use(${shape.name}()) or app.use(${shape.name}(options))`,
+    );
+  }
+  const config = resolveOptions(options as AmpProxyOptions | undefined);
+  const agent = new (config.upstreamBase.startsWith('https:') ? HttpsAgent : HttpAgent)({ keepAlive: true });
+  const buildHeaders = createUpstreamHeaderBuilder(config.tokenHeader);
+  const handlers = new Map<AmpGroup, GroupHandler>(
+    shape.groups.map((group) => [group, createGroupHandler(group, config, agent, buildHeaders)]),
+  );
+  const tunnels = new Set<Duplex>();
+
+  /** Who serves `ampPath`: a group of ours, `'bad-path'`, or `undefined` when the path is not ours. */
+  function route(ampPath: string): { group: AmpGroup; handler: GroupHandler } | 'bad-path' | undefined {
+    if (isAmbiguousPath(ampPath)) {
+      // Refused only when it is, or would become, one of our paths; the host's own paths stay its business.
+      const claimed = classifyAmpPath(ampPath) ?? classifyAmpPath(normalisedPath(ampPath));
+      return claimed === undefined ? undefined : 'bad-path';
+    }
+    const group = classifyAmpPath(ampPath);
+    if (group === undefined) return undefined;
+    const handler = handlers.get(group);
+    return handler && { group, handler };
+  }
+
+  const middleware = {
+    [shape.name](req: IncomingMessage, res: ServerResponse, next?: NextFunction): void {
+      const [pathname, query] = splitUrl(req.url ?? '/');
+      const ampPath = ampPathOf(req, pathname, shape.mountPath);
+      const target = route(ampPath);
+      if (target === undefined) return (next ?? notFound(res))();
+      if (target === 'bad-path') return sendAmpError(res, 'amp_bad_path');
+      target.handler.http(req, res, ampPath, query);
+    },
+  }[shape.name] as AmpMiddleware;
+
+  middleware.upgrade = (req, socket, head) => {
+    const [pathname, query] = splitUrl(req.url ?? '/');
+    const target = route(pathname);
+    if (target === undefined) return false;
+    if (target === 'bad-path') {
+      rejectUpgrade(socket, 'amp_bad_path');
+      return true;
+    }
+    if (!UPGRADABLE.has(target.group)) return false;
+    tunnels.add(socket);
+    socket.once('close', () => tunnels.delete(socket));
+    target.handler.upgrade(req, socket as Socket, head, pathname, query);
+    return true;
+  };
+
+  middleware.close = async () => {
+    for (const socket of tunnels) socket.destroy();
+    agent.destroy();
+  };
+
+  return middleware;
+}

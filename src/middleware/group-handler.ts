@@ -1,0 +1,110 @@
+import type { Agent, IncomingMessage, ServerResponse } from 'node:http';
+import type { Socket } from 'node:net';
+import { readCredentials, type PresentedCredentials } from '../auth/credentials.js';
+import type { ResolvedConfig } from '../config/resolve-options.js';
+import { rejectUpgrade, sendAmpError, type AmpErrorCode } from '../errors.js';
+import { createPolicy, type PolicyDecision } from '../policy/policies.js';
+import { createGroupProxy } from '../proxy/group-proxy.js';
+import { recoverConsumedBody } from '../proxy/request-body.js';
+import type { UpstreamHeaderBuilder } from '../proxy/upstream-headers.js';
+import type { AmpGroup } from '../routing/route-groups.js';
+
+/** Serves one route group: reads credentials, asks the group's policy, forwards. */
+export interface GroupHandler {
+  http(req: IncomingMessage, res: ServerResponse, pathname: string, query: string): void;
+  upgrade(req: IncomingMessage, socket: Socket, head: Buffer, pathname: string, query: string): void;
+}
+
+type Forward = Extract<PolicyDecision, { kind: 'forward' }>;
+
+function withQuery(pathname: string, query: string): string {
+  return query === '' ? pathname : `${pathname}?${query}`;
+}
+
+export function createGroupHandler(
+  group: AmpGroup,
+  config: ResolvedConfig,
+  agent: Agent,
+  buildHeaders: UpstreamHeaderBuilder,
+): GroupHandler {
+  const policy = createPolicy(config.policies[group], {
+    group,
+    clients: config.clients,
+    serverKey: config.serverKey,
+  });
+  const proxy = createGroupProxy(config.upstreamBase, agent, config.timeoutMs);
+
+  /** Runs the policy and hands its verdict on, synchronously whenever the policy is. */
+  function decide(
+    req: IncomingMessage,
+    query: string,
+    onDecision: (decision: PolicyDecision, credentials: PresentedCredentials) => void,
+    onFailure: (code: AmpErrorCode) => void,
+  ): void {
+    const credentials = readCredentials(req.headers, query, config.tokenHeader, config.clients);
+    let decision: ReturnType<typeof policy>;
+    try {
+      decision = policy(req, credentials);
+    } catch {
+      onFailure('amp_policy_error');
+      return;
+    }
+    if (decision instanceof Promise) {
+      decision.then(
+        (settled) => onDecision(settled, credentials),
+        () => onFailure('amp_policy_error'),
+      );
+    } else {
+      onDecision(decision, credentials);
+    }
+  }
+
+  function rewriteForUpstream(
+    req: IncomingMessage,
+    decision: Forward,
+    credentials: PresentedCredentials,
+    pathname: string,
+    isUpgrade: boolean,
+  ): void {
+    req.headers = buildHeaders(req.headers, decision.headers, isUpgrade);
+    req.url = withQuery(pathname, credentials.upstreamQuery(decision.query));
+  }
+
+  return {
+    http(req, res, pathname, query) {
+      decide(
+        req,
+        query,
+        (decision, credentials) => {
+          if (decision.kind === 'reject') return sendAmpError(res, decision.code);
+          if (decision.kind === 'redirect') {
+            const location =
+              config.upstreamBase + withQuery(pathname, credentials.upstreamQuery('all-credentials'));
+            res.writeHead(302, { location, 'content-length': 0 });
+            res.end();
+            return;
+          }
+          const body = recoverConsumedBody(req);
+          if (body === 'unavailable') return sendAmpError(res, 'amp_body_unavailable');
+          rewriteForUpstream(req, decision, credentials, pathname, false);
+          proxy.web(req, res, body);
+        },
+        (code) => sendAmpError(res, code),
+      );
+    },
+
+    upgrade(req, socket, head, pathname, query) {
+      decide(
+        req,
+        query,
+        (decision, credentials) => {
+          if (decision.kind === 'reject') return rejectUpgrade(socket, decision.code);
+          if (decision.kind === 'redirect') return rejectUpgrade(socket, 'amp_bad_path');
+          rewriteForUpstream(req, decision, credentials, pathname, true);
+          proxy.upgrade(req, socket, head);
+        },
+        (code) => rejectUpgrade(socket, code),
+      );
+    },
+  };
+}

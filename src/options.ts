@@ -1,0 +1,98 @@
+import type { IncomingMessage } from 'node:http';
+import type { AmpGroup } from './routing/route-groups.js';
+import type { UpstreamKeyFunction } from './auth/upstream-key.js';
+
+/** A gateway key that the host hands to one of its users. */
+export interface AmpClient {
+  /** The key the user's Amp CLI sends (as `AMP_API_KEY`). Must be unique, with no spaces or commas. */
+  key: string;
+  /** A label for logs. Defaults to none. */
+  name?: string;
+  /**
+   * This user's own Amp key. Defaults to none: `inject` routes then spend the server key, and
+   * `passthrough`/`dual-token` routes need the user's own token on the request.
+   */
+  upstreamKey?: string;
+}
+
+/** The gateway client a request identified itself as, as seen by a custom policy. */
+export interface AmpPolicyClient {
+  readonly name: string | undefined;
+  readonly upstreamKey: string | undefined;
+}
+
+/** What a custom policy knows about the request, beyond the request itself. */
+export interface AmpPolicyContext {
+  readonly group: AmpGroup;
+  /** The gateway client identified by a presented gateway key, if any. */
+  readonly client: AmpPolicyClient | undefined;
+  /** The `Authorization` token without its scheme, unless it is a gateway key. */
+  readonly userToken: string | undefined;
+  /** The `tokenHeader` value, unless it is a gateway key. */
+  readonly ampToken: string | undefined;
+  /** Resolves the server key (option `upstreamKey`, env, secrets file). */
+  serverKey(): Promise<string | undefined>;
+}
+
+/** What a custom policy decides. */
+export interface AmpPolicyResult {
+  /**
+   * Headers to send upstream (names are case-insensitive). A string sets the header, `null`
+   * removes it. The request's own credential headers are already removed before this applies.
+   */
+  headers?: Record<string, string | null>;
+  /** Refuse the request with this error instead of forwarding it. */
+  reject?: 'amp_client_unauthorized' | 'amp_token_required';
+}
+
+/**
+ * A policy written by the host. It starts from a request with every client credential removed;
+ * whatever it returns is checked so that a gateway key never leaves the gateway.
+ */
+export type AmpCustomPolicy = (
+  req: IncomingMessage,
+  context: AmpPolicyContext,
+) => AmpPolicyResult | undefined | Promise<AmpPolicyResult | undefined>;
+
+export type AmpPolicyName = 'inject' | 'passthrough' | 'dual-token' | 'redirect';
+export type AmpPolicy = AmpPolicyName | AmpCustomPolicy;
+
+/** The auth-header policy of each route group. */
+export interface AmpPolicies {
+  /** `/api/provider/**`. Defaults to `'inject'`. */
+  provider?: Exclude<AmpPolicy, 'redirect'>;
+  /** Every other `/api/**` path. Defaults to `'passthrough'`. */
+  management?: Exclude<AmpPolicy, 'redirect'>;
+  /** `/actors/**`. Defaults to `'passthrough'`. */
+  actors?: Exclude<AmpPolicy, 'redirect'>;
+  /**
+   * Browser pages (`/auth`, `/threads`, `/docs`, `/settings`, their sub-paths, `/threads.rss`,
+   * `/news.rss`). Defaults to `'passthrough'`. `'inject'` is refused: these pages never carry
+   * the server key.
+   */
+  browser?: Exclude<AmpPolicy, 'inject'>;
+}
+
+export interface AmpProxyOptions {
+  /** The Amp server. A path in it is a prefix for every forwarded path. Defaults to `https://ampcode.com`. */
+  upstream?: string;
+  /**
+   * The server-side Amp key that `inject` routes spend: a string, or a function of the request.
+   * Defaults to env `AMP_API_KEY`, then the Amp CLI's secrets file (entry `apiKey@<upstream>`),
+   * re-read at most every 30 s.
+   */
+  upstreamKey?: string | UpstreamKeyFunction;
+  /** Gateway keys handed to users. Defaults to none: `inject` routes then accept any caller. */
+  clients?: readonly AmpClient[];
+  /** The auth-header policy of each group. Defaults to `inject` for provider, `passthrough` elsewhere. */
+  policies?: AmpPolicies;
+  /** The header that carries the user's Amp token under `dual-token`. Defaults to `x-amp-token`. */
+  tokenHeader?: string;
+  /**
+   * How long the upstream may stay silent (before answering, or between two chunks of a stream)
+   * before the request fails with `504 amp_upstream_timeout`. Defaults to 600000 (10 minutes).
+   */
+  timeoutMs?: number;
+  /** The Amp CLI secrets file read when `upstreamKey` is not set. Defaults to `~/.local/share/amp/secrets.json`. */
+  secretsFile?: string;
+}

@@ -1,0 +1,78 @@
+import type { Agent, ClientRequest, IncomingMessage, ServerResponse } from 'node:http';
+import type { Socket } from 'node:net';
+import { createProxyMiddleware } from 'http-proxy-middleware';
+import { sendAmpError } from '../errors.js';
+import { writeRecoveredBody } from './request-body.js';
+
+/** One http-proxy-middleware instance: each route group owns one, created in the factory. */
+export interface GroupProxy {
+  /** Forwards `req` as it now stands: `req.url` and `req.headers` are already the upstream's. */
+  web(req: IncomingMessage, res: ServerResponse, recoveredBody: Buffer | undefined): void;
+  upgrade(req: IncomingMessage, socket: Socket, head: Buffer): void;
+}
+
+const UPSTREAM_TIMEOUT = 'AMP_UPSTREAM_TIMEOUT';
+const recoveredBodies = new WeakMap<IncomingMessage, Buffer>();
+
+function isServerResponse(target: ServerResponse | Socket): target is ServerResponse {
+  return 'writeHead' in target;
+}
+
+function onProxyReq(timeoutMs: number) {
+  return (proxyReq: ClientRequest, req: IncomingMessage, res: ServerResponse): void => {
+    // An abandoned LLM call keeps billing: stop the upstream as soon as the client is gone.
+    // http-proxy only reacts to `aborted`, which Node no longer emits once the body was read.
+    res.once('close', () => {
+      if (!res.writableFinished) proxyReq.destroy();
+    });
+    proxyReq.setTimeout(timeoutMs, () => {
+      proxyReq.destroy(Object.assign(new Error('upstream timed out'), { code: UPSTREAM_TIMEOUT }));
+    });
+    const body = recoveredBodies.get(req);
+    if (body) writeRecoveredBody(proxyReq, body);
+  };
+}
+
+function onProxyRes(proxyRes: IncomingMessage, _req: IncomingMessage, res: ServerResponse): void {
+  // A reset mid-stream ends the piped source without `end`; without this the client would hang.
+  proxyRes.once('close', () => {
+    if (!proxyRes.complete) res.destroy();
+  });
+}
+
+function onError(error: Error, req: IncomingMessage, target: ServerResponse | Socket): void {
+  if (!isServerResponse(target)) {
+    target.destroy();
+    return;
+  }
+  // A client that went away is not an upstream failure: there is nobody to answer.
+  if (req.socket.destroyed || target.destroyed || target.writableEnded) return;
+  const timedOut = (error as NodeJS.ErrnoException).code === UPSTREAM_TIMEOUT;
+  sendAmpError(target, timedOut ? 'amp_upstream_timeout' : 'amp_upstream_proxy_error');
+}
+
+export function createGroupProxy(upstreamBase: string, agent: Agent, timeoutMs: number): GroupProxy {
+  const middleware = createProxyMiddleware<IncomingMessage, ServerResponse>({
+    target: upstreamBase,
+    changeOrigin: true,
+    agent,
+    // Our paths are already clean and relative; skipping url.parse keeps them byte for byte.
+    toProxy: true,
+    xfwd: false,
+    ejectPlugins: true,
+    on: {
+      proxyReq: onProxyReq(timeoutMs),
+      proxyRes: onProxyRes,
+      error: onError,
+    },
+  });
+  return {
+    web(req, res, recoveredBody) {
+      if (recoveredBody) recoveredBodies.set(req, recoveredBody);
+      void middleware(req, res, () => sendAmpError(res, 'amp_upstream_proxy_error'));
+    },
+    upgrade(req, socket, head) {
+      middleware.upgrade(req, socket, head);
+    },
+  };
+}

@@ -1,0 +1,40 @@
+import { request as httpRequest, type IncomingHttpHeaders, type OutgoingHttpHeaders } from 'node:http';
+
+export interface ClientResponse {
+  status: number;
+  headers: IncomingHttpHeaders;
+  body: string;
+  json(): unknown;
+}
+
+export interface ClientRequestOptions {
+  method?: string;
+  /** An object, or a flat `[name, value, name, value…]` list to send repeated headers verbatim. */
+  headers?: OutgoingHttpHeaders | string[];
+  body?: string | Buffer;
+}
+
+/** A plain HTTP request on a fresh connection, so every test sees exactly what it sent. */
+export function send(
+  url: string,
+  { method = 'GET', headers = {}, body }: ClientRequestOptions = {},
+): Promise<ClientResponse> {
+  return new Promise((resolve, reject) => {
+    const req = httpRequest(url, { method, headers, agent: false }, (res) => {
+      const chunks: Buffer[] = [];
+      res.on('data', (chunk: Buffer) => chunks.push(chunk));
+      res.on('end', () => {
+        const text = Buffer.concat(chunks).toString('utf8');
+        resolve({
+          status: res.statusCode ?? 0,
+          headers: res.headers,
+          body: text,
+          json: () => JSON.parse(text),
+        });
+      });
+      res.on('error', reject);
+    });
+    req.on('error', reject);
+    req.end(body);
+  });
+}
