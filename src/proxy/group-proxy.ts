@@ -59,12 +59,15 @@ export function createGroupProxy(upstreamBase: string, agent: Agent, timeoutMs: 
     // Our paths are already clean and relative; skipping url.parse keeps them byte for byte.
     toProxy: true,
     xfwd: false,
+    // The default plugins log to the console and answer errors in plain text; ours answer JSON.
     ejectPlugins: true,
-    on: {
-      proxyReq: onProxyReq(timeoutMs),
-      proxyRes: onProxyRes,
-      error: onError,
-    },
+    plugins: [
+      (proxyServer) => {
+        proxyServer.on('proxyReq', onProxyReq(timeoutMs));
+        proxyServer.on('proxyRes', onProxyRes);
+        proxyServer.on('error', onError);
+      },
+    ],
   });
   return {
     web(req, res, recoveredBody) {

@@ -1,0 +1,93 @@
+export type Kind = 'bare' | 'amp';
+export const KINDS: readonly Kind[] = ['bare', 'amp'];
+export type PerKind = Record<Kind, number>;
+
+export function median(values: readonly number[]): number {
+  const sorted = [...values].sort((a, b) => a - b);
+  const middle = sorted.length >> 1;
+  if (sorted.length === 0) return Number.NaN;
+  return sorted.length % 2 ? sorted[middle]! : (sorted[middle - 1]! + sorted[middle]!) / 2;
+}
+
+interface Row {
+  metric: string;
+  bare: string;
+  amp: string;
+  compare: string;
+}
+
+export interface Target {
+  label: string;
+  pass: boolean;
+  detail: string;
+}
+
+function fixed(value: number, digits: number): string {
+  return Number.isFinite(value) ? value.toFixed(digits) : 'n/a';
+}
+
+function signed(value: number, digits: number): string {
+  return `${value >= 0 ? '+' : ''}${fixed(value, digits)}`;
+}
+
+export class Report {
+  private readonly rows: Row[] = [];
+  private readonly targets: Target[] = [];
+
+  /** Compared as amp/bare. */
+  ratio(metric: string, values: PerKind, digits: number): void {
+    const ratio = values.amp / values.bare;
+    this.rows.push({
+      metric,
+      bare: fixed(values.bare, digits),
+      amp: fixed(values.amp, digits),
+      compare: `${fixed(ratio, 2)}x`,
+    });
+  }
+
+  /** Compared as amp−bare, in the metric's own unit (latencies). */
+  difference(metric: string, values: PerKind, digits: number, unit: string): void {
+    this.rows.push({
+      metric,
+      bare: fixed(values.bare, digits),
+      amp: fixed(values.amp, digits),
+      compare: `${signed(values.amp - values.bare, digits)} ${unit}`,
+    });
+  }
+
+  /** Not compared (counts of things that should be zero). */
+  plain(metric: string, values: PerKind): void {
+    this.rows.push({ metric, bare: String(values.bare), amp: String(values.amp), compare: '-' });
+  }
+
+  target(label: string, pass: boolean, detail: string): void {
+    this.targets.push({ label, pass, detail });
+  }
+
+  render(): string {
+    const header: Row = { metric: 'metric', bare: 'bare', amp: 'amp', compare: 'amp vs bare' };
+    const all = [header, ...this.rows];
+    const width = (key: keyof Row): number => Math.max(...all.map((row) => row[key].length));
+    const [metric, bare, amp, compare] = (['metric', 'bare', 'amp', 'compare'] as const).map(width) as [
+      number,
+      number,
+      number,
+      number,
+    ];
+    const line = (row: Row): string =>
+      `| ${row.metric.padEnd(metric)} | ${row.bare.padStart(bare)} | ${row.amp.padStart(amp)} | ${row.compare.padStart(compare)} |`;
+    const rule = `| ${'-'.repeat(metric)} | ${'-'.repeat(bare - 1)}: | ${'-'.repeat(amp - 1)}: | ${'-'.repeat(compare - 1)}: |`;
+    const failed = this.targets.filter((target) => !target.pass).length;
+    const verdicts = this.targets.map((t) => `${t.label} ${t.pass ? 'PASS' : 'FAIL'} (${t.detail})`);
+    return [
+      line(header),
+      rule,
+      ...this.rows.map(line),
+      '',
+      `targets (amp): ${verdicts.join('; ')}`,
+      `${this.targets.length - failed}/${this.targets.length} targets met`,
+    ].join('\n');
+  }
+}
+
+export { signed, fixed };

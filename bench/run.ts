@@ -1,0 +1,350 @@
+/**
+ * `npm run bench`: the Amp router against a hand-written http-proxy-middleware baseline, each in
+ * its own process, behind the same fake upstream. Every metric alternates bare, amp, bare, amp…
+ * so that machine noise hits both alike, and reports the median. The table goes to stdout,
+ * progress to stderr.
+ *
+ * BENCH_QUICK=1     a ~30 s smoke run (1 round, short loads, 200 idle streams)
+ * BENCH_ROUNDS=N    rounds per metric (default 3)
+ * BENCH_IDLE=N      idle SSE streams / WebSockets held open at once (default 1000)
+ * BENCH_PROFILE=amp|bare  write a --cpu-prof of that proxy's load phases to .tmp/bench-profiles
+ */
+import { Agent } from 'node:http';
+import { readFileSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { killAllChildren, startChild, type Child } from './children.js';
+import { SERVER_KEY, USER_TOKEN, type ProxyCommands, type UpstreamCommands } from './protocol.js';
+import { fixed, KINDS, median, Report, signed, type Kind, type PerKind } from './report.js';
+import {
+  download,
+  fetchJson,
+  load,
+  MESSAGES_PATH,
+  openIdleStream,
+  openMany,
+  openWebSocket,
+  THREAD_PATH,
+  timeToFirstEvent,
+  upload,
+  type Held,
+} from './traffic.js';
+
+const MB = 1024 * 1024;
+const KB = 1024;
+const quick = process.env.BENCH_QUICK === '1';
+const settings = {
+  rounds: Number(process.env.BENCH_ROUNDS ?? (quick ? 1 : 3)),
+  warmupSeconds: quick ? 1 : 2,
+  loadSeconds: quick ? 2 : 5,
+  latencySeconds: quick ? 1 : 3,
+  sseSamples: quick ? 5 : 20,
+  idle: Number(process.env.BENCH_IDLE ?? (quick ? 200 : 1000)),
+  downloadBytes: 50 * MB,
+  uploadBytes: 20 * MB,
+};
+const profiled = process.env.BENCH_PROFILE;
+const profileDir = fileURLToPath(new URL('../.tmp/bench-profiles', import.meta.url));
+const DEADLINE_MS = 10 * 60_000;
+
+type Proxy = Child<ProxyCommands>;
+
+function log(message: string): void {
+  process.stderr.write(`bench: ${message}\n`);
+}
+
+/** The soft open-files limit on Linux; undefined where /proc is not available. */
+function openFilesLimit(): number | undefined {
+  try {
+    const match = /^Max open files\s+(\d+|unlimited)/m.exec(readFileSync('/proc/self/limits', 'utf8'));
+    return match?.[1] === 'unlimited' ? Infinity : match ? Number(match[1]) : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+function checkOpenFilesLimit(): void {
+  // The proxy holds two sockets per idle stream (client side and upstream side).
+  const needed = 2 * settings.idle + 256;
+  const limit = openFilesLimit();
+  log(`open-files limit ${limit ?? 'unknown'}, needed about ${needed}`);
+  if (limit !== undefined && limit < needed) {
+    settings.idle = Math.floor((limit - 256) / 2);
+    log(`only ${settings.idle} idle streams fit under the open-files limit (raise it with ulimit -n)`);
+  }
+}
+
+function startProxy(kind: Kind, upstream: string, execArgv: string[] = []): Promise<Proxy> {
+  return startChild<ProxyCommands>('proxy.ts', [kind, upstream], execArgv);
+}
+
+/** Both proxies must do the job before their speed means anything. */
+async function checkProxy(kind: Kind, base: string): Promise<void> {
+  const provider = await fetchJson(base + MESSAGES_PATH, 'POST');
+  if (provider.authorization !== `Bearer ${SERVER_KEY}` || provider.apiKey !== SERVER_KEY) {
+    throw new Error(`${kind}: the provider request reached the upstream with ${JSON.stringify(provider)}`);
+  }
+  const thread = await fetchJson(base + THREAD_PATH, 'GET');
+  const expected = kind === 'amp' ? `Bearer ${USER_TOKEN}` : `Bearer ${SERVER_KEY}`;
+  if (thread.authorization !== expected) {
+    throw new Error(`${kind}: the thread request reached the upstream with ${JSON.stringify(thread)}`);
+  }
+}
+
+/** Runs `measure` for bare, amp, bare, amp… and returns each one's median. */
+async function interleaved(label: string, measure: (kind: Kind) => Promise<number>): Promise<PerKind> {
+  const samples: Record<Kind, number[]> = { bare: [], amp: [] };
+  for (let round = 1; round <= settings.rounds; round++) {
+    for (const kind of KINDS) {
+      const value = await measure(kind);
+      samples[kind].push(value);
+      log(`${label} round ${round} ${kind}: ${fixed(value, 3)}`);
+    }
+  }
+  return { bare: median(samples.bare), amp: median(samples.amp) };
+}
+
+function perKind(make: (kind: Kind) => number): PerKind {
+  return { bare: make('bare'), amp: make('amp') };
+}
+
+async function waitUntil(condition: () => Promise<boolean>, timeoutMs: number): Promise<boolean> {
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline) {
+    if (await condition()) return true;
+    await sleep(100);
+  }
+  return condition();
+}
+
+interface IdleCost {
+  rssPerStream: number;
+  heapPerStream: number;
+  /** Upstream streams still open 2 s after every client went away. */
+  leftOpen: number;
+}
+
+async function idleCost(
+  kind: Kind,
+  upstream: Child<UpstreamCommands>,
+  what: 'sse' | 'ws',
+  open: (base: string) => Promise<Held>,
+): Promise<IdleCost> {
+  const openUpstream = async (): Promise<number> => (await upstream.call('open-streams'))[what];
+  const proxy = await startProxy(kind, upstream.url);
+  try {
+    // Load the code paths first, so the baseline is not missing compiled code and module state.
+    for (const warm of await openMany(20, 20, () => open(proxy.url))) warm.close();
+    await sleep(200);
+    const baseline = await openUpstream();
+    const before = await proxy.call('memory');
+    const held = await openMany(settings.idle, 100, () => open(proxy.url));
+    await sleep(1000);
+    const after = await proxy.call('memory');
+    for (const item of held) item.close();
+    await waitUntil(async () => (await openUpstream()) <= baseline, 2000);
+    const leftOpen = Math.max(0, (await openUpstream()) - baseline);
+    const cost: IdleCost = {
+      rssPerStream: (after.rss - before.rss) / settings.idle / KB,
+      heapPerStream: (after.heapUsed - before.heapUsed) / settings.idle / KB,
+      leftOpen,
+    };
+    log(
+      `${settings.idle} idle ${what} via ${kind}: ${fixed(cost.rssPerStream, 1)} KB RSS, ${fixed(cost.heapPerStream, 1)} KB heap each, ${leftOpen} left open upstream`,
+    );
+    return cost;
+  } finally {
+    await proxy.stop();
+    // Whatever the proxy left open upstream closes with its process; the next phase starts clean.
+    await waitUntil(async () => (await openUpstream()) === 0, 5000);
+  }
+}
+
+async function main(): Promise<void> {
+  checkOpenFilesLimit();
+  const upstream = await startChild<UpstreamCommands>('upstream.ts', []);
+  const report = new Report();
+  const failures: PerKind = { bare: 0, amp: 0 };
+  try {
+    // Phase 1: request rate, latency and SSE on one long-lived process per proxy.
+    const profileArgs = (kind: Kind): string[] =>
+      profiled === kind ? ['--cpu-prof', `--cpu-prof-dir=${profileDir}`] : [];
+    const proxies: Record<Kind, Proxy> = {
+      bare: await startProxy('bare', upstream.url, profileArgs('bare')),
+      amp: await startProxy('amp', upstream.url, profileArgs('amp')),
+    };
+    for (const kind of KINDS) await checkProxy(kind, proxies[kind].url);
+    log('both proxies swap credentials as expected; warming up');
+    for (const kind of KINDS) {
+      for (const [method, path] of [
+        ['POST', MESSAGES_PATH],
+        ['GET', THREAD_PATH],
+      ] as const) {
+        await load(proxies[kind].url, { method, path, connections: 50, seconds: settings.warmupSeconds });
+      }
+    }
+
+    const rate = (method: 'GET' | 'POST', path: string) => async (kind: Kind) => {
+      const result = await load(proxies[kind].url, {
+        method,
+        path,
+        connections: 50,
+        seconds: settings.loadSeconds,
+      });
+      failures[kind] += result.failures;
+      return result.requestsPerSecond;
+    };
+    const postRate = await interleaved('POST req/s', rate('POST', MESSAGES_PATH));
+    const getRate = await interleaved('GET req/s', rate('GET', THREAD_PATH));
+    const p50 = await interleaved('c=1 p50 ms', async (kind) => {
+      const result = await load(proxies[kind].url, {
+        method: 'POST',
+        path: MESSAGES_PATH,
+        connections: 1,
+        seconds: settings.latencySeconds,
+      });
+      failures[kind] += result.failures;
+      return result.p50;
+    });
+    const firstEvent = await interleaved('SSE first event ms', async (kind) => {
+      const agent = new Agent({ keepAlive: true, maxSockets: 1 });
+      try {
+        // The first request also opens the connection; it is not part of the sample.
+        await timeToFirstEvent(proxies[kind].url, agent);
+        const samples: number[] = [];
+        for (let i = 0; i < settings.sseSamples; i++)
+          samples.push(await timeToFirstEvent(proxies[kind].url, agent));
+        return median(samples);
+      } finally {
+        agent.destroy();
+      }
+    });
+    for (const kind of KINDS) await proxies[kind].stop();
+
+    // Phase 2: large transfers, each round on fresh processes so earlier phases do not inflate RSS.
+    const downloadSpeed: Record<Kind, number[]> = { bare: [], amp: [] };
+    const downloadPeak: Record<Kind, number[]> = { bare: [], amp: [] };
+    const uploadSpeed: Record<Kind, number[]> = { bare: [], amp: [] };
+    const uploadPeak: Record<Kind, number[]> = { bare: [], amp: [] };
+    for (let round = 1; round <= settings.rounds; round++) {
+      for (const kind of KINDS) {
+        const proxy = await startProxy(kind, upstream.url);
+        try {
+          await download(proxy.url, MB);
+          await upload(proxy.url, MB);
+          await proxy.call('peak-start');
+          downloadSpeed[kind].push(
+            settings.downloadBytes / MB / (await download(proxy.url, settings.downloadBytes)),
+          );
+          downloadPeak[kind].push((await proxy.call('peak-stop')) / MB);
+          await proxy.call('peak-start');
+          uploadSpeed[kind].push(settings.uploadBytes / MB / (await upload(proxy.url, settings.uploadBytes)));
+          uploadPeak[kind].push((await proxy.call('peak-stop')) / MB);
+          log(
+            `transfers round ${round} ${kind}: down ${fixed(downloadSpeed[kind].at(-1)!, 0)} MB/s peak ${fixed(downloadPeak[kind].at(-1)!, 1)} MB, up ${fixed(uploadSpeed[kind].at(-1)!, 0)} MB/s peak ${fixed(uploadPeak[kind].at(-1)!, 1)} MB`,
+          );
+        } finally {
+          await proxy.stop();
+        }
+      }
+    }
+
+    // Phase 3: what an idle stream costs, each kind on a fresh process.
+    const sse: Partial<Record<Kind, IdleCost>> = {};
+    const ws: Partial<Record<Kind, IdleCost>> = {};
+    for (const kind of KINDS) sse[kind] = await idleCost(kind, upstream, 'sse', openIdleStream);
+    for (const kind of KINDS) ws[kind] = await idleCost(kind, upstream, 'ws', openWebSocket);
+
+    const downMedian = perKind((kind) => median(downloadPeak[kind]));
+    const upMedian = perKind((kind) => median(uploadPeak[kind]));
+    const sseRss = perKind((kind) => sse[kind]!.rssPerStream);
+    const wsRss = perKind((kind) => ws[kind]!.rssPerStream);
+    report.ratio(`req/s POST ${MESSAGES_PATH} (c=50)`, postRate, 0);
+    report.ratio(`req/s GET ${THREAD_PATH} (c=50)`, getRate, 0);
+    report.difference('p50 latency POST, c=1 (ms)', p50, 3, 'ms');
+    report.difference('SSE time to first event (ms)', firstEvent, 3, 'ms');
+    report.ratio(
+      `${settings.downloadBytes / MB} MB download (MB/s)`,
+      perKind((k) => median(downloadSpeed[k])),
+      0,
+    );
+    report.ratio(`peak RSS during ${settings.downloadBytes / MB} MB download (MB)`, downMedian, 1);
+    report.ratio(
+      `${settings.uploadBytes / MB} MB upload (MB/s)`,
+      perKind((k) => median(uploadSpeed[k])),
+      0,
+    );
+    report.ratio(`peak RSS during ${settings.uploadBytes / MB} MB upload (MB)`, upMedian, 1);
+    report.ratio(`${settings.idle} idle SSE streams: RSS per stream (KB)`, sseRss, 1);
+    report.ratio(
+      `${settings.idle} idle SSE streams: heap per stream (KB)`,
+      perKind((k) => sse[k]!.heapPerStream),
+      1,
+    );
+    report.ratio(`${settings.idle} idle WebSockets: RSS per socket (KB)`, wsRss, 1);
+    report.ratio(
+      `${settings.idle} idle WebSockets: heap per socket (KB)`,
+      perKind((k) => ws[k]!.heapPerStream),
+      1,
+    );
+    report.plain(
+      'upstream SSE streams still open 2 s after clients left',
+      perKind((k) => sse[k]!.leftOpen),
+    );
+    report.plain(
+      'upstream WebSockets still open 2 s after clients left',
+      perKind((k) => ws[k]!.leftOpen),
+    );
+    report.plain('failed requests (errors, timeouts, non-2xx) under load', failures);
+
+    const ratioTarget = (label: string, values: PerKind, min: number): void => {
+      const ratio = values.amp / values.bare;
+      report.target(label, ratio >= min, `${fixed(ratio, 2)}x, needs >= ${min}x`);
+    };
+    const latencyTarget = (label: string, values: PerKind): void => {
+      const added = values.amp - values.bare;
+      report.target(label, added <= 0.3, `${signed(added, 3)} ms, needs <= +0.3 ms`);
+    };
+    const memoryTarget = (label: string, values: PerKind): void => {
+      const ratio = values.amp / values.bare;
+      report.target(label, ratio <= 1.1, `${fixed(ratio, 2)}x, needs <= 1.1x`);
+    };
+    const idleTarget = (label: string, kb: number): void => {
+      report.target(label, kb < 64, `${fixed(kb, 1)} KB, needs < 64 KB`);
+    };
+    ratioTarget('POST req/s', postRate, 0.95);
+    ratioTarget('GET req/s', getRate, 0.95);
+    latencyTarget('c=1 p50', p50);
+    latencyTarget('SSE first event', firstEvent);
+    memoryTarget('download peak RSS', downMedian);
+    memoryTarget('upload peak RSS', upMedian);
+    idleTarget('idle SSE', sseRss.amp);
+    idleTarget('idle WebSocket', wsRss.amp);
+  } finally {
+    await upstream.stop();
+  }
+
+  process.stdout.write(`${report.render()}\n`);
+  if (profiled) log(`CPU profile of the ${profiled} proxy written to ${profileDir}`);
+}
+
+const watchdog = setTimeout(() => {
+  log(`gave up after ${DEADLINE_MS / 60_000} minutes`);
+  killAllChildren();
+  process.exit(1);
+}, DEADLINE_MS);
+for (const signal of ['SIGINT', 'SIGTERM'] as const) {
+  process.once(signal, () => {
+    killAllChildren();
+    process.exit(130);
+  });
+}
+
+main().then(
+  () => clearTimeout(watchdog),
+  (error: unknown) => {
+    log(error instanceof Error ? (error.stack ?? error.message) : String(error));
+    killAllChildren();
+    process.exit(1);
+  },
+);

@@ -1,0 +1,237 @@
+/** The client side of every measurement: plain node:http, ws and autocannon, all on 127.0.0.1. */
+import { request, type Agent, type ClientRequest, type IncomingMessage } from 'node:http';
+import { performance } from 'node:perf_hooks';
+import autocannon from 'autocannon';
+import { WebSocket } from 'ws';
+import { USER_TOKEN } from './protocol.js';
+import { median } from './report.js';
+
+export const MESSAGES_PATH = '/api/provider/anthropic/v1/messages';
+export const THREAD_PATH = '/api/threads/T-1';
+const SSE_PATH = '/api/provider/anthropic/v1/sse';
+const REQUEST_TIMEOUT_MS = 15_000;
+
+export const MESSAGE_BODY = JSON.stringify({
+  model: 'claude-sonnet-4',
+  max_tokens: 1024,
+  messages: [{ role: 'user', content: 'Say hello.' }],
+});
+const AUTH = { authorization: `Bearer ${USER_TOKEN}` };
+
+export interface LoadResult {
+  requestsPerSecond: number;
+  /** Median response time in ms, from every response (autocannon's own histogram rounds to 1 ms). */
+  p50: number;
+  failures: number;
+}
+
+export async function load(
+  base: string,
+  {
+    method,
+    path,
+    connections,
+    seconds,
+  }: { method: 'GET' | 'POST'; path: string; connections: number; seconds: number },
+): Promise<LoadResult> {
+  const times: number[] = [];
+  const instance = autocannon({
+    url: base + path,
+    method,
+    connections,
+    duration: seconds,
+    timeout: 10,
+    headers: method === 'POST' ? { ...AUTH, 'content-type': 'application/json' } : AUTH,
+    ...(method === 'POST' ? { body: MESSAGE_BODY } : {}),
+  });
+  instance.on('response', (_client, _status, _bytes, responseTime) => times.push(responseTime));
+  const result = await instance;
+  return {
+    requestsPerSecond: result.requests.average,
+    p50: median(times),
+    failures: result.errors + result.timeouts + result.non2xx,
+  };
+}
+
+/** A request that fails instead of hanging the benchmark. */
+function send(
+  url: string,
+  options: { method?: string; agent?: Agent | false; headers?: Record<string, string | number> },
+  onResponse: (res: IncomingMessage, req: ClientRequest) => void,
+  reject: (error: Error) => void,
+): ClientRequest {
+  const req = request(url, { agent: false, ...options, headers: { ...AUTH, ...options.headers } }, (res) => {
+    if (res.statusCode !== 200) {
+      res.resume();
+      reject(new Error(`${url}: HTTP ${res.statusCode}`));
+      return;
+    }
+    res.on('error', reject);
+    onResponse(res, req);
+  });
+  req.setTimeout(REQUEST_TIMEOUT_MS, () => req.destroy(new Error(`${url}: timed out`)));
+  req.on('error', reject);
+  return req;
+}
+
+/** A small request whose JSON answer is returned; for checking what the upstream saw. */
+export function fetchJson(url: string, method: 'GET' | 'POST'): Promise<Record<string, unknown>> {
+  return new Promise((resolve, reject) => {
+    const body = method === 'POST' ? MESSAGE_BODY : undefined;
+    const headers: Record<string, string | number> = body
+      ? { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) }
+      : {};
+    const req = send(
+      url,
+      { method, headers },
+      (res) => {
+        const chunks: Buffer[] = [];
+        res.on('data', (chunk: Buffer) => chunks.push(chunk));
+        res.on('end', () =>
+          resolve(JSON.parse(Buffer.concat(chunks).toString('utf8')) as Record<string, unknown>),
+        );
+      },
+      reject,
+    );
+    req.end(body);
+  });
+}
+
+/** Milliseconds from starting the request to the first `data:` line, over `agent`. */
+export function timeToFirstEvent(base: string, agent: Agent): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const started = performance.now();
+    let elapsed: number | undefined;
+    // A short stream that ends on its own, so the client's keep-alive socket is reused.
+    const req = send(
+      `${base}${SSE_PATH}?events=3&every=5`,
+      { agent, headers: { accept: 'text/event-stream' } },
+      (res) => {
+        let seen = '';
+        res.setEncoding('utf8');
+        res.on('data', (chunk: string) => {
+          if (elapsed !== undefined) return;
+          seen += chunk;
+          if (/^data:/m.test(seen)) elapsed = performance.now() - started;
+        });
+        res.on('end', () =>
+          elapsed === undefined ? reject(new Error('SSE ended without an event')) : resolve(elapsed),
+        );
+      },
+      reject,
+    );
+    req.end();
+  });
+}
+
+/** Downloads `bytes` and returns the seconds it took. */
+export function download(base: string, bytes: number): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const started = performance.now();
+    const req = send(
+      `${base}/api/download?bytes=${bytes}`,
+      {},
+      (res) => {
+        let received = 0;
+        res.on('data', (chunk: Buffer) => (received += chunk.length));
+        res.on('end', () => {
+          if (received !== bytes) reject(new Error(`download: got ${received} of ${bytes} bytes`));
+          else resolve((performance.now() - started) / 1000);
+        });
+      },
+      reject,
+    );
+    req.end();
+  });
+}
+
+/** Uploads `bytes` (with backpressure, as a real client would) and returns the seconds it took. */
+export function upload(base: string, bytes: number): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const chunk = Buffer.alloc(64 * 1024, 'upload ');
+    const started = performance.now();
+    const req = send(
+      `${base}/api/upload`,
+      { method: 'POST', headers: { 'content-type': 'application/octet-stream', 'content-length': bytes } },
+      (res) => {
+        const parts: Buffer[] = [];
+        res.on('data', (part: Buffer) => parts.push(part));
+        res.on('end', () => {
+          const { bytes: counted } = JSON.parse(Buffer.concat(parts).toString('utf8')) as { bytes: number };
+          if (counted !== bytes) reject(new Error(`upload: upstream counted ${counted} of ${bytes} bytes`));
+          else resolve((performance.now() - started) / 1000);
+        });
+      },
+      reject,
+    );
+    let sent = 0;
+    const pump = (): void => {
+      while (sent < bytes) {
+        const part = bytes - sent >= chunk.length ? chunk : chunk.subarray(0, bytes - sent);
+        sent += part.length;
+        if (!req.write(part)) {
+          req.once('drain', pump);
+          return;
+        }
+      }
+      req.end();
+    };
+    pump();
+  });
+}
+
+/** Something held open that can be let go of. */
+export interface Held {
+  close(): void;
+}
+
+/** An SSE stream that has delivered its first event and then stays idle for about a minute. */
+export function openIdleStream(base: string): Promise<Held> {
+  return new Promise((resolve, reject) => {
+    const req = send(
+      `${base}${SSE_PATH}?events=2&every=60000`,
+      { headers: { accept: 'text/event-stream' } },
+      (res) => {
+        res.once('data', () => resolve({ close: () => req.destroy() }));
+      },
+      reject,
+    );
+    // The timeout guards the opening only; an idle stream must not trip it afterwards.
+    req.once('response', () => req.setTimeout(0));
+    req.end();
+  });
+}
+
+export function openWebSocket(base: string): Promise<Held> {
+  return new Promise((resolve, reject) => {
+    const ws = new WebSocket(`${base.replace(/^http/, 'ws')}/api/ws`, {
+      headers: AUTH,
+      handshakeTimeout: REQUEST_TIMEOUT_MS,
+      perMessageDeflate: false,
+    });
+    ws.once('open', () => resolve({ close: () => ws.terminate() }));
+    ws.once('unexpected-response', (_req, res) => reject(new Error(`WebSocket: HTTP ${res.statusCode}`)));
+    ws.once('error', reject);
+  });
+}
+
+/** Opens `count` things, at most `concurrency` at a time, so the listen backlog never overflows. */
+export async function openMany(
+  count: number,
+  concurrency: number,
+  open: () => Promise<Held>,
+): Promise<Held[]> {
+  const held: Held[] = [];
+  for (let start = 0; start < count; start += concurrency) {
+    const batch = await Promise.allSettled(
+      Array.from({ length: Math.min(concurrency, count - start) }, open),
+    );
+    for (const outcome of batch) if (outcome.status === 'fulfilled') held.push(outcome.value);
+    const failed = batch.find((outcome) => outcome.status === 'rejected');
+    if (failed) {
+      for (const item of held) item.close();
+      throw failed.reason;
+    }
+  }
+  return held;
+}
