@@ -33,7 +33,20 @@ function onProxyReq(timeoutMs: number) {
   };
 }
 
+/**
+ * Host-side compression buffers a stream until it has enough to compress, which holds SSE
+ * events back; `no-transform` is the standard way to tell `compression()` and intermediaries
+ * to leave the stream alone.
+ */
+function keepEventStreamsLive(proxyRes: IncomingMessage): void {
+  if (!proxyRes.headers['content-type']?.startsWith('text/event-stream')) return;
+  const cacheControl = proxyRes.headers['cache-control'];
+  if (cacheControl?.includes('no-transform')) return;
+  proxyRes.headers['cache-control'] = cacheControl ? `${cacheControl}, no-transform` : 'no-transform';
+}
+
 function onProxyRes(proxyRes: IncomingMessage, _req: IncomingMessage, res: ServerResponse): void {
+  keepEventStreamsLive(proxyRes);
   // A reset mid-stream ends the piped source without `end`; without this the client would hang.
   proxyRes.once('close', () => {
     if (!proxyRes.complete) res.destroy();

@@ -1,0 +1,182 @@
+import assert from 'node:assert/strict';
+import { request } from 'node:http';
+import { after, before, describe, it } from 'node:test';
+import { gzipSync } from 'node:zlib';
+import compression from 'compression';
+import { ampRouter } from '../src/index.js';
+import { EXPRESS_VERSIONS, listen, type RunningApp } from './support/apps.js';
+import { send } from './support/client.js';
+import { startUpstream, type FakeUpstream } from './support/upstream.js';
+
+const EVENT_GAP_MS = 300;
+
+/** Collects SSE chunks with the time each arrived, relative to the request's start. */
+function readEvents(url: string): Promise<{ status: number; arrivals: { at: number; text: string }[] }> {
+  return new Promise((resolve, reject) => {
+    const started = Date.now();
+    const req = request(
+      url,
+      { method: 'POST', agent: false, headers: { 'accept-encoding': 'gzip' } },
+      (res) => {
+        const arrivals: { at: number; text: string }[] = [];
+        res.setEncoding('utf8');
+        res.on('data', (text: string) => arrivals.push({ at: Date.now() - started, text }));
+        res.on('end', () => resolve({ status: res.statusCode ?? 0, arrivals }));
+      },
+    );
+    req.on('error', reject);
+    req.end('{"stream":true}');
+  });
+}
+
+for (const [name, express] of EXPRESS_VERSIONS) {
+  describe(`streaming and request bodies (${name})`, () => {
+    let upstream: FakeUpstream;
+    const apps: RunningApp[] = [];
+
+    before(async () => {
+      upstream = await startUpstream((req, res, recorded) => {
+        if (req.url?.includes('stream')) {
+          res.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-cache' });
+          res.write('event: message_start\ndata: {"n":1}\n\n');
+          setTimeout(() => res.write('data: {"n":2}\n\n'), EVENT_GAP_MS);
+          setTimeout(() => res.end('data: [DONE]\n\n'), EVENT_GAP_MS * 2);
+          return;
+        }
+        const body = JSON.stringify({
+          length: recorded.body.length,
+          contentLength: recorded.headers['content-length'] ?? null,
+          contentEncoding: recorded.headers['content-encoding'] ?? null,
+          transferEncoding: recorded.headers['transfer-encoding'] ?? null,
+        });
+        res.writeHead(200, { 'content-type': 'application/json' });
+        res.end(body);
+      });
+    });
+    after(async () => {
+      await Promise.all(apps.map((app) => app.close()));
+      await upstream.close();
+    });
+
+    async function hostApp(setup: (app: ReturnType<typeof express>) => void): Promise<RunningApp> {
+      const app = express();
+      setup(app);
+      const running = await listen(app);
+      apps.push(running);
+      return running;
+    }
+    const amp = () => ampRouter({ upstream: upstream.url, upstreamKey: 'server-key' });
+
+    for (const [label, setup] of [
+      ['bare', (app: ReturnType<typeof express>) => app.use(amp())],
+      ['after compression()', (app: ReturnType<typeof express>) => app.use(compression()).use(amp())],
+      ['after express.json()', (app: ReturnType<typeof express>) => app.use(express.json()).use(amp())],
+    ] as const) {
+      it(`SSE events arrive as the upstream sends them (${label})`, async () => {
+        const app = await hostApp(setup);
+        const { status, arrivals } = await readEvents(`${app.url}/api/provider/anthropic/v1/messages?stream`);
+        assert.equal(status, 200);
+        const first = arrivals[0]!;
+        assert.match(first.text, /message_start/);
+        assert.ok(first.at < EVENT_GAP_MS - 100, `first event took ${first.at} ms`);
+        const all = arrivals.map((a) => a.text).join('');
+        assert.equal(all, 'event: message_start\ndata: {"n":1}\n\ndata: {"n":2}\n\ndata: [DONE]\n\n');
+      });
+    }
+
+    const json = JSON.stringify({ method: 'webSearch2', params: { query: 'x'.repeat(30_000) } });
+    const gzipped = gzipSync(json);
+
+    for (const [label, setup] of [
+      ['no body parser', (app: ReturnType<typeof express>) => app.use(amp())],
+      [
+        'express.json()',
+        (app: ReturnType<typeof express>) => app.use(express.json({ limit: '1mb' })).use(amp()),
+      ],
+      [
+        'express.raw()',
+        (app: ReturnType<typeof express>) => app.use(express.raw({ type: '*/*', limit: '1mb' })).use(amp()),
+      ],
+      [
+        'express.text()',
+        (app: ReturnType<typeof express>) => app.use(express.text({ type: '*/*', limit: '1mb' })).use(amp()),
+      ],
+      [
+        'express.urlencoded()',
+        (app: ReturnType<typeof express>) => app.use(express.urlencoded({ extended: false })).use(amp()),
+      ],
+    ] as const) {
+      it(`a JSON body arrives whole with a matching Content-Length (${label})`, async () => {
+        const app = await hostApp(setup);
+        const res = await send(`${app.url}/api/internal?webSearch2`, {
+          method: 'POST',
+          headers: { 'content-type': 'application/json', authorization: 'Bearer u' },
+          body: json,
+        });
+        assert.equal(res.status, 200);
+        const seen = upstream.requests.at(-1)!;
+        assert.deepEqual(JSON.parse(seen.body.toString()), JSON.parse(json));
+        assert.equal(Number(seen.headers['content-length']), seen.body.length);
+      });
+
+      it(`a gzip-encoded body arrives intact, its headers agreeing with it (${label})`, async () => {
+        const app = await hostApp(setup);
+        const res = await send(`${app.url}/api/internal?webSearch2`, {
+          method: 'POST',
+          headers: {
+            'content-type': 'application/json',
+            'content-encoding': 'gzip',
+            authorization: 'Bearer u',
+          },
+          body: gzipped,
+        });
+        assert.equal(res.status, 200);
+        const seen = upstream.requests.at(-1)!;
+        const decoded =
+          seen.headers['content-encoding'] === 'gzip'
+            ? (await import('node:zlib')).gunzipSync(seen.body).toString()
+            : seen.body.toString();
+        assert.deepEqual(JSON.parse(decoded), JSON.parse(json));
+        assert.equal(Number(seen.headers['content-length']), seen.body.length);
+      });
+    }
+
+    it('a chunked upload without Content-Length is streamed through', async () => {
+      const app = await hostApp((host) => host.use(amp()));
+      const res = await new Promise<string>((resolve, reject) => {
+        const req = request(
+          `${app.url}/api/provider/anthropic/v1/messages`,
+          { method: 'POST', agent: false, headers: { 'content-type': 'application/octet-stream' } },
+          (r) => {
+            let text = '';
+            r.on('data', (c) => (text += c));
+            r.on('end', () => resolve(text));
+          },
+        );
+        req.on('error', reject);
+        for (let i = 0; i < 10; i++) req.write(Buffer.alloc(100_000, i));
+        req.end();
+      });
+      assert.equal((JSON.parse(res) as { length: number }).length, 1_000_000);
+    });
+
+    it('a body consumed by middleware that left nothing to re-send is refused, not forwarded truncated', async () => {
+      const app = await hostApp((host) => {
+        host.use((req, _res, next) => {
+          req.resume();
+          req.on('end', () => next());
+        });
+        host.use(amp());
+      });
+      upstream.requests.length = 0;
+      const res = await send(`${app.url}/api/internal?x`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: '{"a":1}',
+      });
+      assert.equal(res.status, 500);
+      assert.equal((res.json() as { error: string }).error, 'amp_body_unavailable');
+      assert.equal(upstream.requests.length, 0);
+    });
+  });
+}

@@ -1,0 +1,103 @@
+import assert from 'node:assert/strict';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, afterEach, before, describe, it } from 'node:test';
+import { ampRouter, type AmpProxyOptions } from '../src/index.js';
+import { listen } from './support/apps.js';
+import { send } from './support/client.js';
+import { startUpstream, type FakeUpstream } from './support/upstream.js';
+
+describe('where the server key comes from', () => {
+  let upstream: FakeUpstream;
+  let dir: string;
+  const savedEnv = process.env.AMP_API_KEY;
+
+  before(async () => {
+    upstream = await startUpstream();
+    dir = await mkdtemp(join(tmpdir(), 'amp-secrets-'));
+  });
+  afterEach(() => {
+    if (savedEnv === undefined) delete process.env.AMP_API_KEY;
+    else process.env.AMP_API_KEY = savedEnv;
+  });
+  after(async () => {
+    await upstream.close();
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  async function keySent(options: AmpProxyOptions): Promise<string | undefined> {
+    const router = ampRouter({ upstream: upstream.url, ...options });
+    const app = await listen((req, res) => router(req, res));
+    try {
+      upstream.requests.length = 0;
+      const res = await send(`${app.url}/api/provider/anthropic/v1/messages`, { method: 'POST', body: '{}' });
+      if (res.status === 503) return undefined;
+      return upstream.only().headers['x-api-key'] as string;
+    } finally {
+      await app.close();
+    }
+  }
+
+  async function secrets(content: object | string): Promise<string> {
+    const file = join(dir, `secrets-${Math.random().toString(36).slice(2)}.json`);
+    await writeFile(file, typeof content === 'string' ? content : JSON.stringify(content));
+    return file;
+  }
+
+  it('an explicit upstreamKey wins over env and file', async () => {
+    process.env.AMP_API_KEY = 'from-env';
+    const file = await secrets({ [`apiKey@${upstream.url}`]: 'from-file' });
+    assert.equal(await keySent({ upstreamKey: 'from-config', secretsFile: file }), 'from-config');
+  });
+
+  it('a key function is asked per request', async () => {
+    let calls = 0;
+    assert.equal(await keySent({ upstreamKey: async () => `from-fn-${++calls}` }), 'from-fn-1');
+  });
+
+  it('env AMP_API_KEY comes before the secrets file', async () => {
+    process.env.AMP_API_KEY = 'from-env';
+    const file = await secrets({ [`apiKey@${upstream.url}`]: 'from-file' });
+    assert.equal(await keySent({ secretsFile: file }), 'from-env');
+  });
+
+  it('the secrets file entry for the upstream, with or without a trailing slash', async () => {
+    delete process.env.AMP_API_KEY;
+    assert.equal(
+      await keySent({ secretsFile: await secrets({ [`apiKey@${upstream.url}`]: 'exact' }) }),
+      'exact',
+    );
+    assert.equal(
+      await keySent({ secretsFile: await secrets({ [`apiKey@${upstream.url}/`]: 'slash' }) }),
+      'slash',
+    );
+    assert.equal(
+      await keySent({
+        upstream: `${upstream.url}/`,
+        secretsFile: await secrets({ [`apiKey@${upstream.url}`]: 'no-slash' }),
+      }),
+      'no-slash',
+    );
+  });
+
+  it("another server's entry is not used", async () => {
+    delete process.env.AMP_API_KEY;
+    const file = await secrets({ 'apiKey@https://ampcode.com/': 'for-ampcode' });
+    assert.equal(await keySent({ secretsFile: file }), undefined);
+  });
+
+  it('a missing or malformed secrets file means no key, not a crash', async () => {
+    delete process.env.AMP_API_KEY;
+    assert.equal(await keySent({ secretsFile: join(dir, 'does-not-exist.json') }), undefined);
+    assert.equal(await keySent({ secretsFile: await secrets('{not json') }), undefined);
+  });
+});
+
+describe('secrets file entry names', () => {
+  it("include the CLI's spelling of the default server", async () => {
+    const { secretsFileEntries } = await import('../src/auth/upstream-key.js');
+    assert.ok(secretsFileEntries('https://ampcode.com').includes('apiKey@https://ampcode.com/'));
+    assert.deepEqual(secretsFileEntries('http://h:1/p/'), ['apiKey@http://h:1/p/', 'apiKey@http://h:1/p']);
+  });
+});
