@@ -3,7 +3,7 @@
 export const SERVER_KEY = 'server-key';
 export const USER_TOKEN = 'user-token';
 
-export interface MemorySample {
+interface MemorySample {
   rss: number;
   heapUsed: number;
 }

@@ -3,9 +3,9 @@ export const KINDS: readonly Kind[] = ['bare', 'amp'];
 export type PerKind = Record<Kind, number>;
 
 export function median(values: readonly number[]): number {
+  if (values.length === 0) return Number.NaN;
   const sorted = [...values].sort((a, b) => a - b);
   const middle = sorted.length >> 1;
-  if (sorted.length === 0) return Number.NaN;
   return sorted.length % 2 ? sorted[middle]! : (sorted[middle - 1]! + sorted[middle]!) / 2;
 }
 
@@ -16,17 +16,17 @@ interface Row {
   compare: string;
 }
 
-export interface Target {
+interface Target {
   label: string;
   pass: boolean;
   detail: string;
 }
 
-function fixed(value: number, digits: number): string {
+export function fixed(value: number, digits: number): string {
   return Number.isFinite(value) ? value.toFixed(digits) : 'n/a';
 }
 
-function signed(value: number, digits: number): string {
+export function signed(value: number, digits: number): string {
   return `${value >= 0 ? '+' : ''}${fixed(value, digits)}`;
 }
 
@@ -89,5 +89,3 @@ export class Report {
     ].join('\n');
   }
 }
-
-export { signed, fixed };

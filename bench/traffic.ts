@@ -11,7 +11,7 @@ export const THREAD_PATH = '/api/threads/T-1';
 const SSE_PATH = '/api/provider/anthropic/v1/sse';
 const REQUEST_TIMEOUT_MS = 15_000;
 
-export const MESSAGE_BODY = JSON.stringify({
+const MESSAGE_BODY = JSON.stringify({
   model: 'claude-sonnet-4',
   max_tokens: 1024,
   messages: [{ role: 'user', content: 'Say hello.' }],

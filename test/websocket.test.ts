@@ -1,0 +1,200 @@
+import assert from 'node:assert/strict';
+import { createServer, type IncomingHttpHeaders, type Server } from 'node:http';
+import { connect, type AddressInfo } from 'node:net';
+import { after, before, describe, it } from 'node:test';
+import { once } from 'node:events';
+import { WebSocket, WebSocketServer } from 'ws';
+import { ampRouter, attachUpgrade, type AmpMiddleware } from '../src/index.js';
+import { EXPRESS_VERSIONS } from './support/apps.js';
+import { closeServer } from './support/upstream.js';
+
+interface Handshake {
+  url: string;
+  headers: IncomingHttpHeaders;
+}
+
+/** A WebSocket upstream that speaks Amp's rivet subprotocol and echoes every frame. */
+async function startWsUpstream() {
+  const handshakes: Handshake[] = [];
+  const closes: number[] = [];
+  const server = createServer((_req, res) => res.end('http'));
+  const wss = new WebSocketServer({
+    server,
+    handleProtocols: (protocols) => (protocols.has('rivet') ? 'rivet' : false),
+  });
+  wss.on('connection', (socket, req) => {
+    handshakes.push({ url: req.url ?? '', headers: req.headers });
+    socket.on('message', (data, isBinary) => {
+      if (!isBinary && data.toString() === 'close-4001') return socket.close(4001, 'upstream says bye');
+      socket.send(data, { binary: isBinary });
+    });
+    socket.on('close', (code) => closes.push(code));
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const { port } = server.address() as AddressInfo;
+  return {
+    url: `http://127.0.0.1:${port}`,
+    handshakes,
+    closes,
+    close: async () => {
+      for (const client of wss.clients) client.terminate();
+      wss.close();
+      await closeServer(server);
+    },
+  };
+}
+
+const CONN_PARAMS = encodeURIComponent(JSON.stringify({ wsToken: 'ws-token-123' }));
+const PROTOCOLS = ['rivet', 'rivet_encoding.bare', `rivet_conn_params.${CONN_PARAMS}`];
+const GATEWAY_PATH =
+  '/actors/gateway/threadActor/websocket/?rvt-namespace=ns&rvt-method=get&rvt-key=T-1&rvt-token=pk_abc';
+
+function open(url: string, headers: Record<string, string> = {}, protocols = PROTOCOLS): Promise<WebSocket> {
+  const socket = new WebSocket(url, protocols, { headers, perMessageDeflate: true });
+  return new Promise((resolve, reject) => {
+    socket.once('open', () => resolve(socket));
+    socket.once('error', reject);
+    socket.once('unexpected-response', (_req, res) => reject(new Error(`HTTP ${res.statusCode}`)));
+  });
+}
+
+for (const [name, express] of EXPRESS_VERSIONS) {
+  describe(`WebSocket upgrades (${name})`, () => {
+    let upstream: Awaited<ReturnType<typeof startWsUpstream>>;
+    let server: Server;
+    let router: AmpMiddleware;
+    let base: string;
+    let otherUpgrades: string[];
+
+    before(async () => {
+      upstream = await startWsUpstream();
+      router = ampRouter({
+        upstream: upstream.url,
+        upstreamKey: 'server-key',
+        clients: [{ key: 'gw-alice', upstreamKey: 'alice-amp' }],
+      });
+      const app = express();
+      app.use('/amp', router);
+      server = createServer(app);
+      // The host's own WebSocket endpoint, on the same server.
+      otherUpgrades = [];
+      server.on('upgrade', (req, socket) => {
+        if (req.url?.startsWith('/host-ws')) {
+          otherUpgrades.push(req.url);
+          socket.end('HTTP/1.1 418 Teapot\r\nConnection: close\r\nContent-Length: 0\r\n\r\n');
+        }
+      });
+      attachUpgrade(server, router, { prefix: '/amp' });
+      await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+      base = `ws://127.0.0.1:${(server.address() as AddressInfo).port}/amp`;
+    });
+    after(async () => {
+      await router.close();
+      await closeServer(server);
+      await upstream.close();
+    });
+
+    it('the Amp gateway socket is tunnelled with subprotocol, rivet headers and query intact', async () => {
+      upstream.handshakes.length = 0;
+      const socket = await open(`${base}${GATEWAY_PATH}`, {
+        'x-rivet-token': 'pk_abc',
+        'x-rivet-conn-params': '{"wsToken":"ws-token-123"}',
+      });
+      assert.equal(socket.protocol, 'rivet');
+      const [seen] = upstream.handshakes;
+      assert.ok(seen);
+      assert.equal(seen.url, GATEWAY_PATH);
+      assert.equal(seen.headers['sec-websocket-protocol'], PROTOCOLS.join(','));
+      assert.equal(seen.headers['x-rivet-token'], 'pk_abc');
+      assert.equal(seen.headers['x-rivet-conn-params'], '{"wsToken":"ws-token-123"}');
+      assert.equal(seen.headers.authorization, undefined);
+      assert.match(String(seen.headers['sec-websocket-extensions']), /permessage-deflate/);
+
+      socket.send('"ping"');
+      const [text, textIsBinary] = (await once(socket, 'message')) as [Buffer, boolean];
+      assert.equal(text.toString(), '"ping"');
+      assert.equal(textIsBinary, false);
+
+      const binary = Buffer.from([0, 1, 2, 250, 255]);
+      socket.send(binary);
+      const [echoed, echoedIsBinary] = (await once(socket, 'message')) as [Buffer, boolean];
+      assert.deepEqual(Buffer.from(echoed), binary);
+      assert.equal(echoedIsBinary, true);
+
+      socket.send('close-4001');
+      const [code, reason] = (await once(socket, 'close')) as [number, Buffer];
+      assert.equal(code, 4001);
+      assert.equal(reason.toString(), 'upstream says bye');
+    });
+
+    it("a client's close code reaches the upstream", async () => {
+      upstream.closes.length = 0;
+      const socket = await open(`${base}${GATEWAY_PATH}`);
+      socket.close(4321, 'client done');
+      await once(socket, 'close');
+      for (let i = 0; i < 50 && upstream.closes.length === 0; i++)
+        await new Promise((r) => setTimeout(r, 10));
+      assert.deepEqual(upstream.closes, [4321]);
+    });
+
+    it("the group's policy applies to the upgrade request", async () => {
+      upstream.handshakes.length = 0;
+      const management = await open(`${base}/api/some-ws`, { authorization: 'Bearer gw-alice' });
+      management.close();
+      const provider = await open(`${base}/api/provider/openai/v1/realtime`, {
+        authorization: 'Bearer gw-alice',
+      });
+      provider.close();
+      assert.deepEqual(
+        upstream.handshakes.map((h) => [h.url, h.headers.authorization]),
+        [
+          ['/api/some-ws', 'Bearer alice-amp'],
+          ['/api/provider/openai/v1/realtime', 'Bearer alice-amp'],
+        ],
+      );
+    });
+
+    it('a refused upgrade gets a JSON error and never reaches the upstream', async () => {
+      upstream.handshakes.length = 0;
+      await assert.rejects(open(`${base}/api/provider/x`, { authorization: 'Bearer wrong' }), /HTTP 401/);
+      // A raw request line: WebSocket clients resolve `%2e%2e` themselves before sending.
+      const port = new URL(base).port;
+      const response = await new Promise<string>((resolve) => {
+        const raw = connect(Number(port), '127.0.0.1');
+        let text = '';
+        raw.on('data', (chunk) => (text += chunk.toString()));
+        raw.on('close', () => resolve(text));
+        raw.write(
+          'GET /amp/actors/gateway/%2e%2e/x HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n' +
+            'Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n',
+        );
+      });
+      assert.match(response, /^HTTP\/1\.1 400 Bad Request/);
+      assert.match(response, /"error":"amp_bad_path"/);
+      assert.equal(upstream.handshakes.length, 0);
+    });
+
+    it("upgrades on paths the router does not own are left to the host's handlers", async () => {
+      const root = base.replace(/\/amp$/, '');
+      await assert.rejects(open(`${root}/host-ws/chat`), /HTTP 418/);
+      assert.deepEqual(otherUpgrades, ['/host-ws/chat']);
+    });
+  });
+}
+
+describe('attachUpgrade with no other upgrade handler', () => {
+  it('answers 404 for paths it does not own instead of leaving the socket open', async () => {
+    const router = ampRouter({ upstream: 'http://127.0.0.1:9' });
+    const server = createServer((req, res) => router(req, res));
+    attachUpgrade(server, router);
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    try {
+      const port = (server.address() as AddressInfo).port;
+      await assert.rejects(open(`ws://127.0.0.1:${port}/not-amp`), /HTTP 404/);
+      // Browser pages never upgrade.
+      await assert.rejects(open(`ws://127.0.0.1:${port}/threads/T-1`), /HTTP 404/);
+    } finally {
+      await closeServer(server);
+    }
+  });
+});
