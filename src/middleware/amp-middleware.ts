@@ -25,6 +25,8 @@ export interface AmpMiddleware {
   close(): Promise<void>;
 }
 
+const IDLE_UPSTREAM_SOCKET_MS = 15_000;
+
 /** Groups whose routes carry WebSockets; browser pages never upgrade. */
 const UPGRADABLE = new Set<AmpGroup>(['provider', 'management', 'actors']);
 
@@ -76,7 +78,12 @@ export function createAmpMiddleware(options: unknown, shape: MiddlewareShape): A
     );
   }
   const config = resolveOptions(options as AmpProxyOptions | undefined);
-  const agent = new (config.upstreamBase.startsWith('https:') ? HttpsAgent : HttpAgent)({ keepAlive: true });
+  // An idle-socket timeout also makes Node honour the upstream's `Keep-Alive: timeout=` hint, so
+  // a socket is retired before the upstream closes it under a new request (a spurious 502).
+  const agent = new (config.upstreamBase.startsWith('https:') ? HttpsAgent : HttpAgent)({
+    keepAlive: true,
+    timeout: IDLE_UPSTREAM_SOCKET_MS,
+  });
   const buildHeaders = createUpstreamHeaderBuilder(config.tokenHeader);
   const handlers = new Map<AmpGroup, GroupHandler>(
     shape.groups.map((group) => [group, createGroupHandler(group, config, agent, buildHeaders)]),

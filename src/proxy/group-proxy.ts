@@ -3,6 +3,7 @@ import type { Socket } from 'node:net';
 import { createProxyMiddleware } from 'http-proxy-middleware';
 import { sendAmpError } from '../errors.js';
 import { writeRecoveredBody } from './request-body.js';
+import { forwardResponse } from './response.js';
 
 /** One http-proxy-middleware instance: each route group owns one, created in the factory. */
 export interface GroupProxy {
@@ -33,24 +34,12 @@ function onProxyReq(timeoutMs: number) {
   };
 }
 
-/**
- * Host-side compression buffers a stream until it has enough to compress, which holds SSE
- * events back; `no-transform` is the standard way to tell `compression()` and intermediaries
- * to leave the stream alone.
- */
-function keepEventStreamsLive(proxyRes: IncomingMessage): void {
-  if (!proxyRes.headers['content-type']?.startsWith('text/event-stream')) return;
-  const cacheControl = proxyRes.headers['cache-control'];
-  if (cacheControl?.includes('no-transform')) return;
-  proxyRes.headers['cache-control'] = cacheControl ? `${cacheControl}, no-transform` : 'no-transform';
-}
-
-function onProxyRes(proxyRes: IncomingMessage, _req: IncomingMessage, res: ServerResponse): void {
-  keepEventStreamsLive(proxyRes);
+function onProxyRes(proxyRes: IncomingMessage, req: IncomingMessage, res: ServerResponse): void {
   // A reset mid-stream ends the piped source without `end`; without this the client would hang.
   proxyRes.once('close', () => {
     if (!proxyRes.complete) res.destroy();
   });
+  forwardResponse(proxyRes, req, res);
 }
 
 function onError(error: Error, req: IncomingMessage, target: ServerResponse | Socket): void {
@@ -72,6 +61,7 @@ export function createGroupProxy(upstreamBase: string, agent: Agent, timeoutMs: 
     // Our paths are already clean and relative; skipping url.parse keeps them byte for byte.
     toProxy: true,
     xfwd: false,
+    selfHandleResponse: true,
     // The default plugins log to the console and answer errors in plain text; ours answer JSON.
     ejectPlugins: true,
     plugins: [

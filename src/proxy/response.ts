@@ -1,0 +1,107 @@
+import type { IncomingMessage, OutgoingHttpHeaders, ServerResponse } from 'node:http';
+import { Transform, pipeline, type TransformCallback } from 'node:stream';
+import { createGunzip } from 'node:zlib';
+
+/** Hop-by-hop response headers: Node frames the client response itself. */
+const HOP_BY_HOP = new Set([
+  'connection',
+  'keep-alive',
+  'proxy-connection',
+  'transfer-encoding',
+  'trailer',
+  'upgrade',
+]);
+const GZIP_MAGIC_0 = 0x1f;
+const GZIP_MAGIC_1 = 0x8b;
+
+/** Decoded size past which an undeclared gzip body is cut off: a zip bomb must not fill memory. */
+const MAX_DECODED_BYTES = 256 * 1024 * 1024;
+
+function isEventStream(proxyRes: IncomingMessage): boolean {
+  return proxyRes.headers['content-type']?.startsWith('text/event-stream') ?? false;
+}
+
+/**
+ * Host-side compression buffers a stream until it has enough to compress, which holds SSE
+ * events back; `no-transform` is the standard way to tell `compression()` and intermediaries
+ * to leave the stream alone.
+ */
+function keepEventStreamLive(headers: OutgoingHttpHeaders): void {
+  const cacheControl = headers['cache-control'];
+  if (typeof cacheControl === 'string' && cacheControl.includes('no-transform')) return;
+  headers['cache-control'] = cacheControl ? `${String(cacheControl)}, no-transform` : 'no-transform';
+}
+
+function responseHeaders(proxyRes: IncomingMessage): OutgoingHttpHeaders {
+  const headers: OutgoingHttpHeaders = {};
+  for (const name in proxyRes.headers) {
+    if (!HOP_BY_HOP.has(name)) headers[name] = proxyRes.headers[name];
+  }
+  return headers;
+}
+
+class SizeCap extends Transform {
+  #seen = 0;
+  constructor(private readonly limit: number) {
+    super();
+  }
+  override _transform(chunk: Buffer, _encoding: BufferEncoding, callback: TransformCallback): void {
+    this.#seen += chunk.length;
+    if (this.#seen > this.limit) callback(new Error('decoded response exceeds the size cap'));
+    else callback(null, chunk);
+  }
+}
+
+function mayCarryBody(req: IncomingMessage, proxyRes: IncomingMessage): boolean {
+  const status = proxyRes.statusCode ?? 200;
+  return req.method !== 'HEAD' && status !== 204 && status !== 304 && !(status >= 100 && status < 200);
+}
+
+/**
+ * Sends the upstream's response to the client, streaming. The one exception to byte-for-byte:
+ * a body that is gzip but does not say so (some upstream routes do this) is decoded as a
+ * stream with a cap, since clients would otherwise parse compressed bytes as JSON.
+ */
+export function forwardResponse(proxyRes: IncomingMessage, req: IncomingMessage, res: ServerResponse): void {
+  const headers = responseHeaders(proxyRes);
+  const status = proxyRes.statusCode ?? 502;
+  const sendAsIs = (first?: Buffer): void => {
+    res.writeHead(status, proxyRes.statusMessage, headers);
+    if (first) res.write(first);
+    proxyRes.pipe(res);
+  };
+
+  if (isEventStream(proxyRes)) {
+    keepEventStreamLive(headers);
+    sendAsIs();
+    return;
+  }
+  if (headers['content-encoding'] || !mayCarryBody(req, proxyRes)) {
+    sendAsIs();
+    return;
+  }
+
+  // Headers wait for the first body bytes, which tell whether the body is undeclared gzip.
+  const onFirst = (chunk: Buffer): void => {
+    proxyRes.off('end', onEmpty);
+    proxyRes.pause();
+    if (chunk.length < 2 || chunk[0] !== GZIP_MAGIC_0 || chunk[1] !== GZIP_MAGIC_1) {
+      sendAsIs(chunk);
+      return;
+    }
+    delete headers['content-length'];
+    res.writeHead(status, proxyRes.statusMessage, headers);
+    const gunzip = createGunzip();
+    gunzip.write(chunk);
+    pipeline(proxyRes, gunzip, new SizeCap(MAX_DECODED_BYTES), res, (error) => {
+      if (error) res.destroy();
+    });
+  };
+  const onEmpty = (): void => {
+    proxyRes.off('data', onFirst);
+    res.writeHead(status, proxyRes.statusMessage, headers);
+    res.end();
+  };
+  proxyRes.once('data', onFirst);
+  proxyRes.once('end', onEmpty);
+}
