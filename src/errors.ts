@@ -15,6 +15,18 @@ export const AMP_ERRORS = {
     status: 401,
     message: 'A valid gateway client key is required for this route.',
   },
+  amp_localhost_only: {
+    status: 403,
+    message: 'This route is restricted to clients on this machine.',
+  },
+  amp_preflight_forbidden: {
+    status: 403,
+    message: 'Cross-origin requests to Amp identity routes are not allowed.',
+  },
+  amp_uri_too_long: {
+    status: 414,
+    message: 'The request URL is too long.',
+  },
   amp_token_required: {
     status: 401,
     message:

@@ -95,4 +95,14 @@ export interface AmpProxyOptions {
   timeoutMs?: number;
   /** The Amp CLI secrets file read when `upstreamKey` is not set. Defaults to `~/.local/share/amp/secrets.json`. */
   secretsFile?: string;
+  /**
+   * Answer `403 amp_localhost_only` on the management, actors and browser groups to clients that
+   * are not on this machine (127.0.0.0/8, ::1), judged by the TCP peer address. Defaults to `false`.
+   */
+  restrictManagementToLocalhost?: boolean;
+  /**
+   * Addresses or CIDR ranges of reverse proxies in front of the gateway. Only when the TCP peer is
+   * one of them is `X-Forwarded-For` consulted to find the client's address. Defaults to none.
+   */
+  trustedProxies?: readonly string[];
 }

@@ -1,3 +1,4 @@
+import { isIP } from 'node:net';
 import { ClientTable } from '../auth/clients.js';
 import { CREDENTIAL_HEADERS } from '../auth/credentials.js';
 import {
@@ -19,6 +20,8 @@ export interface ResolvedConfig {
   readonly tokenHeader: string;
   readonly timeoutMs: number;
   readonly serverKey: ServerKeyResolver;
+  readonly restrictToLocalhost: boolean;
+  readonly trustedProxies: readonly string[];
 }
 
 export const DEFAULT_POLICIES: Readonly<Record<AmpGroup, AmpPolicyName>> = {
@@ -38,6 +41,8 @@ const KNOWN_OPTIONS = new Set<string>([
   'tokenHeader',
   'timeoutMs',
   'secretsFile',
+  'restrictManagementToLocalhost',
+  'trustedProxies',
 ] satisfies (keyof AmpProxyOptions)[]);
 const POLICY_NAMES: readonly AmpPolicyName[] = ['inject', 'passthrough', 'dual-token', 'redirect'];
 const HEADER_NAME = /^[!#$%&'*+\-.^_`|~0-9a-z]+$/;
@@ -202,6 +207,30 @@ function resolveSecretsFile(value: unknown): string {
   return value;
 }
 
+function resolveBoolean(option: string, value: unknown): boolean {
+  if (value === undefined) return false;
+  if (typeof value !== 'boolean') fail(option, `expected true or false, got ${describe(value)}`);
+  return value;
+}
+
+function resolveTrustedProxies(value: unknown): readonly string[] {
+  if (value === undefined) return [];
+  if (!Array.isArray(value))
+    fail('trustedProxies', `expected an array of addresses or CIDR ranges, got ${describe(value)}`);
+  return value.map((entry: unknown, index) => {
+    const at = `trustedProxies[${index}]`;
+    if (typeof entry !== 'string') fail(at, `expected an address or CIDR range, got ${describe(entry)}`);
+    const [address = '', prefix, extra] = entry.trim().split('/');
+    const family = isIP(address);
+    const maxPrefix = family === 6 ? 128 : 32;
+    const validPrefix = prefix === undefined || (/^\d+$/.test(prefix) && Number(prefix) <= maxPrefix);
+    if (family === 0 || !validPrefix || extra !== undefined) {
+      fail(at, `expected an IP address or CIDR range such as "10.0.0.0/8", got ${describe(entry)}`);
+    }
+    return entry.trim();
+  });
+}
+
 /** Validates options once, in the factory, and precomputes what requests need. */
 export function resolveOptions(options: unknown): ResolvedConfig {
   if (options === undefined) options = {};
@@ -223,5 +252,10 @@ export function resolveOptions(options: unknown): ResolvedConfig {
       typeof options.upstream === 'string' ? options.upstream : DEFAULT_UPSTREAM,
       resolveSecretsFile(options.secretsFile),
     ),
+    restrictToLocalhost: resolveBoolean(
+      'restrictManagementToLocalhost',
+      options.restrictManagementToLocalhost,
+    ),
+    trustedProxies: resolveTrustedProxies(options.trustedProxies),
   };
 }

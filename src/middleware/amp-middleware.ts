@@ -26,6 +26,8 @@ export interface AmpMiddleware {
 }
 
 const IDLE_UPSTREAM_SOCKET_MS = 15_000;
+/** Amp's own URLs are short; a much longer one is a probe or a mistake (Node's header cap is 16 KiB). */
+const MAX_URL_LENGTH = 8192;
 
 /** Groups whose routes carry WebSockets; browser pages never upgrade. */
 const UPGRADABLE = new Set<AmpGroup>(['provider', 'management', 'actors']);
@@ -105,21 +107,24 @@ export function createAmpMiddleware(options: unknown, shape: MiddlewareShape): A
 
   const middleware = {
     [shape.name](req: IncomingMessage, res: ServerResponse, next?: NextFunction): void {
-      const [pathname, query] = splitUrl(req.url ?? '/');
+      const url = req.url ?? '/';
+      const [pathname, query] = splitUrl(url);
       const ampPath = ampPathOf(req, pathname, shape.mountPath);
       const target = route(ampPath);
       if (target === undefined) return (next ?? notFound(res))();
       if (target === 'bad-path') return sendAmpError(res, 'amp_bad_path');
+      if (url.length > MAX_URL_LENGTH) return sendAmpError(res, 'amp_uri_too_long');
       target.handler.http(req, res, ampPath, query);
     },
   }[shape.name] as AmpMiddleware;
 
   middleware.upgrade = (req, socket, head) => {
-    const [pathname, query] = splitUrl(req.url ?? '/');
+    const url = req.url ?? '/';
+    const [pathname, query] = splitUrl(url);
     const target = route(pathname);
     if (target === undefined) return false;
-    if (target === 'bad-path') {
-      rejectUpgrade(socket, 'amp_bad_path');
+    if (target === 'bad-path' || url.length > MAX_URL_LENGTH) {
+      rejectUpgrade(socket, target === 'bad-path' ? 'amp_bad_path' : 'amp_uri_too_long');
       return true;
     }
     if (!UPGRADABLE.has(target.group)) return false;

@@ -4,6 +4,7 @@ import { readCredentials, type PresentedCredentials } from '../auth/credentials.
 import type { ResolvedConfig } from '../config/resolve-options.js';
 import { rejectUpgrade, sendAmpError, type AmpErrorCode } from '../errors.js';
 import { createPolicy, type PolicyDecision } from '../policy/policies.js';
+import { createRequestGate, forbidsCrossOrigin } from '../access/request-gate.js';
 import { createGroupProxy } from '../proxy/group-proxy.js';
 import { recoverConsumedBody } from '../proxy/request-body.js';
 import type { UpstreamHeaderBuilder } from '../proxy/upstream-headers.js';
@@ -32,7 +33,11 @@ export function createGroupHandler(
     clients: config.clients,
     serverKey: config.serverKey,
   });
-  const proxy = createGroupProxy(config.upstreamBase, agent, config.timeoutMs);
+  const gate = createRequestGate(group, {
+    restrictToLocalhost: config.restrictToLocalhost,
+    trustedProxies: config.trustedProxies,
+  });
+  const proxy = createGroupProxy(config.upstreamBase, agent, config.timeoutMs, forbidsCrossOrigin(group));
 
   /** Runs the policy and hands its verdict on, synchronously whenever the policy is. */
   function decide(
@@ -72,6 +77,8 @@ export function createGroupHandler(
 
   return {
     http(req, res, pathname, query) {
+      const refused = gate?.(req);
+      if (refused) return sendAmpError(res, refused);
       decide(
         req,
         query,
@@ -94,6 +101,8 @@ export function createGroupHandler(
     },
 
     upgrade(req, socket, head, pathname, query) {
+      const refused = gate?.(req);
+      if (refused) return rejectUpgrade(socket, refused);
       decide(
         req,
         query,

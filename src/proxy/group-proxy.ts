@@ -34,12 +34,14 @@ function onProxyReq(timeoutMs: number) {
   };
 }
 
-function onProxyRes(proxyRes: IncomingMessage, req: IncomingMessage, res: ServerResponse): void {
-  // A reset mid-stream ends the piped source without `end`; without this the client would hang.
-  proxyRes.once('close', () => {
-    if (!proxyRes.complete) res.destroy();
-  });
-  forwardResponse(proxyRes, req, res);
+function onProxyRes(stripCors: boolean) {
+  return (proxyRes: IncomingMessage, req: IncomingMessage, res: ServerResponse): void => {
+    // A reset mid-stream ends the piped source without `end`; without this the client would hang.
+    proxyRes.once('close', () => {
+      if (!proxyRes.complete) res.destroy();
+    });
+    forwardResponse(proxyRes, req, res, stripCors);
+  };
 }
 
 function onError(error: Error, req: IncomingMessage, target: ServerResponse | Socket): void {
@@ -53,7 +55,12 @@ function onError(error: Error, req: IncomingMessage, target: ServerResponse | So
   sendAmpError(target, timedOut ? 'amp_upstream_timeout' : 'amp_upstream_proxy_error');
 }
 
-export function createGroupProxy(upstreamBase: string, agent: Agent, timeoutMs: number): GroupProxy {
+export function createGroupProxy(
+  upstreamBase: string,
+  agent: Agent,
+  timeoutMs: number,
+  stripCors: boolean,
+): GroupProxy {
   const middleware = createProxyMiddleware<IncomingMessage, ServerResponse>({
     target: upstreamBase,
     changeOrigin: true,
@@ -67,7 +74,7 @@ export function createGroupProxy(upstreamBase: string, agent: Agent, timeoutMs: 
     plugins: [
       (proxyServer) => {
         proxyServer.on('proxyReq', onProxyReq(timeoutMs));
-        proxyServer.on('proxyRes', onProxyRes);
+        proxyServer.on('proxyRes', onProxyRes(stripCors));
         proxyServer.on('error', onError);
       },
     ],

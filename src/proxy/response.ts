@@ -32,10 +32,26 @@ function keepEventStreamLive(headers: OutgoingHttpHeaders): void {
   headers['cache-control'] = cacheControl ? `${String(cacheControl)}, no-transform` : 'no-transform';
 }
 
-function responseHeaders(proxyRes: IncomingMessage): OutgoingHttpHeaders {
+function isCorsHeader(name: string): boolean {
+  return name.startsWith('access-control-');
+}
+
+/**
+ * The client response's headers. With `stripCors`, no CORS permission survives, whether the
+ * upstream sent it or the host's own CORS middleware set it before the proxy ran.
+ */
+function responseHeaders(
+  proxyRes: IncomingMessage,
+  res: ServerResponse,
+  stripCors: boolean,
+): OutgoingHttpHeaders {
   const headers: OutgoingHttpHeaders = {};
   for (const name in proxyRes.headers) {
-    if (!HOP_BY_HOP.has(name)) headers[name] = proxyRes.headers[name];
+    if (HOP_BY_HOP.has(name) || (stripCors && isCorsHeader(name))) continue;
+    headers[name] = proxyRes.headers[name];
+  }
+  if (stripCors) {
+    for (const name of res.getHeaderNames()) if (isCorsHeader(name)) res.removeHeader(name);
   }
   return headers;
 }
@@ -62,8 +78,13 @@ function mayCarryBody(req: IncomingMessage, proxyRes: IncomingMessage): boolean 
  * a body that is gzip but does not say so (some upstream routes do this) is decoded as a
  * stream with a cap, since clients would otherwise parse compressed bytes as JSON.
  */
-export function forwardResponse(proxyRes: IncomingMessage, req: IncomingMessage, res: ServerResponse): void {
-  const headers = responseHeaders(proxyRes);
+export function forwardResponse(
+  proxyRes: IncomingMessage,
+  req: IncomingMessage,
+  res: ServerResponse,
+  stripCors: boolean,
+): void {
+  const headers = responseHeaders(proxyRes, res, stripCors);
   const status = proxyRes.statusCode ?? 502;
   const sendAsIs = (first?: Buffer): void => {
     res.writeHead(status, proxyRes.statusMessage, headers);

@@ -1,0 +1,69 @@
+import type { IncomingMessage } from 'node:http';
+import { BlockList, isIP } from 'node:net';
+import type { AmpErrorCode } from '../errors.js';
+import type { AmpGroup } from '../routing/route-groups.js';
+
+/** Decides, before any credential is read, whether a request may use its group at all. */
+export type RequestGate = (req: IncomingMessage) => AmpErrorCode | undefined;
+
+/** Groups that act as the user (or show their pages): the ones a lock-down protects. */
+const LOCKABLE = new Set<AmpGroup>(['management', 'actors', 'browser']);
+/** Identity routes are for the Amp client, never for a cross-origin page in a browser. */
+const NO_CROSS_ORIGIN = new Set<AmpGroup>(['management', 'actors']);
+
+function addressList(entries: readonly string[]): BlockList {
+  const list = new BlockList();
+  for (const entry of entries) {
+    const [address, prefix] = entry.split('/') as [string, string | undefined];
+    const family = isIP(address) === 6 ? 'ipv6' : 'ipv4';
+    if (prefix === undefined) list.addAddress(address, family);
+    else list.addSubnet(address, Number(prefix), family);
+  }
+  return list;
+}
+
+const LOOPBACK = addressList(['127.0.0.0/8', '::1/128']);
+
+function contains(list: BlockList, address: string): boolean {
+  const family = isIP(address);
+  return family !== 0 && list.check(address, family === 6 ? 'ipv6' : 'ipv4');
+}
+
+/**
+ * The client's address: the TCP peer, unless the peer is a trusted proxy, in which case the
+ * nearest untrusted hop in `X-Forwarded-For` (a client can prepend anything to that header, so
+ * only hops added by trusted proxies count).
+ */
+function clientAddress(req: IncomingMessage, trusted: BlockList | undefined): string {
+  const peer = req.socket.remoteAddress ?? '';
+  if (!trusted || !contains(trusted, peer)) return peer;
+  const forwarded = req.headers['x-forwarded-for'];
+  if (typeof forwarded !== 'string') return peer;
+  const hops = forwarded.split(',').map((hop) => hop.trim());
+  for (let i = hops.length - 1; i >= 0; i--) {
+    if (!contains(trusted, hops[i]!)) return hops[i]!;
+  }
+  return hops[0] ?? peer;
+}
+
+export interface GateOptions {
+  readonly restrictToLocalhost: boolean;
+  readonly trustedProxies: readonly string[];
+}
+
+export function createRequestGate(group: AmpGroup, options: GateOptions): RequestGate | undefined {
+  const localOnly = options.restrictToLocalhost && LOCKABLE.has(group);
+  const noPreflight = NO_CROSS_ORIGIN.has(group);
+  if (!localOnly && !noPreflight) return undefined;
+  const trusted = options.trustedProxies.length > 0 ? addressList(options.trustedProxies) : undefined;
+  return (req) => {
+    if (localOnly && !contains(LOOPBACK, clientAddress(req, trusted))) return 'amp_localhost_only';
+    if (noPreflight && req.method === 'OPTIONS') return 'amp_preflight_forbidden';
+    return undefined;
+  };
+}
+
+/** Whether responses of `group` must carry no CORS permissions. */
+export function forbidsCrossOrigin(group: AmpGroup): boolean {
+  return NO_CROSS_ORIGIN.has(group);
+}
