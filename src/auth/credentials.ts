@@ -92,20 +92,29 @@ class CredentialReader {
   }
 }
 
-function readQuery(query: string, reader: CredentialReader): QueryParam[] | undefined {
-  if (!MAY_HOLD_CREDENTIAL_PARAM.test(query)) return undefined;
-  let anyCredential = false;
+/**
+ * Reads the query's credential parameters. With gateway clients configured every parameter is
+ * inspected: a gateway key must not leave even inside an unrelated parameter.
+ */
+function readQuery(query: string, reader: CredentialReader, clients: ClientTable): QueryParam[] | undefined {
+  const inspectAll = clients.size > 0;
+  if (!inspectAll && !MAY_HOLD_CREDENTIAL_PARAM.test(query)) return undefined;
+  let anyToDrop = false;
   const params = query.split('&').map((raw): QueryParam => {
     const eq = raw.indexOf('=');
     const name = decodeQueryComponent(eq === -1 ? raw : raw.slice(0, eq))
       .trim()
       .toLowerCase();
-    if (!CREDENTIAL_PARAMS.has(name)) return { raw, isCredential: false, carriesGatewayKey: false };
-    anyCredential = true;
+    const isCredential = CREDENTIAL_PARAMS.has(name);
+    if (!isCredential && !inspectAll) return { raw, isCredential, carriesGatewayKey: false };
     const value = eq === -1 ? '' : decodeQueryComponent(raw.slice(eq + 1));
-    return { raw, isCredential: true, carriesGatewayKey: reader.carriesGatewayKey(value) };
+    const carriesGatewayKey = isCredential
+      ? reader.carriesGatewayKey(value)
+      : containsGatewayKey(value, clients);
+    anyToDrop ||= isCredential || carriesGatewayKey;
+    return { raw, isCredential, carriesGatewayKey };
   });
-  return anyCredential ? params : undefined;
+  return anyToDrop ? params : undefined;
 }
 
 /** Reads every credential a request presents, in headers and in the query string. */
@@ -132,7 +141,7 @@ export function readCredentials(
       ? undefined
       : withoutScheme(rawAmpToken) || undefined;
 
-  const params = query === '' ? undefined : readQuery(query, reader);
+  const params = query === '' ? undefined : readQuery(query, reader, clients);
 
   return {
     headers: found,
@@ -144,7 +153,7 @@ export function readCredentials(
     upstreamQuery(drop) {
       if (!params) return query;
       return params
-        .filter((param) => (drop === 'all-credentials' ? !param.isCredential : !param.carriesGatewayKey))
+        .filter((param) => !param.carriesGatewayKey && !(drop === 'all-credentials' && param.isCredential))
         .map((param) => param.raw)
         .join('&');
     },
