@@ -5,7 +5,7 @@
  * progress to stderr.
  *
  * BENCH_QUICK=1     a ~30 s smoke run (1 round, short loads)
- * BENCH_ROUNDS=N    rounds per metric (default 5 for req/s, 3 for the rest)
+ * BENCH_ROUNDS=N    rounds per metric (default 6 for req/s, 3 for the rest)
  * BENCH_IDLE=N      idle SSE streams / WebSockets held open at once (default 1000)
  * BENCH_PROFILE=amp|bare  write a --cpu-prof of that proxy's load phases to .tmp/bench-profiles
  */
@@ -33,16 +33,17 @@ import {
 const MB = 1024 * 1024;
 const KB = 1024;
 const quick = process.env.BENCH_QUICK === '1';
-const rounds = process.env.BENCH_ROUNDS === undefined ? undefined : Number(process.env.BENCH_ROUNDS);
+const roundsOverride = process.env.BENCH_ROUNDS === undefined ? undefined : Number(process.env.BENCH_ROUNDS);
 const settings = {
-  rounds: rounds ?? (quick ? 1 : 3),
+  rounds: roundsOverride ?? (quick ? 1 : 3),
   // Single runs of req/s vary by ±7% on a small VM, so that median takes more of them.
-  rateRounds: rounds ?? (quick ? 1 : 5),
+  rateRounds: roundsOverride ?? (quick ? 1 : 6),
   warmupSeconds: quick ? 1 : 2,
   loadSeconds: quick ? 2 : 4,
   latencySeconds: quick ? 1 : 3,
   sseSamples: quick ? 5 : 20,
   idle: Number(process.env.BENCH_IDLE ?? 1000),
+  transferRepeats: quick ? 1 : 3,
   downloadBytes: 50 * MB,
   uploadBytes: 20 * MB,
 };
@@ -115,13 +116,44 @@ function perKind(make: (kind: Kind) => number): PerKind {
   return { bare: make('bare'), amp: make('amp') };
 }
 
-async function waitUntil(condition: () => Promise<boolean>, timeoutMs: number): Promise<boolean> {
+async function waitUntil(condition: () => Promise<boolean>, timeoutMs: number): Promise<void> {
   const deadline = Date.now() + timeoutMs;
-  while (Date.now() < deadline) {
-    if (await condition()) return true;
-    await sleep(100);
+  while (Date.now() < deadline && !(await condition())) await sleep(100);
+}
+
+interface Transfers {
+  /** MB/s, the median of a few transfers (one alone lasts a fraction of a second). */
+  downloadSpeed: number;
+  /** MB, over those transfers. */
+  downloadPeak: number;
+  uploadSpeed: number;
+  uploadPeak: number;
+}
+
+/** On a fresh process, so that earlier phases do not inflate its RSS. */
+async function measureTransfers(kind: Kind, upstream: string): Promise<Transfers> {
+  const proxy = await startProxy(kind, upstream);
+  try {
+    await download(proxy.url, MB);
+    await upload(proxy.url, MB);
+    const measure = async (transfer: () => Promise<number>, bytes: number): Promise<[number, number]> => {
+      const speeds: number[] = [];
+      await proxy.call('peak-start');
+      for (let i = 0; i < settings.transferRepeats; i++) speeds.push(bytes / MB / (await transfer()));
+      return [median(speeds), (await proxy.call('peak-stop')) / MB];
+    };
+    const [downloadSpeed, downloadPeak] = await measure(
+      () => download(proxy.url, settings.downloadBytes),
+      settings.downloadBytes,
+    );
+    const [uploadSpeed, uploadPeak] = await measure(
+      () => upload(proxy.url, settings.uploadBytes),
+      settings.uploadBytes,
+    );
+    return { downloadSpeed, downloadPeak, uploadSpeed, uploadPeak };
+  } finally {
+    await proxy.stop();
   }
-  return condition();
 }
 
 interface IdleCost {
@@ -229,33 +261,19 @@ async function main(): Promise<void> {
     });
     for (const kind of KINDS) await proxies[kind].stop();
 
-    // Phase 2: large transfers, each round on fresh processes so earlier phases do not inflate RSS.
-    const downloadSpeed: Record<Kind, number[]> = { bare: [], amp: [] };
-    const downloadPeak: Record<Kind, number[]> = { bare: [], amp: [] };
-    const uploadSpeed: Record<Kind, number[]> = { bare: [], amp: [] };
-    const uploadPeak: Record<Kind, number[]> = { bare: [], amp: [] };
+    // Phase 2: large transfers.
+    const transfers: Record<Kind, Transfers[]> = { bare: [], amp: [] };
     for (let round = 1; round <= settings.rounds; round++) {
       for (const kind of KINDS) {
-        const proxy = await startProxy(kind, upstream.url);
-        try {
-          await download(proxy.url, MB);
-          await upload(proxy.url, MB);
-          await proxy.call('peak-start');
-          downloadSpeed[kind].push(
-            settings.downloadBytes / MB / (await download(proxy.url, settings.downloadBytes)),
-          );
-          downloadPeak[kind].push((await proxy.call('peak-stop')) / MB);
-          await proxy.call('peak-start');
-          uploadSpeed[kind].push(settings.uploadBytes / MB / (await upload(proxy.url, settings.uploadBytes)));
-          uploadPeak[kind].push((await proxy.call('peak-stop')) / MB);
-          log(
-            `transfers round ${round} ${kind}: down ${fixed(downloadSpeed[kind].at(-1)!, 0)} MB/s peak ${fixed(downloadPeak[kind].at(-1)!, 1)} MB, up ${fixed(uploadSpeed[kind].at(-1)!, 0)} MB/s peak ${fixed(uploadPeak[kind].at(-1)!, 1)} MB`,
-          );
-        } finally {
-          await proxy.stop();
-        }
+        const result = await measureTransfers(kind, upstream.url);
+        transfers[kind].push(result);
+        log(
+          `transfers round ${round} ${kind}: down ${fixed(result.downloadSpeed, 0)} MB/s peak ${fixed(result.downloadPeak, 1)} MB, up ${fixed(result.uploadSpeed, 0)} MB/s peak ${fixed(result.uploadPeak, 1)} MB`,
+        );
       }
     }
+    const transfer = (key: keyof Transfers): PerKind =>
+      perKind((kind) => median(transfers[kind].map((result) => result[key])));
 
     // Phase 3: what an idle stream costs, each kind on a fresh process.
     const sse: Record<Kind, IdleCost> = {
@@ -267,24 +285,16 @@ async function main(): Promise<void> {
       amp: await idleCost('amp', upstream, 'ws', openWebSocket),
     };
 
-    const downMedian = perKind((kind) => median(downloadPeak[kind]));
-    const upMedian = perKind((kind) => median(uploadPeak[kind]));
+    const downloadPeak = transfer('downloadPeak');
+    const uploadPeak = transfer('uploadPeak');
     report.ratio(`req/s POST ${MESSAGES_PATH} (c=50)`, postRate, 0);
     report.ratio(`req/s GET ${THREAD_PATH} (c=50)`, getRate, 0);
     report.difference('p50 latency POST, c=1 (ms)', p50, 3, 'ms');
     report.difference('SSE time to first event (ms)', firstEvent, 3, 'ms');
-    report.ratio(
-      `${settings.downloadBytes / MB} MB download (MB/s)`,
-      perKind((k) => median(downloadSpeed[k])),
-      0,
-    );
-    report.ratio(`peak RSS during ${settings.downloadBytes / MB} MB download (MB)`, downMedian, 1);
-    report.ratio(
-      `${settings.uploadBytes / MB} MB upload (MB/s)`,
-      perKind((k) => median(uploadSpeed[k])),
-      0,
-    );
-    report.ratio(`peak RSS during ${settings.uploadBytes / MB} MB upload (MB)`, upMedian, 1);
+    report.ratio(`${settings.downloadBytes / MB} MB download (MB/s)`, transfer('downloadSpeed'), 0);
+    report.ratio(`peak RSS during ${settings.downloadBytes / MB} MB download (MB)`, downloadPeak, 1);
+    report.ratio(`${settings.uploadBytes / MB} MB upload (MB/s)`, transfer('uploadSpeed'), 0);
+    report.ratio(`peak RSS during ${settings.uploadBytes / MB} MB upload (MB)`, uploadPeak, 1);
     report.ratio(
       `${settings.idle} idle SSE streams: RSS per stream (KB)`,
       perKind((k) => sse[k].rssPerStream),
@@ -334,8 +344,8 @@ async function main(): Promise<void> {
     ratioTarget('GET req/s', getRate, 0.95);
     latencyTarget('c=1 p50', p50);
     latencyTarget('SSE first event', firstEvent);
-    memoryTarget('download peak RSS', downMedian);
-    memoryTarget('upload peak RSS', upMedian);
+    memoryTarget('download peak RSS', downloadPeak);
+    memoryTarget('upload peak RSS', uploadPeak);
     idleTarget('idle SSE', sse.amp);
     idleTarget('idle WebSocket', ws.amp);
   } finally {

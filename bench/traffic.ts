@@ -211,7 +211,7 @@ export function openWebSocket(base: string): Promise<Held> {
     });
     ws.once('open', () => resolve({ close: () => ws.terminate() }));
     ws.once('unexpected-response', (_req, res) => reject(new Error(`WebSocket: HTTP ${res.statusCode}`)));
-    ws.once('error', reject);
+    ws.on('error', reject);
   });
 }
 
