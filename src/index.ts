@@ -18,6 +18,15 @@ export type {
 } from './options.js';
 export type { AmpGroup } from './routing/route-groups.js';
 export type { UpstreamKeyFunction } from './auth/upstream-key.js';
+export type {
+  AmpProxyEvent,
+  AmpProxyEventListener,
+  AmpRequestEndEvent,
+  AmpRequestOutcome,
+  AmpRequestStartEvent,
+  AmpWebSocketEvent,
+} from './observability/events.js';
+export type { AmpLogger } from './observability/logger.js';
 export { AMP_ERRORS, AmpProxyConfigError, type AmpErrorBody, type AmpErrorCode } from './errors.js';
 
 /**

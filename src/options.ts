@@ -1,6 +1,8 @@
 import type { IncomingMessage } from 'node:http';
 import type { AmpGroup } from './routing/route-groups.js';
 import type { UpstreamKeyFunction } from './auth/upstream-key.js';
+import type { AmpProxyEventListener } from './observability/events.js';
+import type { AmpLogger } from './observability/logger.js';
 
 /** A gateway key that the host hands to one of its users. */
 export interface AmpClient {
@@ -105,4 +107,12 @@ export interface AmpProxyOptions {
    * one of them is `X-Forwarded-For` consulted to find the client's address. Defaults to none.
    */
   trustedProxies?: readonly string[];
+  /**
+   * A pino-style logger (`info`/`warn`/`error`/`debug`, object first). It gets one line per
+   * finished request and WebSocket, with group, policy, method, redacted path, status, duration,
+   * bytes, key source and outcome. Defaults to none: the middleware logs nothing.
+   */
+  logger?: AmpLogger;
+  /** Called with every request and WebSocket event, for hosts that do their own accounting. Defaults to none. */
+  onProxyEvent?: AmpProxyEventListener;
 }

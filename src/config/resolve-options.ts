@@ -9,6 +9,8 @@ import {
 } from '../auth/upstream-key.js';
 import { AmpProxyConfigError } from '../errors.js';
 import type { AmpCustomPolicy, AmpPolicyName, AmpProxyOptions } from '../options.js';
+import type { AmpProxyEventListener } from '../observability/events.js';
+import { loggingListener, type AmpLogger } from '../observability/logger.js';
 import { AMP_GROUPS, type AmpGroup } from '../routing/route-groups.js';
 
 /** Options after validation, with everything that can be computed once computed. */
@@ -22,6 +24,8 @@ export interface ResolvedConfig {
   readonly serverKey: ServerKeyResolver;
   readonly restrictToLocalhost: boolean;
   readonly trustedProxies: readonly string[];
+  /** Where request and WebSocket events go; `undefined` when nobody listens, so nothing is traced. */
+  readonly emit: AmpProxyEventListener | undefined;
 }
 
 export const DEFAULT_POLICIES: Readonly<Record<AmpGroup, AmpPolicyName>> = {
@@ -43,6 +47,8 @@ const KNOWN_OPTIONS = new Set<string>([
   'secretsFile',
   'restrictManagementToLocalhost',
   'trustedProxies',
+  'logger',
+  'onProxyEvent',
 ] satisfies (keyof AmpProxyOptions)[]);
 const POLICY_NAMES: readonly AmpPolicyName[] = ['inject', 'passthrough', 'dual-token', 'redirect'];
 const HEADER_NAME = /^[!#$%&'*+\-.^_`|~0-9a-z]+$/;
@@ -231,6 +237,40 @@ function resolveTrustedProxies(value: unknown): readonly string[] {
   });
 }
 
+function resolveEventListeners(logger: unknown, onProxyEvent: unknown): AmpProxyEventListener | undefined {
+  const listeners: AmpProxyEventListener[] = [];
+  if (logger !== undefined) {
+    const candidate = (typeof logger === 'object' && logger !== null ? logger : {}) as Record<
+      string,
+      unknown
+    >;
+    const missing = ['info', 'warn', 'error'].filter((method) => typeof candidate[method] !== 'function');
+    if (missing.length > 0) {
+      fail(
+        'logger',
+        `expected a pino-style logger with info, warn and error methods; missing ${missing.join(', ')}`,
+      );
+    }
+    listeners.push(loggingListener(logger as AmpLogger));
+  }
+  if (onProxyEvent !== undefined) {
+    if (typeof onProxyEvent !== 'function')
+      fail('onProxyEvent', `expected a function, got ${describe(onProxyEvent)}`);
+    listeners.push(onProxyEvent as AmpProxyEventListener);
+  }
+  if (listeners.length === 0) return undefined;
+  // Listeners are host code: one that throws loses its own event and breaks nothing else.
+  return (event) => {
+    for (const listener of listeners) {
+      try {
+        listener(event);
+      } catch {
+        // isolated on purpose
+      }
+    }
+  };
+}
+
 /** Validates options once, in the factory, and precomputes what requests need. */
 export function resolveOptions(options: unknown): ResolvedConfig {
   if (options === undefined) options = {};
@@ -257,5 +297,6 @@ export function resolveOptions(options: unknown): ResolvedConfig {
       options.restrictManagementToLocalhost,
     ),
     trustedProxies: resolveTrustedProxies(options.trustedProxies),
+    emit: resolveEventListeners(options.logger, options.onProxyEvent),
   };
 }

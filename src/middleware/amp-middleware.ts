@@ -1,10 +1,11 @@
-import { Agent as HttpAgent, type IncomingMessage, type ServerResponse } from 'node:http';
+import { Agent as HttpAgent, type Agent, type IncomingMessage, type ServerResponse } from 'node:http';
 import { Agent as HttpsAgent } from 'node:https';
 import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { resolveOptions } from '../config/resolve-options.js';
 import { AmpProxyConfigError, rejectUpgrade, sendAmpError } from '../errors.js';
 import type { AmpProxyOptions } from '../options.js';
+import { endTunnel } from '../proxy/group-proxy.js';
 import { createUpstreamHeaderBuilder } from '../proxy/upstream-headers.js';
 import { isAmbiguousPath, normalisedPath } from '../routing/path-safety.js';
 import { classifyAmpPath, type AmpGroup } from '../routing/route-groups.js';
@@ -21,7 +22,12 @@ export interface AmpMiddleware {
    * host's other upgrade handlers can take it.
    */
   upgrade(req: IncomingMessage, socket: Duplex, head: Buffer): boolean;
-  /** Destroys upstream keep-alive connections and open WebSocket tunnels. */
+  /**
+   * Validates `options` and swaps them in atomically: requests already under way finish with the
+   * options they started with. Invalid options throw an `AmpProxyConfigError` and change nothing.
+   */
+  reload(options?: AmpProxyOptions): void;
+  /** Ends open WebSocket tunnels with close code 1001 and closes upstream keep-alive connections. */
   close(): Promise<void>;
 }
 
@@ -72,14 +78,14 @@ function ampPathOf(req: IncomingMessage, pathname: string, mountPath: string | u
   return pathname === '/' ? mountPath : mountPath + pathname;
 }
 
-export function createAmpMiddleware(options: unknown, shape: MiddlewareShape): AmpMiddleware {
-  if (looksLikeRequest(options)) {
-    throw new AmpProxyConfigError(
-      shape.name,
-      `was passed to app.use() without being called; write app.use(${shape.name}()) or app.use(${shape.name}(options))`,
-    );
-  }
-  const config = resolveOptions(options as AmpProxyOptions | undefined);
+/** Everything built from one set of options; `reload` swaps it whole. */
+interface Runtime {
+  readonly agent: Agent;
+  readonly handlers: ReadonlyMap<AmpGroup, GroupHandler>;
+}
+
+function buildRuntime(options: unknown, groups: readonly AmpGroup[]): Runtime {
+  const config = resolveOptions(options);
   // An idle-socket timeout also makes Node honour the upstream's `Keep-Alive: timeout=` hint, so
   // a socket is retired before the upstream closes it under a new request (a spurious 502).
   const agent = new (config.upstreamBase.startsWith('https:') ? HttpsAgent : HttpAgent)({
@@ -87,9 +93,29 @@ export function createAmpMiddleware(options: unknown, shape: MiddlewareShape): A
     timeout: IDLE_UPSTREAM_SOCKET_MS,
   });
   const buildHeaders = createUpstreamHeaderBuilder(config.tokenHeader);
-  const handlers = new Map<AmpGroup, GroupHandler>(
-    shape.groups.map((group) => [group, createGroupHandler(group, config, agent, buildHeaders)]),
+  const handlers = new Map(
+    groups.map((group) => [group, createGroupHandler(group, config, agent, buildHeaders)]),
   );
+  return { agent, handlers };
+}
+
+/** Lets a replaced agent's in-flight requests finish, and closes each of its sockets once free. */
+function retire(agent: Agent): void {
+  // Read by Node each time a socket is released; @types/node does not declare it.
+  (agent as Agent & { keepAlive: boolean }).keepAlive = false;
+  for (const sockets of Object.values(agent.freeSockets)) {
+    for (const socket of sockets ?? []) socket.destroy();
+  }
+}
+
+export function createAmpMiddleware(options: unknown, shape: MiddlewareShape): AmpMiddleware {
+  if (looksLikeRequest(options)) {
+    throw new AmpProxyConfigError(
+      shape.name,
+      `was passed to app.use() without being called; write app.use(${shape.name}()) or app.use(${shape.name}(options))`,
+    );
+  }
+  let runtime = buildRuntime(options, shape.groups);
   const tunnels = new Set<Duplex>();
 
   /** Who serves `ampPath`: a group of ours, `'bad-path'`, or `undefined` when the path is not ours. */
@@ -101,7 +127,7 @@ export function createAmpMiddleware(options: unknown, shape: MiddlewareShape): A
     }
     const group = classifyAmpPath(ampPath);
     if (group === undefined) return undefined;
-    const handler = handlers.get(group);
+    const handler = runtime.handlers.get(group);
     return handler && { group, handler };
   }
 
@@ -122,21 +148,28 @@ export function createAmpMiddleware(options: unknown, shape: MiddlewareShape): A
     const url = req.url ?? '/';
     const [pathname, query] = splitUrl(url);
     const target = route(pathname);
-    if (target === undefined) return false;
+    if (target === undefined || (target !== 'bad-path' && !UPGRADABLE.has(target.group))) return false;
+    // Node removes its own error listener from upgraded sockets; a client reset must not crash the host.
+    socket.on('error', () => socket.destroy());
     if (target === 'bad-path' || url.length > MAX_URL_LENGTH) {
       rejectUpgrade(socket, target === 'bad-path' ? 'amp_bad_path' : 'amp_uri_too_long');
       return true;
     }
-    if (!UPGRADABLE.has(target.group)) return false;
     tunnels.add(socket);
     socket.once('close', () => tunnels.delete(socket));
     target.handler.upgrade(req, socket as Socket, head, pathname, query);
     return true;
   };
 
+  middleware.reload = (nextOptions) => {
+    const previous = runtime;
+    runtime = buildRuntime(nextOptions, shape.groups);
+    retire(previous.agent);
+  };
+
   middleware.close = async () => {
-    for (const socket of tunnels) socket.destroy();
-    agent.destroy();
+    for (const socket of tunnels) endTunnel(socket);
+    runtime.agent.destroy();
   };
 
   return middleware;

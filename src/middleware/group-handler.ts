@@ -6,6 +6,7 @@ import { rejectUpgrade, sendAmpError, type AmpErrorCode } from '../errors.js';
 import { createPolicy, type PolicyDecision } from '../policy/policies.js';
 import { createRequestGate, forbidsCrossOrigin } from '../access/request-gate.js';
 import { createGroupProxy } from '../proxy/group-proxy.js';
+import { createTracer } from '../observability/events.js';
 import { recoverConsumedBody } from '../proxy/request-body.js';
 import type { UpstreamHeaderBuilder } from '../proxy/upstream-headers.js';
 import type { AmpGroup } from '../routing/route-groups.js';
@@ -38,6 +39,10 @@ export function createGroupHandler(
     trustedProxies: config.trustedProxies,
   });
   const proxy = createGroupProxy(config.upstreamBase, agent, config.timeoutMs, forbidsCrossOrigin(group));
+  const policySpec = config.policies[group];
+  const tracer = config.emit
+    ? createTracer(group, typeof policySpec === 'function' ? 'custom' : policySpec, config.emit)
+    : undefined;
 
   /** Runs the policy and hands its verdict on, synchronously whenever the policy is. */
   function decide(
@@ -77,13 +82,18 @@ export function createGroupHandler(
 
   return {
     http(req, res, pathname, query) {
+      const trace = tracer?.request(req, res, withQuery(pathname, query));
+      const answer = (code: AmpErrorCode): void => {
+        trace?.answered(code);
+        sendAmpError(res, code);
+      };
       const refused = gate?.(req);
-      if (refused) return sendAmpError(res, refused);
+      if (refused) return answer(refused);
       decide(
         req,
         query,
         (decision, credentials) => {
-          if (decision.kind === 'reject') return sendAmpError(res, decision.code);
+          if (decision.kind === 'reject') return answer(decision.code);
           if (decision.kind === 'redirect') {
             const location =
               config.upstreamBase + withQuery(pathname, credentials.upstreamQuery('all-credentials'));
@@ -92,11 +102,12 @@ export function createGroupHandler(
             return;
           }
           const body = recoverConsumedBody(req);
-          if (body === 'unavailable') return sendAmpError(res, 'amp_body_unavailable');
+          if (body === 'unavailable') return answer('amp_body_unavailable');
+          trace?.keySpent(decision.keySource);
           rewriteForUpstream(req, decision, credentials, pathname, false);
           proxy.web(req, res, body);
         },
-        (code) => sendAmpError(res, code),
+        answer,
       );
     },
 
@@ -109,6 +120,7 @@ export function createGroupHandler(
         (decision, credentials) => {
           if (decision.kind === 'reject') return rejectUpgrade(socket, decision.code);
           if (decision.kind === 'redirect') return rejectUpgrade(socket, 'amp_bad_path');
+          tracer?.tunnel(socket, withQuery(pathname, query));
           rewriteForUpstream(req, decision, credentials, pathname, true);
           proxy.upgrade(req, socket, head);
         },

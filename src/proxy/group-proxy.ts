@@ -1,7 +1,9 @@
 import type { Agent, ClientRequest, IncomingMessage, ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
+import type { Duplex } from 'node:stream';
 import { createProxyMiddleware } from 'http-proxy-middleware';
 import { sendAmpError } from '../errors.js';
+import { traceOf } from '../observability/events.js';
 import { writeRecoveredBody } from './request-body.js';
 import { forwardResponse } from './response.js';
 
@@ -14,6 +16,33 @@ export interface GroupProxy {
 
 const UPSTREAM_TIMEOUT = 'AMP_UPSTREAM_TIMEOUT';
 const recoveredBodies = new WeakMap<IncomingMessage, Buffer>();
+/** The upstream end of each tunnel, so that shutdown can close a tunnel cleanly. */
+const upstreamSockets = new WeakMap<Duplex, Socket>();
+/** A server-to-client WebSocket close frame with status 1001, "going away". */
+const GOING_AWAY_FRAME = Buffer.from([0x88, 0x02, 0x03, 0xe9]);
+const TUNNEL_CLOSE_GRACE_MS = 1000;
+
+/**
+ * Ends a WebSocket tunnel with close code 1001: the upstream side is detached first, so the
+ * close frame cannot land inside a frame the upstream was still sending.
+ */
+export function endTunnel(socket: Duplex): void {
+  const upstream = upstreamSockets.get(socket);
+  if (upstream) {
+    upstream.unpipe(socket);
+    socket.unpipe(upstream);
+    upstream.destroy();
+  }
+  // Keep reading, so the client's closing handshake and hang-up are seen and the socket closes.
+  socket.resume();
+  socket.end(GOING_AWAY_FRAME);
+  // The client should answer the close and hang up; one that does not is cut off.
+  setTimeout(() => socket.destroy(), TUNNEL_CLOSE_GRACE_MS).unref();
+}
+
+function timeoutError(): Error {
+  return Object.assign(new Error('upstream timed out'), { code: UPSTREAM_TIMEOUT });
+}
 
 function isServerResponse(target: ServerResponse | Socket): target is ServerResponse {
   return 'writeHead' in target;
@@ -26,11 +55,19 @@ function onProxyReq(timeoutMs: number) {
     res.once('close', () => {
       if (!res.writableFinished) proxyReq.destroy();
     });
-    proxyReq.setTimeout(timeoutMs, () => {
-      proxyReq.destroy(Object.assign(new Error('upstream timed out'), { code: UPSTREAM_TIMEOUT }));
-    });
+    proxyReq.setTimeout(timeoutMs, () => proxyReq.destroy(timeoutError()));
     const body = recoveredBodies.get(req);
     if (body) writeRecoveredBody(proxyReq, body);
+  };
+}
+
+/** An upgrade the upstream never answers must not hold the client socket forever. */
+function onProxyReqWs(timeoutMs: number) {
+  return (proxyReq: ClientRequest, _req: IncomingMessage, socket: Duplex): void => {
+    proxyReq.setTimeout(timeoutMs, () => proxyReq.destroy(timeoutError()));
+    proxyReq.once('upgrade', (_res: IncomingMessage, upstream: Socket) =>
+      upstreamSockets.set(socket, upstream),
+    );
   };
 }
 
@@ -38,7 +75,9 @@ function onProxyRes(stripCors: boolean) {
   return (proxyRes: IncomingMessage, req: IncomingMessage, res: ServerResponse): void => {
     // A reset mid-stream ends the piped source without `end`; without this the client would hang.
     proxyRes.once('close', () => {
-      if (!proxyRes.complete) res.destroy();
+      if (proxyRes.complete || res.destroyed) return;
+      traceOf(req)?.failed('upstream-error');
+      res.destroy();
     });
     forwardResponse(proxyRes, req, res, stripCors);
   };
@@ -52,6 +91,7 @@ function onError(error: Error, req: IncomingMessage, target: ServerResponse | So
   // A client that went away is not an upstream failure: there is nobody to answer.
   if (req.socket.destroyed || target.destroyed || target.writableEnded) return;
   const timedOut = (error as NodeJS.ErrnoException).code === UPSTREAM_TIMEOUT;
+  traceOf(req)?.failed(timedOut ? 'timeout' : 'upstream-error');
   sendAmpError(target, timedOut ? 'amp_upstream_timeout' : 'amp_upstream_proxy_error');
 }
 
@@ -74,6 +114,7 @@ export function createGroupProxy(
     plugins: [
       (proxyServer) => {
         proxyServer.on('proxyReq', onProxyReq(timeoutMs));
+        proxyServer.on('proxyReqWs', onProxyReqWs(timeoutMs));
         proxyServer.on('proxyRes', onProxyRes(stripCors));
         proxyServer.on('error', onError);
       },

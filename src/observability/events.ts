@@ -1,0 +1,123 @@
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { Duplex } from 'node:stream';
+import type { AmpErrorCode } from '../errors.js';
+import type { KeySource } from '../policy/policies.js';
+import type { AmpGroup } from '../routing/route-groups.js';
+import { redactUrl } from './redact.js';
+
+/** How a proxied request ended. */
+export type AmpRequestOutcome = 'completed' | 'refused' | 'client-aborted' | 'upstream-error' | 'timeout';
+
+export interface AmpRequestStartEvent {
+  readonly type: 'request-start';
+  readonly group: AmpGroup;
+  readonly method: string;
+  /** Path and query relative to the Amp root, credential parameters redacted. */
+  readonly path: string;
+}
+
+export interface AmpRequestEndEvent {
+  readonly type: 'request-end';
+  readonly group: AmpGroup;
+  /** The group's policy: a built-in name, or `custom`. */
+  readonly policy: string;
+  readonly method: string;
+  readonly path: string;
+  readonly status: number;
+  readonly durationMs: number;
+  /** Bytes written to the client connection for this response, headers included. */
+  readonly bytesSent: number;
+  /** Which key the request spent: `config`, `function`, `env`, `secrets-file`, `client:<name>`, `user`, `custom`. */
+  readonly keySource: KeySource | undefined;
+  readonly outcome: AmpRequestOutcome;
+  /** The error code the gateway answered with, if it answered one. */
+  readonly error: AmpErrorCode | undefined;
+}
+
+export interface AmpWebSocketEvent {
+  readonly type: 'websocket-open' | 'websocket-close';
+  readonly group: AmpGroup;
+  readonly path: string;
+  /** On `websocket-close`: how long the tunnel was open. */
+  readonly durationMs: number | undefined;
+}
+
+/** Everything the middleware reports to `logger`, `onProxyEvent` and metrics. */
+export type AmpProxyEvent = AmpRequestStartEvent | AmpRequestEndEvent | AmpWebSocketEvent;
+export type AmpProxyEventListener = (event: AmpProxyEvent) => void;
+
+/** What the pipeline tells a request's trace as it goes. */
+export interface RequestTrace {
+  keySpent(source: KeySource | undefined): void;
+  answered(code: AmpErrorCode): void;
+  failed(outcome: 'upstream-error' | 'timeout'): void;
+}
+
+const traces = new WeakMap<IncomingMessage, RequestTrace>();
+
+/** The trace of `req`, for the proxy hooks that only see the request. */
+export function traceOf(req: IncomingMessage): RequestTrace | undefined {
+  return traces.get(req);
+}
+
+export interface Tracer {
+  request(req: IncomingMessage, res: ServerResponse, path: string): RequestTrace;
+  tunnel(socket: Duplex, path: string): void;
+}
+
+/** Emits the events of one group; `emit` isolates its listeners from each other and from us. */
+export function createTracer(group: AmpGroup, policy: string, emit: AmpProxyEventListener): Tracer {
+  return {
+    request(req, res, rawPath) {
+      const started = performance.now();
+      const path = redactUrl(rawPath);
+      const method = req.method ?? 'GET';
+      const bytesBefore = req.socket.bytesWritten;
+      let keySource: KeySource | undefined;
+      let error: AmpErrorCode | undefined;
+      let failure: 'upstream-error' | 'timeout' | undefined;
+      const trace: RequestTrace = {
+        keySpent: (source) => (keySource = source),
+        answered: (code) => (error = code),
+        failed: (outcome) => (failure = outcome),
+      };
+      traces.set(req, trace);
+      // Attached before any asynchronous step, so no ending can be missed.
+      res.once('close', () => {
+        const outcome: AmpRequestOutcome =
+          failure ??
+          (error === 'amp_upstream_proxy_error' || error === 'amp_upstream_timeout'
+            ? 'upstream-error'
+            : error
+              ? 'refused'
+              : res.writableFinished
+                ? 'completed'
+                : 'client-aborted');
+        emit({
+          type: 'request-end',
+          group,
+          policy,
+          method,
+          path,
+          status: res.statusCode,
+          durationMs: Math.round((performance.now() - started) * 1000) / 1000,
+          bytesSent: req.socket.bytesWritten - bytesBefore,
+          keySource,
+          outcome,
+          error,
+        });
+      });
+      emit({ type: 'request-start', group, method, path });
+      return trace;
+    },
+    tunnel(socket, rawPath) {
+      const started = performance.now();
+      const path = redactUrl(rawPath);
+      emit({ type: 'websocket-open', group, path, durationMs: undefined });
+      socket.once('close', () => {
+        const durationMs = Math.round(performance.now() - started);
+        emit({ type: 'websocket-close', group, path, durationMs });
+      });
+    },
+  };
+}
