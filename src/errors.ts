@@ -65,17 +65,22 @@ export interface AmpErrorBody {
 }
 
 /**
- * Thrown by the factories when options are invalid. `option` names the offending option path
- * (for example `policies.browser`), so a host can point its user at the exact setting.
+ * Thrown by the factories, `reload` and `loadAmpConfig` when options are invalid. `option` names
+ * the offending option path (for example `policies.browser`) and `file` the config file it came
+ * from, so a host can point its user at the exact setting.
  */
 export class AmpProxyConfigError extends Error {
   readonly code = 'amp_invalid_options';
   readonly option: string;
+  readonly problem: string;
+  readonly file: string | undefined;
 
-  constructor(option: string, problem: string) {
-    super(`amp-proxy-middleware: ${option}: ${problem}`);
+  constructor(option: string, problem: string, file?: string) {
+    super(`amp-proxy-middleware: ${file ? `${file}: ` : ''}${option}: ${problem}`);
     this.name = 'AmpProxyConfigError';
     this.option = option;
+    this.problem = problem;
+    this.file = file;
   }
 }
 

@@ -28,6 +28,12 @@ export type {
 } from './observability/events.js';
 export type { AmpLogger } from './observability/logger.js';
 export { AMP_ERRORS, AmpProxyConfigError, type AmpErrorBody, type AmpErrorCode } from './errors.js';
+export {
+  loadAmpConfig,
+  type AmpGatewaySettings,
+  type LoadAmpConfigOptions,
+  type LoadedAmpConfig,
+} from './config/load-config.js';
 
 /**
  * Every Amp route group behind one middleware. Mount it where the Amp server root should be

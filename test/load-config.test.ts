@@ -1,0 +1,143 @@
+import assert from 'node:assert/strict';
+import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, describe, it } from 'node:test';
+import { AmpProxyConfigError, loadAmpConfig } from '../src/index.js';
+
+const dirs: string[] = [];
+async function project(files: Record<string, string>): Promise<string> {
+  const dir = await mkdtemp(join(tmpdir(), 'amp-config-'));
+  dirs.push(dir);
+  for (const [name, content] of Object.entries(files)) {
+    await mkdir(join(dir, name, '..'), { recursive: true });
+    await writeFile(join(dir, name), content);
+  }
+  return dir;
+}
+after(async () => Promise.all(dirs.map((dir) => rm(dir, { recursive: true, force: true }))));
+
+describe('loadAmpConfig', () => {
+  it('with no config file, returns the defaults', async () => {
+    const cwd = await project({ 'package.json': '{"name":"x"}' });
+    const loaded = await loadAmpConfig({ cwd, env: {} });
+    assert.equal(loaded.filepath, undefined);
+    assert.deepEqual(loaded.options, {});
+    assert.deepEqual(loaded.gateway, { port: 8317, host: '127.0.0.1', metricsPath: undefined });
+  });
+
+  for (const [name, content] of [
+    ['.amp-proxyrc', 'upstream: https://amp.example\npolicies:\n  management: dual-token\n'],
+    ['.amp-proxyrc.json', '{"upstream":"https://amp.example","policies":{"management":"dual-token"}}'],
+    ['.amp-proxyrc.yaml', 'upstream: https://amp.example\npolicies: { management: dual-token }\n'],
+    [
+      'amp-proxy.config.mjs',
+      'export default { upstream: "https://amp.example", policies: { management: "dual-token" } };',
+    ],
+    [
+      'amp-proxy.config.cjs',
+      'module.exports = { upstream: "https://amp.example", policies: { management: "dual-token" } };',
+    ],
+    ['amp-proxy.config.yaml', 'upstream: https://amp.example\npolicies:\n  management: dual-token\n'],
+  ] as const) {
+    it(`finds ${name}`, async () => {
+      const cwd = await project({ 'package.json': '{"name":"x"}', [name]: content });
+      const loaded = await loadAmpConfig({ cwd, env: {} });
+      assert.equal(loaded.filepath, join(cwd, name));
+      assert.deepEqual(loaded.options, {
+        upstream: 'https://amp.example',
+        policies: { management: 'dual-token' },
+      });
+    });
+  }
+
+  it('finds the "ampProxy" key of package.json, searching up from a sub-directory', async () => {
+    const cwd = await project({
+      'package.json': JSON.stringify({ name: 'x', ampProxy: { timeoutMs: 1234, port: 9000 } }),
+      'src/deep/.keep': '',
+    });
+    const loaded = await loadAmpConfig({ cwd: join(cwd, 'src/deep'), env: {} });
+    assert.equal(loaded.filepath, join(cwd, 'package.json'));
+    assert.deepEqual(loaded.options, { timeoutMs: 1234 });
+    assert.equal(loaded.gateway.port, 9000);
+  });
+
+  it('loads an explicit configFile', async () => {
+    const cwd = await project({ 'conf/gateway.json': '{"tokenHeader":"x-user-amp"}' });
+    const loaded = await loadAmpConfig({ cwd, configFile: 'conf/gateway.json', env: {} });
+    assert.equal(loaded.options.tokenHeader, 'x-user-amp');
+  });
+
+  it('resolves { env } and { file } secret references, and watches referenced files', async () => {
+    const cwd = await project({
+      'secrets/server.key': 'server-key-from-file\n',
+      '.amp-proxyrc.yaml': [
+        'upstreamKey: { file: secrets/server.key }',
+        'clients:',
+        '  - key: { env: ALICE_GATEWAY_KEY }',
+        '    name: alice',
+        '    upstreamKey: { env: ALICE_AMP_KEY }',
+      ].join('\n'),
+    });
+    const loaded = await loadAmpConfig({
+      cwd,
+      env: { ALICE_GATEWAY_KEY: 'gw-alice', ALICE_AMP_KEY: 'amp-alice' },
+    });
+    assert.equal(loaded.options.upstreamKey, 'server-key-from-file');
+    assert.deepEqual(loaded.options.clients, [{ key: 'gw-alice', name: 'alice', upstreamKey: 'amp-alice' }]);
+    assert.deepEqual(loaded.watchFiles, [join(cwd, '.amp-proxyrc.yaml'), join(cwd, 'secrets/server.key')]);
+    assert.match(String(loaded.upstreamKeyOrigin), /^file .*server\.key/);
+  });
+
+  it('environment variables override the file', async () => {
+    const cwd = await project({
+      '.amp-proxyrc.json': '{"upstream":"https://file.example","upstreamKey":"file-key","port":1}',
+    });
+    const loaded = await loadAmpConfig({
+      cwd,
+      env: {
+        AMP_PROXY_UPSTREAM: 'https://env.example',
+        AMP_API_KEY: 'env-key',
+        AMP_PROXY_PORT: '9999',
+        AMP_PROXY_HOST: '0.0.0.0',
+      },
+    });
+    assert.equal(loaded.options.upstream, 'https://env.example');
+    assert.equal(loaded.options.upstreamKey, 'env-key');
+    assert.equal(loaded.upstreamKeyOrigin, 'env AMP_API_KEY');
+    assert.deepEqual(loaded.gateway, { port: 9999, host: '0.0.0.0', metricsPath: undefined });
+  });
+
+  it('errors name the file, the option path and the expected value', async () => {
+    const cwd = await project({ '.amp-proxyrc.yaml': 'policies:\n  management: pass\n' });
+    await assert.rejects(loadAmpConfig({ cwd, env: {} }), (error: unknown) => {
+      assert.ok(error instanceof AmpProxyConfigError);
+      assert.equal(error.file, join(cwd, '.amp-proxyrc.yaml'));
+      assert.equal(error.option, 'policies.management');
+      assert.match(
+        error.message,
+        /\.amp-proxyrc\.yaml: policies\.management: expected one of inject \| passthrough \| dual-token or a function, got "pass"/,
+      );
+      return true;
+    });
+  });
+
+  it('a missing env secret, an unreadable secret file, bad gateway settings and broken syntax are reported', async () => {
+    const missingEnv = await project({ '.amp-proxyrc.json': '{"upstreamKey":{"env":"NOPE"}}' });
+    await assert.rejects(loadAmpConfig({ cwd: missingEnv, env: {} }), /upstreamKey: env NOPE is not set/);
+    const missingFile = await project({ '.amp-proxyrc.json': '{"clients":[{"key":{"file":"nope.txt"}}]}' });
+    await assert.rejects(
+      loadAmpConfig({ cwd: missingFile, env: {} }),
+      /clients\[0\]\.key: cannot read .*nope\.txt: ENOENT/,
+    );
+    const badPort = await project({ '.amp-proxyrc.json': '{"port":"http"}' });
+    await assert.rejects(loadAmpConfig({ cwd: badPort, env: {} }), /port: expected a port number/);
+    const broken = await project({ '.amp-proxyrc.json': '{"upstream": ' });
+    await assert.rejects(loadAmpConfig({ cwd: broken, env: {} }), /\.amp-proxyrc\.json/);
+    const badRef = await project({ '.amp-proxyrc.json': '{"upstreamKey":{"vault":"x"}}' });
+    await assert.rejects(
+      loadAmpConfig({ cwd: badRef, env: {} }),
+      /upstreamKey: expected a string, \{ env: "NAME" \} or \{ file: "path" \}/,
+    );
+  });
+});
