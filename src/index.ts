@@ -27,6 +27,13 @@ export type {
   AmpWebSocketEvent,
 } from './observability/events.js';
 export type { AmpLogger } from './observability/logger.js';
+export {
+  createAmpMetrics,
+  type AmpMetrics,
+  type PromClientLike,
+  type PromRegistryLike,
+} from './observability/metrics.js';
+export { redactHeaders, redactSecret, redactUrl } from './observability/redact.js';
 export { AMP_ERRORS, AmpProxyConfigError, type AmpErrorBody, type AmpErrorCode } from './errors.js';
 export {
   loadAmpConfig,

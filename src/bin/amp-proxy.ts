@@ -1,117 +1,76 @@
 #!/usr/bin/env node
-import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import { parseArgs } from 'node:util';
-import { defaultSecretsFile, DEFAULT_UPSTREAM, readAmbientKey } from '../auth/upstream-key.js';
-import { DEFAULT_POLICIES } from '../config/resolve-options.js';
-import { ampRouter, attachUpgrade } from '../index.js';
+import { loadAmpConfig } from '../config/load-config.js';
+import { AmpProxyConfigError } from '../errors.js';
+import { printableConfig, startGateway } from '../gateway/gateway.js';
 
-const DEFAULT_PORT = 8317;
-const DEFAULT_HOST = '127.0.0.1';
 const SHUTDOWN_GRACE_MS = 10_000;
-const USAGE = `Usage: amp-proxy [--port N] [--host H] [--upstream URL]
+const USAGE = `Usage: amp-proxy [--config FILE] [--port N] [--host H] [--print-config]
 
-Runs a standalone Amp gateway with the default policies: provider routes spend the server key
-(AMP_API_KEY or the Amp CLI secrets file), every other route forwards the user's own token.
+A standalone Amp gateway. Provider routes spend the server key; every other route forwards the
+user's own token. Configuration comes from an amp-proxy config file (.amp-proxyrc, .amp-proxyrc.json,
+.amp-proxyrc.yaml, amp-proxy.config.js, package.json "ampProxy", ...) searched from the current
+directory, with env overrides: AMP_PROXY_UPSTREAM, AMP_API_KEY, AMP_PROXY_PORT, AMP_PROXY_HOST.
 
-  --port N        listen port (env AMP_PROXY_PORT, default ${DEFAULT_PORT})
-  --host H        listen address (env AMP_PROXY_HOST, default ${DEFAULT_HOST})
-  --upstream URL  the Amp server (env AMP_PROXY_UPSTREAM, default ${DEFAULT_UPSTREAM})
-  --help          show this help`;
+  --config FILE    load this config file instead of searching
+  --port N         listen port (default 8317)
+  --host H         listen address (default 127.0.0.1)
+  --print-config   print the effective configuration (secrets redacted) and exit
+  --help           show this help`;
 
-function fail(message: string): never {
+function usageError(message: string): never {
   process.stderr.write(`amp-proxy: ${message}\n\n${USAGE}\n`);
   process.exit(2);
 }
 
-function parsePort(value: string): number {
+function parsePort(value: string | undefined): number | undefined {
+  if (value === undefined) return undefined;
   const port = Number(value);
-  if (!Number.isInteger(port) || port < 0 || port > 65_535) fail(`--port: expected 0-65535, got "${value}"`);
+  if (value.trim() === '' || !Number.isInteger(port) || port < 0 || port > 65_535) {
+    usageError(`--port: expected 0-65535, got "${value}"`);
+  }
   return port;
 }
 
 async function main(): Promise<void> {
-  let args;
+  let values;
   try {
-    args = parseArgs({
+    values = parseArgs({
       options: {
+        config: { type: 'string' },
         port: { type: 'string' },
         host: { type: 'string' },
-        upstream: { type: 'string' },
+        'print-config': { type: 'boolean' },
         help: { type: 'boolean' },
       },
     }).values;
   } catch (error) {
-    fail((error as Error).message);
+    usageError((error as Error).message);
   }
-  if (args.help) {
+  if (values.help) {
     process.stdout.write(`${USAGE}\n`);
     return;
   }
-  const port = parsePort(args.port ?? process.env.AMP_PROXY_PORT ?? String(DEFAULT_PORT));
-  const host = args.host ?? process.env.AMP_PROXY_HOST ?? DEFAULT_HOST;
-  const upstream = args.upstream ?? process.env.AMP_PROXY_UPSTREAM ?? DEFAULT_UPSTREAM;
-
-  let router;
-  try {
-    router = ampRouter({ upstream });
-  } catch (error) {
-    fail((error as Error).message);
+  if (values['print-config']) {
+    const loaded = await loadAmpConfig({ configFile: values.config });
+    process.stdout.write(`${JSON.stringify(printableConfig(loaded), null, 2)}\n`);
+    return;
   }
-  const notFound = (res: ServerResponse) => () => {
-    res.writeHead(404, { 'content-type': 'application/json' });
-    res.end(JSON.stringify({ error: 'not_found' }));
-  };
-  const server = createServer((req: IncomingMessage, res: ServerResponse) => {
-    if (req.url === '/healthz') {
-      res.writeHead(200, { 'content-type': 'application/json' });
-      res.end(JSON.stringify({ status: 'ok' }));
-      return;
-    }
-    router(req, res, notFound(res));
+  const gateway = await startGateway({
+    configFile: values.config,
+    port: parsePort(values.port),
+    host: values.host,
   });
-  attachUpgrade(server, router);
-
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(port, host, resolve);
-  });
-  const address = server.address();
-  const listening =
-    typeof address === 'object' && address ? `http://${host}:${address.port}` : String(address);
-  const { source } = await readAmbientKey(upstream, defaultSecretsFile());
-  const rows: [string, string][] = [
-    ['listening', listening],
-    ['upstream', upstream],
-    ...Object.entries(DEFAULT_POLICIES).map(([group, policy]): [string, string] => [
-      `policy ${group}`,
-      policy,
-    ]),
-    [
-      'server key',
-      source === 'env' ? 'env AMP_API_KEY' : source === 'secrets-file' ? 'Amp secrets file' : 'none',
-    ],
-  ];
-  const width = Math.max(...rows.map(([name]) => name.length));
-  process.stdout.write(
-    `amp-proxy\n${rows.map(([name, value]) => `  ${name.padEnd(width)}  ${value}`).join('\n')}\n`,
-  );
-
   const shutdown = (): void => {
-    server.close(() => {
-      void router.close().then(() => process.exit(0));
-    });
-    server.closeIdleConnections();
-    // Streams still open after the grace period are cut rather than holding the exit forever.
-    setTimeout(() => {
-      server.closeAllConnections();
-      void router.close().then(() => process.exit(0));
-    }, SHUTDOWN_GRACE_MS).unref();
+    void gateway.shutdown(SHUTDOWN_GRACE_MS).then(() => process.exit(0));
   };
   process.once('SIGTERM', shutdown);
   process.once('SIGINT', shutdown);
 }
 
 main().catch((error: unknown) => {
-  process.stderr.write(`amp-proxy: ${(error as Error).message ?? String(error)}\n`);
-  process.exit(1);
+  const message =
+    error instanceof AmpProxyConfigError ? error.message : String((error as Error).message ?? error);
+  process.stderr.write(`amp-proxy: ${message}\n`);
+  process.exit(error instanceof AmpProxyConfigError ? 2 : 1);
 });

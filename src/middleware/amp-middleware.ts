@@ -27,7 +27,10 @@ export interface AmpMiddleware {
    * options they started with. Invalid options throw an `AmpProxyConfigError` and change nothing.
    */
   reload(options?: AmpProxyOptions): void;
-  /** Ends open WebSocket tunnels with close code 1001 and closes upstream keep-alive connections. */
+  /**
+   * For shutdown: ends open WebSocket tunnels with close code 1001 and closes idle upstream
+   * connections. Requests under way finish; their connections close as they do.
+   */
   close(): Promise<void>;
 }
 
@@ -169,7 +172,7 @@ export function createAmpMiddleware(options: unknown, shape: MiddlewareShape): A
 
   middleware.close = async () => {
     for (const socket of tunnels) endTunnel(socket);
-    runtime.agent.destroy();
+    retire(runtime.agent);
   };
 
   return middleware;

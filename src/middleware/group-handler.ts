@@ -103,7 +103,7 @@ export function createGroupHandler(
           }
           const body = recoverConsumedBody(req);
           if (body === 'unavailable') return answer('amp_body_unavailable');
-          trace?.keySpent(decision.keySource);
+          trace?.keySpent(decision.keySource, credentials.client?.name);
           rewriteForUpstream(req, decision, credentials, pathname, false);
           proxy.web(req, res, body);
         },

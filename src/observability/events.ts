@@ -29,6 +29,8 @@ export interface AmpRequestEndEvent {
   readonly bytesSent: number;
   /** Which key the request spent: `config`, `function`, `env`, `secrets-file`, `client:<name>`, `user`, `custom`. */
   readonly keySource: KeySource | undefined;
+  /** The `name` of the gateway client the request identified itself as, if any. */
+  readonly client: string | undefined;
   readonly outcome: AmpRequestOutcome;
   /** The error code the gateway answered with, if it answered one. */
   readonly error: AmpErrorCode | undefined;
@@ -48,7 +50,7 @@ export type AmpProxyEventListener = (event: AmpProxyEvent) => void;
 
 /** What the pipeline tells a request's trace as it goes. */
 export interface RequestTrace {
-  keySpent(source: KeySource | undefined): void;
+  keySpent(source: KeySource | undefined, client: string | undefined): void;
   answered(code: AmpErrorCode): void;
   failed(outcome: 'upstream-error' | 'timeout'): void;
 }
@@ -74,10 +76,14 @@ export function createTracer(group: AmpGroup, policy: string, emit: AmpProxyEven
       const method = req.method ?? 'GET';
       const bytesBefore = req.socket.bytesWritten;
       let keySource: KeySource | undefined;
+      let client: string | undefined;
       let error: AmpErrorCode | undefined;
       let failure: 'upstream-error' | 'timeout' | undefined;
       const trace: RequestTrace = {
-        keySpent: (source) => (keySource = source),
+        keySpent: (source, clientName) => {
+          keySource = source;
+          client = clientName;
+        },
         answered: (code) => (error = code),
         failed: (outcome) => (failure = outcome),
       };
@@ -103,6 +109,7 @@ export function createTracer(group: AmpGroup, policy: string, emit: AmpProxyEven
           durationMs: Math.round((performance.now() - started) * 1000) / 1000,
           bytesSent: req.socket.bytesWritten - bytesBefore,
           keySource,
+          client,
           outcome,
           error,
         });

@@ -1,0 +1,116 @@
+import type { AmpProxyEventListener } from './events.js';
+
+/**
+ * The part of `prom-client` this uses. Taking the module as an argument keeps `prom-client` an
+ * optional peer: the library never imports it, and the host's own copy (and registry) is used.
+ */
+export interface PromClientLike {
+  Registry: new () => PromRegistryLike;
+  Counter: new (config: MetricConfig) => { inc(labels: Record<string, string>, value?: number): void };
+  Gauge: new (config: MetricConfig) => {
+    inc(labels: Record<string, string>): void;
+    dec(labels: Record<string, string>): void;
+  };
+  Histogram: new (config: MetricConfig & { buckets: number[] }) => {
+    observe(labels: Record<string, string>, value: number): void;
+  };
+}
+
+export interface PromRegistryLike {
+  metrics(): Promise<string>;
+  readonly contentType: string;
+}
+
+interface MetricConfig {
+  name: string;
+  help: string;
+  labelNames: string[];
+  registers: PromRegistryLike[];
+}
+
+export interface AmpMetrics {
+  /** Pass as `onProxyEvent` (or call from yours). */
+  readonly onProxyEvent: AmpProxyEventListener;
+  readonly registry: PromRegistryLike;
+}
+
+/** Sources that mean the gateway spent a server-side key rather than the user's own. */
+const SERVER_KEY_SOURCES = new Set(['config', 'function', 'env', 'secrets-file']);
+// LLM calls run long: buckets reach well past a minute.
+const DURATION_BUCKETS = [0.005, 0.025, 0.1, 0.5, 1, 2.5, 10, 30, 60, 300];
+
+/**
+ * Prometheus metrics for every request and WebSocket: requests and durations by group and
+ * status, in-flight requests, open WebSockets, upstream errors, and calls that spent a
+ * server-side key (the answer to "why is this still using my Amp credits?").
+ */
+export function createAmpMetrics(
+  client: PromClientLike,
+  { registry = new client.Registry() }: { registry?: PromRegistryLike } = {},
+): AmpMetrics {
+  const registers = [registry];
+  const requests = new client.Counter({
+    name: 'amp_proxy_requests_total',
+    help: 'Finished requests by route group, status and outcome.',
+    labelNames: ['group', 'status', 'outcome'],
+    registers,
+  });
+  const duration = new client.Histogram({
+    name: 'amp_proxy_request_duration_seconds',
+    help: 'Request duration, from arrival to the end of the response, by route group.',
+    labelNames: ['group'],
+    buckets: DURATION_BUCKETS,
+    registers,
+  });
+  const inFlight = new client.Gauge({
+    name: 'amp_proxy_requests_in_flight',
+    help: 'Requests (including open streams) being proxied now, by route group.',
+    labelNames: ['group'],
+    registers,
+  });
+  const websockets = new client.Gauge({
+    name: 'amp_proxy_websockets_open',
+    help: 'Open WebSocket tunnels by route group.',
+    labelNames: ['group'],
+    registers,
+  });
+  const upstreamErrors = new client.Counter({
+    name: 'amp_proxy_upstream_errors_total',
+    help: 'Requests that failed at the upstream (unreachable, reset, timeout), by route group and outcome.',
+    labelNames: ['group', 'outcome'],
+    registers,
+  });
+  const serverKeySpend = new client.Counter({
+    name: 'amp_proxy_server_key_requests_total',
+    help: 'Requests forwarded with a server-side Amp key (not the user’s own), by route group and key source.',
+    labelNames: ['group', 'source'],
+    registers,
+  });
+
+  return {
+    registry,
+    onProxyEvent(event) {
+      switch (event.type) {
+        case 'request-start':
+          inFlight.inc({ group: event.group });
+          return;
+        case 'request-end':
+          inFlight.dec({ group: event.group });
+          requests.inc({ group: event.group, status: String(event.status), outcome: event.outcome });
+          duration.observe({ group: event.group }, event.durationMs / 1000);
+          if (event.outcome === 'upstream-error' || event.outcome === 'timeout') {
+            upstreamErrors.inc({ group: event.group, outcome: event.outcome });
+          }
+          if (event.keySource && SERVER_KEY_SOURCES.has(event.keySource)) {
+            serverKeySpend.inc({ group: event.group, source: event.keySource });
+          }
+          return;
+        case 'websocket-open':
+          websockets.inc({ group: event.group });
+          return;
+        case 'websocket-close':
+          websockets.dec({ group: event.group });
+      }
+    },
+  };
+}
