@@ -15,9 +15,16 @@ describe('responses', () => {
   before(async () => {
     upstream = await startUpstream((req, res) => {
       switch (req.url) {
-        case '/api/undeclared-gzip':
+        case '/api/undeclared-gzip': {
+          const body = gzipSync(JSON_BODY);
+          res.writeHead(200, { 'content-type': 'application/json', 'content-length': body.length });
+          res.end(body);
+          return;
+        }
+        case '/api/chunked-json':
           res.writeHead(200, { 'content-type': 'application/json' });
-          res.end(gzipSync(JSON_BODY));
+          res.write('[{"n":1}');
+          setTimeout(() => res.end(',{"n":2}]'), 300);
           return;
         case '/api/declared-gzip':
           res.writeHead(200, { 'content-type': 'application/json', 'content-encoding': 'gzip' });
@@ -27,10 +34,12 @@ describe('responses', () => {
           res.writeHead(200, { 'content-type': 'text/event-stream' });
           res.end(Buffer.from([0x1f, 0x8b, 0x08, 0x00]));
           return;
-        case '/api/bomb':
-          res.writeHead(200, { 'content-type': 'application/octet-stream' });
-          res.end(gzipSync(Buffer.alloc(300 * 1024 * 1024)));
+        case '/api/bomb': {
+          const body = gzipSync(Buffer.alloc(300 * 1024 * 1024));
+          res.writeHead(200, { 'content-type': 'application/octet-stream', 'content-length': body.length });
+          res.end(body);
           return;
+        }
         case '/api/headers':
           res.writeHead(201, 'Made It', {
             'set-cookie': ['a=1; Path=/', 'b=2; Path=/'],
@@ -61,6 +70,21 @@ describe('responses', () => {
     assert.equal(res.status, 200);
     assert.equal(res.body, JSON_BODY);
     assert.equal(res.headers['content-encoding'], undefined);
+  });
+
+  it('a streamed (chunked) response gets its headers and first bytes at once', async () => {
+    const firstBytes = await new Promise<{ headersAt: number; firstAt: number; first: string }>((resolve) => {
+      const started = Date.now();
+      request(`${app.url}/api/chunked-json`, { agent: false }, (res) => {
+        const headersAt = Date.now() - started;
+        res.once('data', (chunk: Buffer) => {
+          resolve({ headersAt, firstAt: Date.now() - started, first: chunk.toString() });
+          res.resume();
+        });
+      }).end();
+    });
+    assert.equal(firstBytes.first, '[{"n":1}');
+    assert.ok(firstBytes.firstAt < 250, `first bytes after ${firstBytes.firstAt} ms`);
   });
 
   it('a declared gzip body is passed through untouched', async () => {

@@ -75,8 +75,9 @@ function mayCarryBody(req: IncomingMessage, proxyRes: IncomingMessage): boolean 
 
 /**
  * Sends the upstream's response to the client, streaming. The one exception to byte-for-byte:
- * a body that is gzip but does not say so (some upstream routes do this) is decoded as a
- * stream with a cap, since clients would otherwise parse compressed bytes as JSON.
+ * a whole body that is gzip but does not say so (some upstream routes do this) is decoded as a
+ * stream with a cap, since clients would otherwise parse compressed bytes as JSON. Event
+ * streams and bodies of unknown length are never held back to find out.
  */
 export function forwardResponse(
   proxyRes: IncomingMessage,
@@ -97,12 +98,14 @@ export function forwardResponse(
     sendAsIs();
     return;
   }
-  if (headers['content-encoding'] || !mayCarryBody(req, proxyRes)) {
+  // Only a whole body of known length is inspected: a streamed response keeps its headers moving
+  // the moment they arrive.
+  if (headers['content-encoding'] || !headers['content-length'] || !mayCarryBody(req, proxyRes)) {
     sendAsIs();
     return;
   }
 
-  // Headers wait for the first body bytes, which tell whether the body is undeclared gzip.
+  // Headers wait for the first body bytes (already in flight), which tell whether it is undeclared gzip.
   const onFirst = (chunk: Buffer): void => {
     proxyRes.off('end', onEmpty);
     proxyRes.pause();
