@@ -23,6 +23,10 @@ export const AMP_ERRORS = {
     status: 403,
     message: 'Cross-origin requests to Amp identity routes are not allowed.',
   },
+  amp_body_too_large: {
+    status: 413,
+    message: 'The request body is larger than this gateway reads (option maxBodyBytes).',
+  },
   amp_uri_too_long: {
     status: 414,
     message: 'The request URL is too long.',
@@ -41,6 +45,10 @@ export const AMP_ERRORS = {
     status: 500,
     message:
       'A middleware mounted before the proxy consumed the request body in a form that cannot be re-sent; mount amp-proxy-middleware before body parsers.',
+  },
+  amp_local_provider_error: {
+    status: 500,
+    message: 'The local provider for this model failed.',
   },
   amp_policy_error: {
     status: 500,

@@ -3,6 +3,8 @@ import type { AmpGroup } from './routing/route-groups.js';
 import type { UpstreamKeyFunction } from './auth/upstream-key.js';
 import type { AmpProxyEventListener } from './observability/events.js';
 import type { AmpLogger } from './observability/logger.js';
+import type { ModelMapping } from './provider/model-mappings.js';
+import type { LocalProvider } from './provider/provider-routing.js';
 
 /** A gateway key that the host hands to one of its users. */
 export interface AmpClient {
@@ -115,4 +117,26 @@ export interface AmpProxyOptions {
   logger?: AmpLogger;
   /** Called with every request and WebSocket event, for hosts that do their own accounting. Defaults to none. */
   onProxyEvent?: AmpProxyEventListener;
+  /**
+   * Provider group: send calls for one model as calls for another. Exact rules (case-insensitive)
+   * win over `regex` rules, which are tried in order. Responses name the requested model again.
+   * Defaults to none.
+   */
+  modelMappings?: readonly ModelMapping[];
+  /**
+   * Provider group: return an Express-style handler to serve a call for `model` inside the host
+   * app, or `undefined` to send it upstream. The handler finds the parsed body in `req.body`.
+   * Defaults to none.
+   */
+  localProvider?: LocalProvider;
+  /**
+   * Apply `modelMappings` before asking `localProvider` about the requested model. Defaults to
+   * `false`: a model served locally is served as requested, and mappings apply to the rest.
+   */
+  forceModelMappings?: boolean;
+  /**
+   * The largest request body read to find a provider call's model (only when `modelMappings` or
+   * `localProvider` is set); larger ones get `413 amp_body_too_large`. Defaults to 33554432 (32 MiB).
+   */
+  maxBodyBytes?: number;
 }

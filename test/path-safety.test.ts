@@ -122,3 +122,56 @@ describe('ambiguous paths over the wire', () => {
     assert.equal(upstream.requests.length, 0);
   });
 });
+
+describe('paths that read as another group once decoded', () => {
+  let upstream: FakeUpstream;
+  let app: RunningApp;
+  before(async () => {
+    upstream = await startUpstream();
+    const router = ampRouter({ upstream: upstream.url, upstreamKey: 'server-key' });
+    app = await listen((req, res) => router(req, res));
+  });
+  after(async () => {
+    await app.close();
+    await upstream.close();
+  });
+
+  for (const path of [
+    '/api/%70rovider/anthropic/v1/messages',
+    '/api/%50rovider/anthropic/v1/messages',
+    '/api/provider;x/anthropic/v1/messages',
+    '/api/provider%3bx/anthropic/v1/messages',
+    '/%61pi/threads/T-1',
+    '/%61ctors/gateway/x',
+    '/threads%2erss',
+  ]) {
+    it(`${JSON.stringify(path)} is refused, never forwarded under the wrong group's policy`, async () => {
+      upstream.requests.length = 0;
+      const response = await new Promise<string>((resolve, reject) => {
+        const socket = connect(app.port, '127.0.0.1');
+        let text = '';
+        socket.on('data', (chunk) => (text += chunk.toString('latin1')));
+        socket.on('end', () => resolve(text));
+        socket.on('error', reject);
+        socket.write(
+          `GET ${path} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer user\r\nConnection: close\r\n\r\n`,
+        );
+      });
+      assert.match(response, /^HTTP\/1\.1 400 .*amp_bad_path/s);
+      assert.equal(upstream.requests.length, 0);
+    });
+  }
+
+  it('encoded characters that change nothing stay allowed', async () => {
+    upstream.requests.length = 0;
+    const response = await new Promise<string>((resolve) => {
+      const socket = connect(app.port, '127.0.0.1');
+      let text = '';
+      socket.on('data', (chunk) => (text += chunk.toString('latin1')));
+      socket.on('end', () => resolve(text));
+      socket.write('GET /api/threads/find%20me HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n');
+    });
+    assert.match(response, /^HTTP\/1\.1 200 /);
+    assert.equal(upstream.only().url, '/api/threads/find%20me');
+  });
+});

@@ -11,6 +11,8 @@ import { AmpProxyConfigError } from '../errors.js';
 import type { AmpCustomPolicy, AmpPolicyName, AmpProxyOptions } from '../options.js';
 import type { AmpProxyEventListener } from '../observability/events.js';
 import { loggingListener, type AmpLogger } from '../observability/logger.js';
+import { compileModelMappings } from '../provider/model-mappings.js';
+import type { LocalProvider, ProviderRoutingConfig } from '../provider/provider-routing.js';
 import { AMP_GROUPS, type AmpGroup } from '../routing/route-groups.js';
 
 /** Options after validation, with everything that can be computed once computed. */
@@ -26,7 +28,10 @@ export interface ResolvedConfig {
   readonly trustedProxies: readonly string[];
   /** Where request and WebSocket events go; `undefined` when nobody listens, so nothing is traced. */
   readonly emit: AmpProxyEventListener | undefined;
+  /** How provider calls are routed by model; `undefined` when nothing needs the body read. */
+  readonly providerRouting: ProviderRoutingConfig | undefined;
 }
+export const DEFAULT_MAX_BODY_BYTES = 32 * 1024 * 1024;
 
 export const DEFAULT_POLICIES: Readonly<Record<AmpGroup, AmpPolicyName>> = {
   provider: 'inject',
@@ -49,6 +54,10 @@ const KNOWN_OPTIONS = new Set<string>([
   'trustedProxies',
   'logger',
   'onProxyEvent',
+  'modelMappings',
+  'localProvider',
+  'forceModelMappings',
+  'maxBodyBytes',
 ] satisfies (keyof AmpProxyOptions)[]);
 const POLICY_NAMES: readonly AmpPolicyName[] = ['inject', 'passthrough', 'dual-token', 'redirect'];
 const HEADER_NAME = /^[!#$%&'*+\-.^_`|~0-9a-z]+$/;
@@ -271,6 +280,29 @@ function resolveEventListeners(logger: unknown, onProxyEvent: unknown): AmpProxy
   };
 }
 
+function resolveProviderRouting(options: Record<string, unknown>): ProviderRoutingConfig | undefined {
+  const mapModel = compileModelMappings(options.modelMappings);
+  const { localProvider } = options;
+  if (localProvider !== undefined && typeof localProvider !== 'function') {
+    fail(
+      'localProvider',
+      `expected a function (model, req) => handler | undefined, got ${describe(localProvider)}`,
+    );
+  }
+  const forceModelMappings = resolveBoolean('forceModelMappings', options.forceModelMappings);
+  const { maxBodyBytes = DEFAULT_MAX_BODY_BYTES } = options;
+  if (typeof maxBodyBytes !== 'number' || !Number.isInteger(maxBodyBytes) || maxBodyBytes < 1) {
+    fail('maxBodyBytes', `expected a positive whole number of bytes, got ${describe(maxBodyBytes)}`);
+  }
+  if (!mapModel && !localProvider) return undefined;
+  return {
+    mapModel,
+    localProvider: localProvider as LocalProvider | undefined,
+    forceModelMappings,
+    maxBodyBytes,
+  };
+}
+
 /** Validates options once, in the factory, and precomputes what requests need. */
 export function resolveOptions(options: unknown): ResolvedConfig {
   if (options === undefined) options = {};
@@ -298,5 +330,6 @@ export function resolveOptions(options: unknown): ResolvedConfig {
     ),
     trustedProxies: resolveTrustedProxies(options.trustedProxies),
     emit: resolveEventListeners(options.logger, options.onProxyEvent),
+    providerRouting: resolveProviderRouting(options),
   };
 }

@@ -7,7 +7,7 @@ import { AmpProxyConfigError, rejectUpgrade, sendAmpError } from '../errors.js';
 import type { AmpProxyOptions } from '../options.js';
 import { endTunnel } from '../proxy/group-proxy.js';
 import { createUpstreamHeaderBuilder } from '../proxy/upstream-headers.js';
-import { isAmbiguousPath, normalisedPath } from '../routing/path-safety.js';
+import { isAmbiguousPath, isPlainPath, normalisedPath } from '../routing/path-safety.js';
 import { classifyAmpPath, type AmpGroup } from '../routing/route-groups.js';
 import { createGroupHandler, type GroupHandler } from './group-handler.js';
 
@@ -123,12 +123,16 @@ export function createAmpMiddleware(options: unknown, shape: MiddlewareShape): A
 
   /** Who serves `ampPath`: a group of ours, `'bad-path'`, or `undefined` when the path is not ours. */
   function route(ampPath: string): { group: AmpGroup; handler: GroupHandler } | 'bad-path' | undefined {
-    if (isAmbiguousPath(ampPath)) {
-      // Refused only when it is, or would become, one of our paths; the host's own paths stay its business.
-      const claimed = classifyAmpPath(ampPath) ?? classifyAmpPath(normalisedPath(ampPath));
-      return claimed === undefined ? undefined : 'bad-path';
-    }
     const group = classifyAmpPath(ampPath);
+    if (!isPlainPath(ampPath)) {
+      // A path that reads as another group once decoded (`/api/%70rovider`, `/api/provider;x`)
+      // would get this group's policy here and another's upstream — and skip host middleware
+      // mounted on the other group's path. Refused when either reading is ours.
+      const decodedGroup = classifyAmpPath(normalisedPath(ampPath));
+      if (isAmbiguousPath(ampPath) || decodedGroup !== group) {
+        return (group ?? decodedGroup) === undefined ? undefined : 'bad-path';
+      }
+    }
     if (group === undefined) return undefined;
     const handler = runtime.handlers.get(group);
     return handler && { group, handler };

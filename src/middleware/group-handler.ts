@@ -7,7 +7,10 @@ import { createPolicy, type PolicyDecision } from '../policy/policies.js';
 import { createRequestGate, forbidsCrossOrigin } from '../access/request-gate.js';
 import { createGroupProxy } from '../proxy/group-proxy.js';
 import { createTracer } from '../observability/events.js';
-import { recoverConsumedBody } from '../proxy/request-body.js';
+import { recoverConsumedBody, type ForwardBody } from '../proxy/request-body.js';
+import { rewriteLocalResponse } from '../provider/local-response.js';
+import { routeProviderCall, type ProviderRoute } from '../provider/provider-routing.js';
+import type { RewriteSpec } from '../provider/response-rewriter.js';
 import type { UpstreamHeaderBuilder } from '../proxy/upstream-headers.js';
 import type { AmpGroup } from '../routing/route-groups.js';
 
@@ -18,6 +21,24 @@ export interface GroupHandler {
 }
 
 type Forward = Extract<PolicyDecision, { kind: 'forward' }>;
+
+/** Hands a provider call to the host's handler; its response gets the requested model back. */
+function serveLocally(
+  req: IncomingMessage,
+  res: ServerResponse,
+  route: Extract<ProviderRoute, { kind: 'local' }>,
+  answer: (code: AmpErrorCode) => void,
+): void {
+  if (route.rewrite) rewriteLocalResponse(res, route.rewrite);
+  // A local handler must answer; handing the call back (next) or failing is an error.
+  const fail = (): void => answer('amp_local_provider_error');
+  try {
+    const result: unknown = route.handler(req, res, fail);
+    if (result instanceof Promise) result.catch(fail);
+  } catch {
+    fail();
+  }
+}
 
 function withQuery(pathname: string, query: string): string {
   return query === '' ? pathname : `${pathname}?${query}`;
@@ -38,6 +59,7 @@ export function createGroupHandler(
     restrictToLocalhost: config.restrictToLocalhost,
     trustedProxies: config.trustedProxies,
   });
+  const routing = group === 'provider' ? config.providerRouting : undefined;
   const proxy = createGroupProxy(config.upstreamBase, agent, config.timeoutMs, forbidsCrossOrigin(group));
   const policySpec = config.policies[group];
   const tracer = config.emit
@@ -89,11 +111,25 @@ export function createGroupHandler(
       };
       const refused = gate?.(req);
       if (refused) return answer(refused);
+      const forward = (
+        decision: Forward,
+        credentials: PresentedCredentials,
+        path: string,
+        body: ForwardBody | undefined,
+        rewrite?: RewriteSpec,
+      ): void => {
+        trace?.keySpent(decision.keySource, credentials.client?.name);
+        rewriteForUpstream(req, decision, credentials, path, false);
+        proxy.web(req, res, body, rewrite);
+      };
+
       decide(
         req,
         query,
         (decision, credentials) => {
-          if (decision.kind === 'reject') return answer(decision.code);
+          // A call served by a local provider spends no key, so a missing one is decided later.
+          const keyMissing = decision.kind === 'reject' && decision.code === 'amp_upstream_key_missing';
+          if (decision.kind === 'reject' && !(routing && keyMissing)) return answer(decision.code);
           if (decision.kind === 'redirect') {
             const location =
               config.upstreamBase + withQuery(pathname, credentials.upstreamQuery('all-credentials'));
@@ -101,11 +137,35 @@ export function createGroupHandler(
             res.end();
             return;
           }
-          const body = recoverConsumedBody(req);
-          if (body === 'unavailable') return answer('amp_body_unavailable');
-          trace?.keySpent(decision.keySource, credentials.client?.name);
-          rewriteForUpstream(req, decision, credentials, pathname, false);
-          proxy.web(req, res, body);
+          if (!routing) {
+            const body = recoverConsumedBody(req);
+            if (body === 'unavailable') return answer('amp_body_unavailable');
+            if (decision.kind === 'forward') forward(decision, credentials, pathname, body);
+            return;
+          }
+          routeProviderCall(req, pathname, routing).then(
+            (route) => {
+              if (route.kind === 'too-large') {
+                // The rest of the body is never read, so the connection cannot carry another request.
+                res.shouldKeepAlive = false;
+                return answer('amp_body_too_large');
+              }
+              if (route.kind === 'local') {
+                trace?.routed(`local:${route.model}`);
+                return serveLocally(req, res, route, answer);
+              }
+              if (decision.kind !== 'forward') return answer(decision.code);
+              const body = route.body ?? recoverConsumedBody(req);
+              if (body === 'unavailable') return answer('amp_body_unavailable');
+              if (route.kind === 'mapped') {
+                trace?.routed(`mapped:${route.from}->${route.to}`);
+                return forward(decision, credentials, route.path, body, route.rewrite);
+              }
+              trace?.routed('upstream');
+              forward(decision, credentials, pathname, body);
+            },
+            () => answer('amp_policy_error'),
+          );
         },
         answer,
       );

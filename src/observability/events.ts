@@ -31,6 +31,8 @@ export interface AmpRequestEndEvent {
   readonly keySource: KeySource | undefined;
   /** The `name` of the gateway client the request identified itself as, if any. */
   readonly client: string | undefined;
+  /** Provider calls: `upstream`, `mapped:<from>-><to>` or `local:<model>`. */
+  readonly route: string | undefined;
   readonly outcome: AmpRequestOutcome;
   /** The error code the gateway answered with, if it answered one. */
   readonly error: AmpErrorCode | undefined;
@@ -53,6 +55,7 @@ export interface RequestTrace {
   keySpent(source: KeySource | undefined, client: string | undefined): void;
   answered(code: AmpErrorCode): void;
   failed(outcome: 'upstream-error' | 'timeout'): void;
+  routed(route: string): void;
 }
 
 const traces = new WeakMap<IncomingMessage, RequestTrace>();
@@ -77,6 +80,7 @@ export function createTracer(group: AmpGroup, policy: string, emit: AmpProxyEven
       const bytesBefore = req.socket.bytesWritten;
       let keySource: KeySource | undefined;
       let client: string | undefined;
+      let route: string | undefined;
       let error: AmpErrorCode | undefined;
       let failure: 'upstream-error' | 'timeout' | undefined;
       const trace: RequestTrace = {
@@ -86,6 +90,7 @@ export function createTracer(group: AmpGroup, policy: string, emit: AmpProxyEven
         },
         answered: (code) => (error = code),
         failed: (outcome) => (failure = outcome),
+        routed: (taken) => (route = taken),
       };
       traces.set(req, trace);
       // Attached before any asynchronous step, so no ending can be missed.
@@ -110,6 +115,7 @@ export function createTracer(group: AmpGroup, policy: string, emit: AmpProxyEven
           bytesSent: req.socket.bytesWritten - bytesBefore,
           keySource,
           client,
+          route,
           outcome,
           error,
         });

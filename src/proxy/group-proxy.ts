@@ -4,18 +4,25 @@ import type { Duplex } from 'node:stream';
 import { createProxyMiddleware } from 'http-proxy-middleware';
 import { sendAmpError } from '../errors.js';
 import { traceOf } from '../observability/events.js';
-import { writeRecoveredBody } from './request-body.js';
+import type { RewriteSpec } from '../provider/response-rewriter.js';
+import { writeForwardBody, type ForwardBody } from './request-body.js';
 import { forwardResponse } from './response.js';
 
 /** One http-proxy-middleware instance: each route group owns one, created in the factory. */
 export interface GroupProxy {
   /** Forwards `req` as it now stands: `req.url` and `req.headers` are already the upstream's. */
-  web(req: IncomingMessage, res: ServerResponse, recoveredBody: Buffer | undefined): void;
+  web(
+    req: IncomingMessage,
+    res: ServerResponse,
+    body: ForwardBody | undefined,
+    rewrite: RewriteSpec | undefined,
+  ): void;
   upgrade(req: IncomingMessage, socket: Socket, head: Buffer): void;
 }
 
 const UPSTREAM_TIMEOUT = 'AMP_UPSTREAM_TIMEOUT';
-const recoveredBodies = new WeakMap<IncomingMessage, Buffer>();
+const forwardBodies = new WeakMap<IncomingMessage, ForwardBody>();
+const rewrites = new WeakMap<IncomingMessage, RewriteSpec>();
 /** The upstream end of each tunnel, so that shutdown can close a tunnel cleanly. */
 const upstreamSockets = new WeakMap<Duplex, Socket>();
 /** A server-to-client WebSocket close frame with status 1001, "going away". */
@@ -56,8 +63,8 @@ function onProxyReq(timeoutMs: number) {
       if (!res.writableFinished) proxyReq.destroy();
     });
     proxyReq.setTimeout(timeoutMs, () => proxyReq.destroy(timeoutError()));
-    const body = recoveredBodies.get(req);
-    if (body) writeRecoveredBody(proxyReq, body);
+    const body = forwardBodies.get(req);
+    if (body) writeForwardBody(proxyReq, body);
   };
 }
 
@@ -79,7 +86,7 @@ function onProxyRes(stripCors: boolean) {
       traceOf(req)?.failed('upstream-error');
       res.destroy();
     });
-    forwardResponse(proxyRes, req, res, stripCors);
+    forwardResponse(proxyRes, req, res, stripCors, rewrites.get(req));
   };
 }
 
@@ -121,8 +128,9 @@ export function createGroupProxy(
     ],
   });
   return {
-    web(req, res, recoveredBody) {
-      if (recoveredBody) recoveredBodies.set(req, recoveredBody);
+    web(req, res, body, rewrite) {
+      if (body) forwardBodies.set(req, body);
+      if (rewrite) rewrites.set(req, rewrite);
       void middleware(req, res, () => sendAmpError(res, 'amp_upstream_proxy_error'));
     },
     upgrade(req, socket, head) {

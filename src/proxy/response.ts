@@ -1,6 +1,12 @@
 import type { IncomingMessage, OutgoingHttpHeaders, ServerResponse } from 'node:http';
 import { Transform, pipeline, type TransformCallback } from 'node:stream';
-import { createGunzip } from 'node:zlib';
+import { createBrotliDecompress, createGunzip, createInflate } from 'node:zlib';
+import {
+  MAX_REWRITTEN_BODY_BYTES,
+  rewriteJsonText,
+  SseRewriter,
+  type RewriteSpec,
+} from '../provider/response-rewriter.js';
 
 /** Hop-by-hop response headers: Node frames the client response itself. */
 const HOP_BY_HOP = new Set([
@@ -84,8 +90,10 @@ export function forwardResponse(
   req: IncomingMessage,
   res: ServerResponse,
   stripCors: boolean,
+  rewrite: RewriteSpec | undefined,
 ): void {
   const headers = responseHeaders(proxyRes, res, stripCors);
+  if (rewrite && mayCarryBody(req, proxyRes) && forwardRewritten(proxyRes, res, headers, rewrite)) return;
   const status = proxyRes.statusCode ?? 502;
   const sendAsIs = (first?: Buffer): void => {
     res.writeHead(status, proxyRes.statusMessage, headers);
@@ -128,4 +136,81 @@ export function forwardResponse(
   };
   proxyRes.once('data', onFirst);
   proxyRes.once('end', onEmpty);
+}
+
+function decoderFor(encoding: string | undefined): Transform | undefined | 'unknown' {
+  switch (encoding?.trim().toLowerCase()) {
+    case undefined:
+    case '':
+    case 'identity':
+      return undefined;
+    case 'gzip':
+    case 'x-gzip':
+      return createGunzip();
+    case 'deflate':
+      return createInflate();
+    case 'br':
+      return createBrotliDecompress();
+    default:
+      return 'unknown';
+  }
+}
+
+/**
+ * A mapped call's response with the requested model name restored: event streams event by
+ * event, JSON whole (with a cap) so that `Content-Length` is right. Compressed bodies are decoded
+ * and sent plain. Returns false, leaving the response alone, for bodies that are neither.
+ */
+function forwardRewritten(
+  proxyRes: IncomingMessage,
+  res: ServerResponse,
+  headers: OutgoingHttpHeaders,
+  rewrite: RewriteSpec,
+): boolean {
+  const sse = isEventStream(proxyRes);
+  const json = !sse && /json/i.test(String(headers['content-type'] ?? ''));
+  const decoder = decoderFor(headers['content-encoding'] as string | undefined);
+  if ((!sse && !json) || decoder === 'unknown') return false;
+  delete headers['content-encoding'];
+  delete headers['content-length'];
+  const status = proxyRes.statusCode ?? 502;
+  const source = decoder ? proxyRes.pipe(decoder) : proxyRes;
+  const fail = (): void => {
+    proxyRes.destroy();
+    res.destroy();
+  };
+  decoder?.once('error', fail);
+
+  if (sse) {
+    keepEventStreamLive(headers);
+    res.writeHead(status, proxyRes.statusMessage, headers);
+    const events = new SseRewriter(rewrite);
+    const transform = new Transform({
+      transform(chunk: Buffer, _encoding, callback) {
+        callback(null, events.push(chunk));
+      },
+      flush(callback) {
+        callback(null, events.end());
+      },
+    });
+    pipeline(source, transform, res, (error) => {
+      if (error) fail();
+    });
+    return true;
+  }
+
+  const chunks: Buffer[] = [];
+  let size = 0;
+  source.on('data', (chunk: Buffer) => {
+    size += chunk.length;
+    if (size > MAX_REWRITTEN_BODY_BYTES) return fail();
+    chunks.push(chunk);
+  });
+  source.once('end', () => {
+    const body = Buffer.from(rewriteJsonText(Buffer.concat(chunks).toString('utf8'), rewrite));
+    headers['content-length'] = body.length;
+    res.writeHead(status, proxyRes.statusMessage, headers);
+    res.end(body);
+  });
+  return true;
 }

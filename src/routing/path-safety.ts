@@ -14,6 +14,11 @@ function isDotSegment(segment: string): boolean {
   return name === '.' || name === '..';
 }
 
+/** True when `pathname` has nothing another server could read differently (the common case). */
+export function isPlainPath(pathname: string): boolean {
+  return pathname.charCodeAt(0) === 47 && !NEEDS_INSPECTION.test(pathname);
+}
+
 /** True when `pathname` (no query string) must be refused with `amp_bad_path`. */
 export function isAmbiguousPath(pathname: string): boolean {
   if (pathname.charCodeAt(0) !== 47) return true; // must start with '/'

@@ -1,0 +1,85 @@
+import { AmpProxyConfigError } from '../errors.js';
+
+/** Send calls for `from` to `to` instead. */
+export interface ModelMapping {
+  /** The model name a client asks for; case-insensitive. With `regex`, a regular expression. */
+  from: string;
+  /** The model to use instead. A thinking suffix of its own (`name(high)`) wins over the request's. */
+  to: string;
+  /** Treat `from` as a case-insensitive regular expression. Defaults to `false`. */
+  regex?: boolean;
+}
+
+/** The target of `model` (suffix carried over), or `undefined` when no rule maps it. */
+export type ModelMapper = (model: string) => string | undefined;
+
+const THINKING_SUFFIX = /^(.*?)(\([^()]*\))$/s;
+
+/** `gpt-5(high)` → `['gpt-5', '(high)']`; a name without a suffix has none. */
+function splitSuffix(model: string): [base: string, suffix: string] {
+  const match = THINKING_SUFFIX.exec(model);
+  return match ? [match[1]!, match[2]!] : [model, ''];
+}
+
+function withSuffix(target: string, suffix: string): string {
+  // The target's own suffix wins; an empty `()` means "no suffix" and is not carried over.
+  if (splitSuffix(target)[1] !== '' || suffix === '' || suffix === '()') return target;
+  return target + suffix;
+}
+
+/**
+ * Compiles the mapping rules once: exact rules (case-insensitive) win over regex rules, which are
+ * tried in order; the first match wins.
+ */
+export function compileModelMappings(value: unknown): ModelMapper | undefined {
+  if (value === undefined) return undefined;
+  if (!Array.isArray(value)) {
+    throw new AmpProxyConfigError('modelMappings', 'expected an array of { from, to, regex? }');
+  }
+  const exact = new Map<string, string>();
+  const patterns: [RegExp, string][] = [];
+  value.forEach((rule: unknown, index) => {
+    const at = `modelMappings[${index}]`;
+    if (typeof rule !== 'object' || rule === null)
+      throw new AmpProxyConfigError(at, 'expected { from, to, regex? }');
+    const { from, to, regex, ...rest } = rule as Record<string, unknown>;
+    const unknown = Object.keys(rest)[0];
+    if (unknown)
+      throw new AmpProxyConfigError(`${at}.${unknown}`, 'unknown field; a mapping has from, to and regex');
+    if (typeof from !== 'string' || from.trim() === '')
+      throw new AmpProxyConfigError(`${at}.from`, 'expected a model name');
+    if (typeof to !== 'string' || to.trim() === '')
+      throw new AmpProxyConfigError(`${at}.to`, 'expected a model name');
+    if (regex !== undefined && typeof regex !== 'boolean')
+      throw new AmpProxyConfigError(`${at}.regex`, 'expected true or false');
+    if (regex) {
+      try {
+        patterns.push([new RegExp(from, 'i'), to.trim()]);
+      } catch (error) {
+        throw new AmpProxyConfigError(
+          `${at}.from`,
+          `is not a valid regular expression: ${(error as Error).message}`,
+        );
+      }
+    } else if (!exact.has(from.trim().toLowerCase())) {
+      exact.set(from.trim().toLowerCase(), to.trim());
+    }
+  });
+  if (exact.size === 0 && patterns.length === 0) return undefined;
+
+  return (model) => {
+    const [base, suffix] = splitSuffix(model);
+    let target = exact.get(base.toLowerCase());
+    if (target === undefined) {
+      for (const [pattern, to] of patterns) {
+        if (pattern.test(base)) {
+          target = to;
+          break;
+        }
+      }
+    }
+    if (target === undefined) return undefined;
+    const mapped = withSuffix(target, suffix);
+    return mapped === model ? undefined : mapped;
+  };
+}

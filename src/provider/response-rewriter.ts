@@ -1,0 +1,128 @@
+/** What to restore in a mapped or locally served response. */
+export interface RewriteSpec {
+  /** The model the client asked for; replaces the served model's name. */
+  readonly requestedModel: string;
+  /** The request's own tool names, by lower-case name, to restore their casing in `tool_use` blocks. */
+  readonly toolNames: ReadonlyMap<string, string>;
+}
+
+/** Where a response names its model (OpenAI, Anthropic, Responses API, Gemini). */
+const MODEL_PATHS: readonly (readonly string[])[] = [
+  ['model'],
+  ['message', 'model'],
+  ['response', 'model'],
+  ['modelVersion'],
+  ['response', 'modelVersion'],
+];
+/** Past this, a non-streamed mapped response is cut off rather than held in memory. */
+export const MAX_REWRITTEN_BODY_BYTES = 32 * 1024 * 1024;
+
+type Json = Record<string, unknown>;
+
+function isObject(value: unknown): value is Json {
+  return typeof value === 'object' && value !== null && !Array.isArray(value);
+}
+
+/** Amp's client needs `signature` on thinking blocks and the tool names it sent, as it sent them. */
+function fixContentBlock(block: unknown, spec: RewriteSpec): boolean {
+  if (!isObject(block)) return false;
+  if (block.type === 'tool_use' && typeof block.name === 'string') {
+    const original = spec.toolNames.get(block.name.toLowerCase());
+    if (original !== undefined && original !== block.name) {
+      block.name = original;
+      return true;
+    }
+  }
+  if (block.type === 'thinking' && block.signature === undefined) {
+    block.signature = '';
+    return true;
+  }
+  return false;
+}
+
+/** Rewrites one parsed JSON document in place; true when anything changed. */
+function rewriteDocument(document: Json, spec: RewriteSpec): boolean {
+  let changed = false;
+  for (const path of MODEL_PATHS) {
+    let holder: unknown = document;
+    for (const key of path.slice(0, -1)) holder = isObject(holder) ? holder[key] : undefined;
+    const last = path[path.length - 1]!;
+    if (isObject(holder) && typeof holder[last] === 'string' && holder[last] !== spec.requestedModel) {
+      holder[last] = spec.requestedModel;
+      changed = true;
+    }
+  }
+  const contents = [document.content, isObject(document.message) ? document.message.content : undefined];
+  for (const content of contents) {
+    if (Array.isArray(content))
+      for (const block of content) changed = fixContentBlock(block, spec) || changed;
+  }
+  changed = fixContentBlock(document.content_block, spec) || changed;
+  return changed;
+}
+
+/** The JSON text with the spec applied; the same text, byte for byte, when nothing applies. */
+export function rewriteJsonText(text: string, spec: RewriteSpec): string {
+  let document: unknown;
+  try {
+    document = JSON.parse(text);
+  } catch {
+    return text;
+  }
+  return isObject(document) && rewriteDocument(document, spec) ? JSON.stringify(document) : text;
+}
+
+const DATA_PREFIX = 'data:';
+
+function rewriteSseLine(line: string, spec: RewriteSpec): string {
+  if (!line.startsWith(DATA_PREFIX)) return line;
+  const payloadStart =
+    line.charCodeAt(DATA_PREFIX.length) === 32 ? DATA_PREFIX.length + 1 : DATA_PREFIX.length;
+  const payload = line.slice(payloadStart);
+  if (!payload.startsWith('{')) return line;
+  const rewritten = rewriteJsonText(payload, spec);
+  return rewritten === payload ? line : line.slice(0, payloadStart) + rewritten;
+}
+
+/**
+ * An SSE rewriter that works line by line: every complete line goes out as soon as it arrives
+ * (so no event waits for more than its own bytes), only a line still missing its end is held,
+ * and everything but the JSON of `data:` lines — `event:`, `id:`, comments, blank-line framing,
+ * CRLF or LF — passes byte for byte.
+ */
+export class SseRewriter {
+  #pending = '';
+  readonly #decoder = new TextDecoder('utf-8');
+
+  constructor(private readonly spec: RewriteSpec) {}
+
+  push(chunk: Uint8Array): string {
+    const text = this.#pending + this.#decoder.decode(chunk, { stream: true });
+    const lastBreak = text.lastIndexOf('\n');
+    if (lastBreak === -1) {
+      this.#pending = text;
+      return '';
+    }
+    this.#pending = text.slice(lastBreak + 1);
+    return this.#rewriteLines(text.slice(0, lastBreak + 1));
+  }
+
+  end(): string {
+    const rest = this.#pending + this.#decoder.decode();
+    this.#pending = '';
+    return this.#rewriteLines(rest);
+  }
+
+  #rewriteLines(text: string): string {
+    if (!text.includes(DATA_PREFIX)) return text;
+    // Split keeping each line's own terminator (`\n` or `\r\n`).
+    return text
+      .split('\n')
+      .map((line) => {
+        const hasCr = line.endsWith('\r');
+        const body = hasCr ? line.slice(0, -1) : line;
+        return rewriteSseLine(body, this.spec) + (hasCr ? '\r' : '');
+      })
+      .join('\n');
+  }
+}
