@@ -34,6 +34,8 @@ export {
   type PromRegistryLike,
 } from './observability/metrics.js';
 export { redactHeaders, redactSecret, redactUrl } from './observability/redact.js';
+export type { ModelMapping } from './provider/model-mappings.js';
+export type { LocalProvider, LocalProviderHandler } from './provider/provider-routing.js';
 export { AMP_ERRORS, AmpProxyConfigError, type AmpErrorBody, type AmpErrorCode } from './errors.js';
 export {
   loadAmpConfig,

@@ -9,8 +9,23 @@ type Callback = (error?: Error | null) => void;
  * written, JSON once complete (so its `Content-Length` is right), anything else untouched.
  */
 export function rewriteLocalResponse(res: ServerResponse, spec: RewriteSpec): void {
-  const write = res.write.bind(res) as (chunk: unknown, callback?: Callback) => boolean;
-  const end = res.end.bind(res) as (chunk?: unknown, callback?: () => void) => ServerResponse;
+  const writeHeadNow = res.writeHead.bind(res);
+  const writeNow = res.write.bind(res) as (chunk: unknown, callback?: Callback) => boolean;
+  const endNow = res.end.bind(res) as (chunk?: unknown, callback?: () => void) => ServerResponse;
+  // Node's implicit headers go through `res.writeHead`, which is ours below: send them explicitly.
+  const flushHeaders = (): void => {
+    if (res.headersSent) return;
+    res.writeHead = writeHeadNow;
+    writeHeadNow(res.statusCode, res.statusMessage);
+  };
+  const write = (chunk: unknown, callback?: Callback): boolean => {
+    flushHeaders();
+    return writeNow(chunk, callback);
+  };
+  const end = (chunk?: unknown, callback?: () => void): ServerResponse => {
+    flushHeaders();
+    return endNow(chunk, callback);
+  };
   let mode: 'sse' | 'json' | 'raw' | undefined;
   let events: SseRewriter | undefined;
   const json: Buffer[] = [];
