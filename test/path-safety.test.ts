@@ -1,11 +1,15 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-import { connect } from 'node:net';
 import { ampRouter } from '../src/index.js';
 import { isAmbiguousPath, normalisedPath } from '../src/routing/path-safety.js';
 import { classifyAmpPath } from '../src/routing/route-groups.js';
 import { listen, type RunningApp } from './support/apps.js';
+import { sendRaw } from './support/client.js';
 import { startUpstream, type FakeUpstream } from './support/upstream.js';
+
+/** A raw request line, so no client library cleans the path first. */
+const rawGet = (port: number, path: string): Promise<string> =>
+  sendRaw(port, `GET ${path} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer user\r\nConnection: close\r\n\r\n`);
 
 const AMBIGUOUS = [
   '/threads/../api/user',
@@ -81,19 +85,7 @@ describe('ambiguous paths over the wire', () => {
     await upstream.close();
   });
 
-  /** A raw request line, so no client library cleans the path first. */
-  function rawRequest(path: string): Promise<string> {
-    return new Promise((resolve, reject) => {
-      const socket = connect(app.port, '127.0.0.1');
-      let response = '';
-      socket.on('data', (chunk) => (response += chunk.toString('latin1')));
-      socket.on('end', () => resolve(response));
-      socket.on('error', reject);
-      socket.write(
-        `GET ${path} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer user\r\nConnection: close\r\n\r\n`,
-      );
-    });
-  }
+  const rawRequest = (path: string): Promise<string> => rawGet(app.port, path);
 
   for (const path of AMBIGUOUS.filter((p) => !p.includes('\0'))) {
     it(`${JSON.stringify(path)} is refused with 400 amp_bad_path and never forwarded`, async () => {
@@ -147,16 +139,7 @@ describe('paths that read as another group once decoded', () => {
   ]) {
     it(`${JSON.stringify(path)} is refused, never forwarded under the wrong group's policy`, async () => {
       upstream.requests.length = 0;
-      const response = await new Promise<string>((resolve, reject) => {
-        const socket = connect(app.port, '127.0.0.1');
-        let text = '';
-        socket.on('data', (chunk) => (text += chunk.toString('latin1')));
-        socket.on('end', () => resolve(text));
-        socket.on('error', reject);
-        socket.write(
-          `GET ${path} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer user\r\nConnection: close\r\n\r\n`,
-        );
-      });
+      const response = await rawGet(app.port, path);
       assert.match(response, /^HTTP\/1\.1 400 .*amp_bad_path/s);
       assert.equal(upstream.requests.length, 0);
     });
@@ -164,13 +147,10 @@ describe('paths that read as another group once decoded', () => {
 
   it('encoded characters that change nothing stay allowed', async () => {
     upstream.requests.length = 0;
-    const response = await new Promise<string>((resolve) => {
-      const socket = connect(app.port, '127.0.0.1');
-      let text = '';
-      socket.on('data', (chunk) => (text += chunk.toString('latin1')));
-      socket.on('end', () => resolve(text));
-      socket.write('GET /api/threads/find%20me HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n');
-    });
+    const response = await sendRaw(
+      app.port,
+      'GET /api/threads/find%20me HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n',
+    );
     assert.match(response, /^HTTP\/1\.1 200 /);
     assert.equal(upstream.only().url, '/api/threads/find%20me');
   });

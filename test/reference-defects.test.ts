@@ -10,7 +10,7 @@ import express from 'express';
 import { WebSocket, WebSocketServer } from 'ws';
 import { ampRouter, attachUpgrade } from '../src/index.js';
 import { listen, type RunningApp } from './support/apps.js';
-import { send } from './support/client.js';
+import { send, sendRaw } from './support/client.js';
 import { startUpstream, type FakeUpstream } from './support/upstream.js';
 
 // One regression test per defect of the reference implementation this library replaces.
@@ -55,13 +55,10 @@ describe('defects of the reference implementation stay fixed', () => {
   it('defect 3 (undecoded, uncleaned paths): /threads/../api/user and /threads/%2e%2e/api/user are refused', async () => {
     upstream.requests.length = 0;
     for (const path of ['/threads/../api/user', '/threads/%2e%2e/api/user']) {
-      const response = await new Promise<string>((resolve) => {
-        const socket = connect(app.port, '127.0.0.1');
-        let text = '';
-        socket.on('data', (c) => (text += c));
-        socket.on('close', () => resolve(text));
-        socket.write(`GET ${path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n`);
-      });
+      const response = await sendRaw(
+        app.port,
+        `GET ${path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n`,
+      );
       assert.match(response, /^HTTP\/1\.1 400 .*amp_bad_path/s);
     }
     assert.equal(upstream.requests.length, 0);

@@ -1,9 +1,8 @@
 import assert from 'node:assert/strict';
-import { connect } from 'node:net';
 import { after, before, describe, it } from 'node:test';
 import { ampRouter, type AmpCustomPolicy } from '../src/index.js';
 import { listen, type RunningApp } from './support/apps.js';
-import { send } from './support/client.js';
+import { send, sendRaw } from './support/client.js';
 import { startUpstream, type FakeUpstream } from './support/upstream.js';
 
 describe('headers sent upstream', () => {
@@ -110,18 +109,12 @@ describe('headers sent upstream', () => {
 
   it('repeated credential headers cannot smuggle a gateway key through passthrough', async () => {
     upstream.requests.length = 0;
-    const response = await new Promise<string>((resolve, reject) => {
-      const socket = connect(app.port, '127.0.0.1');
-      let text = '';
-      socket.on('data', (chunk) => (text += chunk.toString()));
-      socket.on('end', () => resolve(text));
-      socket.on('error', reject);
-      socket.write(
-        'GET /api/threads HTTP/1.1\r\nHost: x\r\nConnection: close\r\n' +
-          'Authorization: Bearer user-token\r\nAuthorization: Bearer gw-key\r\n' +
-          'X-Api-Key: user-key\r\nX-Api-Key: gw-key\r\nX-Goog-Api-Key: gw-key, other\r\n\r\n',
-      );
-    });
+    const response = await sendRaw(
+      app.port,
+      'GET /api/threads HTTP/1.1\r\nHost: x\r\nConnection: close\r\n' +
+        'Authorization: Bearer user-token\r\nAuthorization: Bearer gw-key\r\n' +
+        'X-Api-Key: user-key\r\nX-Api-Key: gw-key\r\nX-Goog-Api-Key: gw-key, other\r\n\r\n',
+    );
     assert.match(response, /^HTTP\/1\.1 200 /);
     const seen = upstream.only();
     assert.ok(!seen.rawHeaders.join('\n').includes('gw-key'), seen.rawHeaders.join('\n'));

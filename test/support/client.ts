@@ -1,3 +1,4 @@
+import { connect } from 'node:net';
 import { request as httpRequest, type IncomingHttpHeaders, type OutgoingHttpHeaders } from 'node:http';
 
 export interface ClientResponse {
@@ -36,5 +37,20 @@ export function send(
     });
     req.on('error', reject);
     req.end(body);
+  });
+}
+
+/**
+ * Sends `text` verbatim on a raw socket and resolves with everything the server wrote back until
+ * it closed the connection: for requests no HTTP client would send as written.
+ */
+export function sendRaw(port: number, text: string): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const socket = connect(port, '127.0.0.1');
+    let response = '';
+    socket.on('data', (chunk: Buffer) => (response += chunk.toString('latin1')));
+    socket.on('close', () => resolve(response));
+    socket.on('error', reject);
+    socket.write(text, 'latin1');
   });
 }
