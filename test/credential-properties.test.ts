@@ -1,9 +1,9 @@
 import assert from 'node:assert/strict';
-import { connect } from 'node:net';
 import { after, before, describe, it } from 'node:test';
 import fc from 'fast-check';
 import { ampRouter, type AmpGroup, type AmpPolicies } from '../src/index.js';
 import { EXPRESS_VERSIONS, listen, type RunningApp } from './support/apps.js';
+import { sendRaw } from './support/client.js';
 import { startUpstream, type FakeUpstream } from './support/upstream.js';
 
 const SERVER_KEY = 'srv-key-9999';
@@ -105,17 +105,6 @@ function rawRequestFor(generated: GeneratedRequest): { path: string; text: strin
   return { path, text };
 }
 
-function exchange(port: number, text: string): Promise<string> {
-  return new Promise((resolve, reject) => {
-    const socket = connect(port, '127.0.0.1');
-    let response = '';
-    socket.on('data', (chunk) => (response += chunk.toString('latin1')));
-    socket.on('close', () => resolve(response));
-    socket.on('error', reject);
-    socket.write(text);
-  });
-}
-
 for (const [name, express] of EXPRESS_VERSIONS) {
   describe(`credential guarantees hold for generated requests (${name})`, () => {
     let upstream: FakeUpstream;
@@ -149,7 +138,7 @@ for (const [name, express] of EXPRESS_VERSIONS) {
         fc.asyncProperty(requestArb, async (generated) => {
           upstream.requests.length = 0;
           const { path, text } = rawRequestFor(generated);
-          const response = await exchange(apps[generated.policySet]!.port, text);
+          const response = await sendRaw(apps[generated.policySet]!.port, text);
           assert.match(response, /^HTTP\/1\.1 \d{3} /, 'not a well-formed response');
           for (const secret of SECRETS) assert.ok(!response.includes(secret), `response contains ${secret}`);
 

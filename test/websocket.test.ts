@@ -1,11 +1,12 @@
 import assert from 'node:assert/strict';
 import { createServer, type IncomingHttpHeaders, type Server } from 'node:http';
-import { connect, type AddressInfo } from 'node:net';
+import type { AddressInfo } from 'node:net';
 import { after, before, describe, it } from 'node:test';
 import { once } from 'node:events';
 import { WebSocket, WebSocketServer } from 'ws';
 import { ampRouter, attachUpgrade, type AmpMiddleware } from '../src/index.js';
 import { EXPRESS_VERSIONS } from './support/apps.js';
+import { sendRaw } from './support/client.js';
 import { closeServer } from './support/upstream.js';
 
 interface Handshake {
@@ -159,16 +160,11 @@ for (const [name, express] of EXPRESS_VERSIONS) {
       await assert.rejects(open(`${base}/api/provider/x`, { authorization: 'Bearer wrong' }), /HTTP 401/);
       // A raw request line: WebSocket clients resolve `%2e%2e` themselves before sending.
       const port = new URL(base).port;
-      const response = await new Promise<string>((resolve) => {
-        const raw = connect(Number(port), '127.0.0.1');
-        let text = '';
-        raw.on('data', (chunk) => (text += chunk.toString()));
-        raw.on('close', () => resolve(text));
-        raw.write(
-          'GET /amp/actors/gateway/%2e%2e/x HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n' +
-            'Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n',
-        );
-      });
+      const response = await sendRaw(
+        Number(port),
+        'GET /amp/actors/gateway/%2e%2e/x HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n' +
+          'Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n',
+      );
       assert.match(response, /^HTTP\/1\.1 400 Bad Request/);
       assert.match(response, /"error":"amp_bad_path"/);
       assert.equal(upstream.handshakes.length, 0);
