@@ -3,6 +3,13 @@
 export const SERVER_KEY = 'server-key';
 export const USER_TOKEN = 'user-token';
 
+/** The mapping the `mapped` amp child is configured with, and a model that no rule maps. */
+export const MAPPED_MODEL = 'claude-opus-4';
+export const MAPPED_TO = 'claude-sonnet-4';
+export const UNMAPPED_MODEL = 'o3';
+/** The header in which the fake upstream names the model it was asked for. */
+export const UPSTREAM_MODEL_HEADER = 'x-bench-upstream-model';
+
 interface MemorySample {
   rss: number;
   heapUsed: number;
@@ -15,6 +22,8 @@ export interface ProxyCommands {
   'peak-start': null;
   /** The highest RSS seen since `peak-start`, in bytes. */
   'peak-stop': number;
+  /** User + system CPU time this process has used so far, in microseconds. */
+  cpu: number;
 }
 
 /** What the fake upstream answers, by command. */

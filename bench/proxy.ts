@@ -1,6 +1,7 @@
 /**
  * One proxy under test, alone in its process so that its RSS is its own.
- * Usage (by bench/run.ts): proxy.ts <bare|amp> <upstream url>
+ * Usage (by bench/run.ts): proxy.ts <bare|amp> <upstream url> [mapped]
+ * `mapped` (amp only) adds `modelMappings: [{ from: MAPPED_MODEL, to: MAPPED_TO }]`.
  */
 import {
   Agent,
@@ -13,11 +14,15 @@ import type { AddressInfo, Socket } from 'node:net';
 import express from 'express';
 import { createProxyMiddleware } from 'http-proxy-middleware';
 import { serveCommands } from './child-runtime.js';
-import { SERVER_KEY, type ProxyCommands } from './protocol.js';
+import { MAPPED_MODEL, MAPPED_TO, SERVER_KEY, type ProxyCommands } from './protocol.js';
 
-const [kind, upstream] = process.argv.slice(2);
-if ((kind !== 'bare' && kind !== 'amp') || !upstream) {
-  throw new Error('usage: proxy.ts <bare|amp> <upstream url>');
+const [kind, upstream, variant] = process.argv.slice(2);
+if (
+  (kind !== 'bare' && kind !== 'amp') ||
+  !upstream ||
+  (variant !== undefined && (variant !== 'mapped' || kind !== 'amp'))
+) {
+  throw new Error('usage: proxy.ts <bare|amp> <upstream url> [mapped]');
 }
 
 function swapAuth(proxyReq: ClientRequest): void {
@@ -45,7 +50,12 @@ if (kind === 'bare') {
 } else {
   // Loaded only here, so the bare process does not carry the library's modules in its RSS.
   const { ampRouter, attachUpgrade } = await import('../src/index.js');
-  const router = ampRouter({ upstream, upstreamKey: SERVER_KEY });
+  const router = ampRouter({
+    upstream,
+    upstreamKey: SERVER_KEY,
+    // Makes the router read the body of every provider POST, so only its own phase uses it.
+    ...(variant === 'mapped' ? { modelMappings: [{ from: MAPPED_MODEL, to: MAPPED_TO }] } : {}),
+  });
   app.use(router);
   attachUpgrade(server, router);
 }
@@ -75,6 +85,10 @@ server.listen(0, '127.0.0.1', () => {
       maxRssAtStart = process.resourceUsage().maxRSS;
       peakTimer = setInterval(() => (peak = Math.max(peak, process.memoryUsage.rss())), 2);
       return null;
+    },
+    cpu: () => {
+      const { user, system } = process.cpuUsage();
+      return user + system;
     },
     'peak-stop': () => {
       clearInterval(peakTimer);

@@ -30,8 +30,32 @@ export function signed(value: number, digits: number): string {
   return `${value >= 0 ? '+' : ''}${fixed(value, digits)}`;
 }
 
+/** A row compared across two configurations of the amp proxy instead of bare and amp. */
+interface AmpOnly {
+  metric: string;
+  base: { label: string; value: number };
+  other: { label: string; value: number };
+  digits: number;
+}
+
+function table(header: Row, rows: readonly Row[]): string[] {
+  const all = [header, ...rows];
+  const width = (key: keyof Row): number => Math.max(...all.map((row) => row[key].length));
+  const [metric, bare, amp, compare] = (['metric', 'bare', 'amp', 'compare'] as const).map(width) as [
+    number,
+    number,
+    number,
+    number,
+  ];
+  const line = (row: Row): string =>
+    `| ${row.metric.padEnd(metric)} | ${row.bare.padStart(bare)} | ${row.amp.padStart(amp)} | ${row.compare.padStart(compare)} |`;
+  const rule = `| ${'-'.repeat(metric)} | ${'-'.repeat(bare - 1)}: | ${'-'.repeat(amp - 1)}: | ${'-'.repeat(compare - 1)}: |`;
+  return [line(header), rule, ...rows.map(line)];
+}
+
 export class Report {
   private readonly rows: Row[] = [];
+  private readonly ampOnly: AmpOnly[] = [];
   private readonly targets: Target[] = [];
 
   /** Compared as amp/bare. */
@@ -60,29 +84,34 @@ export class Report {
     this.rows.push({ metric, bare: String(values.bare), amp: String(values.amp), compare: '-' });
   }
 
+  /** Two configurations of the amp proxy, compared as other/base; rendered as a table of its own. */
+  ampRatio(metric: string, base: AmpOnly['base'], other: AmpOnly['other'], digits: number): void {
+    this.ampOnly.push({ metric, base, other, digits });
+  }
+
   target(label: string, pass: boolean, detail: string): void {
     this.targets.push({ label, pass, detail });
   }
 
   render(): string {
     const header: Row = { metric: 'metric', bare: 'bare', amp: 'amp', compare: 'amp vs bare' };
-    const all = [header, ...this.rows];
-    const width = (key: keyof Row): number => Math.max(...all.map((row) => row[key].length));
-    const [metric, bare, amp, compare] = (['metric', 'bare', 'amp', 'compare'] as const).map(width) as [
-      number,
-      number,
-      number,
-      number,
-    ];
-    const line = (row: Row): string =>
-      `| ${row.metric.padEnd(metric)} | ${row.bare.padStart(bare)} | ${row.amp.padStart(amp)} | ${row.compare.padStart(compare)} |`;
-    const rule = `| ${'-'.repeat(metric)} | ${'-'.repeat(bare - 1)}: | ${'-'.repeat(amp - 1)}: | ${'-'.repeat(compare - 1)}: |`;
+    const sections = [table(header, this.rows)];
+    for (const { metric, base, other, digits } of this.ampOnly) {
+      sections.push(
+        table({ metric: 'amp only', bare: base.label, amp: other.label, compare: 'ratio' }, [
+          {
+            metric,
+            bare: fixed(base.value, digits),
+            amp: fixed(other.value, digits),
+            compare: `${fixed(other.value / base.value, 2)}x`,
+          },
+        ]),
+      );
+    }
     const failed = this.targets.filter((target) => !target.pass).length;
     const verdicts = this.targets.map((t) => `${t.label} ${t.pass ? 'PASS' : 'FAIL'} (${t.detail})`);
     return [
-      line(header),
-      rule,
-      ...this.rows.map(line),
+      ...sections.flatMap((section, index) => (index === 0 ? section : ['', ...section])),
       '',
       `targets (amp): ${verdicts.join('; ')}`,
       `${this.targets.length - failed}/${this.targets.length} targets met`,

@@ -7,14 +7,23 @@
  * BENCH_QUICK=1     a ~30 s smoke run (1 round, short loads)
  * BENCH_ROUNDS=N    rounds per metric (default 6 for req/s, 3 for the rest)
  * BENCH_IDLE=N      idle SSE streams / WebSockets held open at once (default 1000)
- * BENCH_PROFILE=amp|bare  write a --cpu-prof of that proxy's load phases to .tmp/bench-profiles
+ * BENCH_PROFILE=amp|bare|mapped  write a --cpu-prof of that proxy's load phases (mapped: of the
+ *                  amp proxy with a model mapping, during the streaming phase) to .tmp/bench-profiles
  */
 import { Agent } from 'node:http';
 import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { killAllChildren, startChild, type Child } from './children.js';
-import { SERVER_KEY, USER_TOKEN, type ProxyCommands, type UpstreamCommands } from './protocol.js';
+import {
+  MAPPED_MODEL,
+  MAPPED_TO,
+  SERVER_KEY,
+  UNMAPPED_MODEL,
+  USER_TOKEN,
+  type ProxyCommands,
+  type UpstreamCommands,
+} from './protocol.js';
 import { fixed, KINDS, median, Report, signed, type Kind, type PerKind } from './report.js';
 import {
   download,
@@ -24,6 +33,7 @@ import {
   openIdleStream,
   openMany,
   openWebSocket,
+  streamMessage,
   THREAD_PATH,
   timeToFirstEvent,
   upload,
@@ -44,6 +54,9 @@ const settings = {
   sseSamples: quick ? 5 : 20,
   idle: Number(process.env.BENCH_IDLE ?? 1000),
   transferRepeats: quick ? 1 : 3,
+  /** Text deltas per streamed call, and calls per CPU sample, in the mapped-stream phase. */
+  streamDeltas: 2000,
+  streamCalls: quick ? 3 : 10,
   downloadBytes: 50 * MB,
   uploadBytes: 20 * MB,
 };
@@ -80,6 +93,10 @@ function checkOpenFilesLimit(): void {
 
 function startProxy(kind: Kind, upstream: string, execArgv: string[] = []): Promise<Proxy> {
   return startChild<ProxyCommands>('proxy.ts', [kind, upstream], execArgv);
+}
+
+function profileArgs(name: string): string[] {
+  return profiled === name ? ['--cpu-prof', `--cpu-prof-dir=${profileDir}`] : [];
 }
 
 /** Both proxies must do the job before their speed means anything. */
@@ -119,6 +136,68 @@ function perKind(make: (kind: Kind) => number): PerKind {
 async function waitUntil(condition: () => Promise<boolean>, timeoutMs: number): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   while (Date.now() < deadline && !(await condition())) await sleep(100);
+}
+
+interface StreamCpu {
+  /** Microseconds of the amp process's CPU time per SSE event, medians over the rounds. */
+  passthrough: number;
+  mapped: number;
+}
+
+/**
+ * What rewriting a mapped call's event stream costs. One amp process with a model mapping (in its
+ * own process: the mapping makes the router read every provider POST body, which the other
+ * phases must not pay) serves the same stream for a mapped model, whose every event goes through
+ * the rewriter, and for an unmapped one, which is piped as it came; the samples alternate.
+ */
+async function measureStreamCpu(upstream: string): Promise<StreamCpu> {
+  const proxy = await startChild<ProxyCommands>('proxy.ts', ['amp', upstream, 'mapped'], profileArgs('mapped'));
+  const agent = new Agent({ keepAlive: true, maxSockets: 1 });
+  const deltas = settings.streamDeltas;
+  const call = async (model: string): Promise<{ events: number; text: string }> => {
+    const seen = await streamMessage(proxy.url, agent, model, deltas);
+    const mapped = model === MAPPED_MODEL;
+    const problems = [
+      seen.upstreamModel !== (mapped ? MAPPED_TO : model) &&
+        `the upstream was asked for ${seen.upstreamModel}, not ${mapped ? MAPPED_TO : model}`,
+      seen.clientModel !== model && `message_start names ${seen.clientModel}, not the requested ${model}`,
+      seen.leaked && `the stream still names ${seen.upstreamModel} somewhere`,
+      seen.deltas !== deltas && `${seen.deltas} of ${deltas} text deltas arrived`,
+    ].filter(Boolean);
+    if (problems.length > 0) throw new Error(`streamed call for ${model}: ${problems.join('; ')}`);
+    return seen;
+  };
+  try {
+    // Beyond the model name, the rewriter must leave the stream byte for byte as it came.
+    const passthrough = (await call(UNMAPPED_MODEL)).text;
+    const mapped = (await call(MAPPED_MODEL)).text;
+    const expected = passthrough.replace(`"model":"${UNMAPPED_MODEL}"`, `"model":"${MAPPED_MODEL}"`);
+    if (mapped !== expected) {
+      throw new Error('the mapped stream differs from the pass-through one by more than its model name');
+    }
+    log(`mapped stream: upstream served ${MAPPED_TO}, client got ${MAPPED_MODEL} back in every event`);
+    // Warm-up: compiles both paths.
+    for (let i = 0; i < 5; i++) for (const model of [UNMAPPED_MODEL, MAPPED_MODEL]) await call(model);
+
+    const samples: Record<'passthrough' | 'mapped', number[]> = { passthrough: [], mapped: [] };
+    for (let round = 1; round <= settings.rateRounds; round++) {
+      for (const [key, model] of [
+        ['passthrough', UNMAPPED_MODEL],
+        ['mapped', MAPPED_MODEL],
+      ] as const) {
+        let events = 0;
+        const before = await proxy.call('cpu');
+        for (let i = 0; i < settings.streamCalls; i++) events += (await call(model)).events;
+        const perEvent = ((await proxy.call('cpu')) - before) / events;
+        samples[key].push(perEvent);
+        log(`SSE CPU per event round ${round} ${model}: ${fixed(perEvent, 3)} µs`);
+      }
+    }
+    return { passthrough: median(samples.passthrough), mapped: median(samples.mapped) };
+  } finally {
+    agent.destroy();
+    await proxy.stop();
+  }
 }
 
 interface Transfers {
@@ -207,8 +286,6 @@ async function main(): Promise<void> {
   const failures: PerKind = { bare: 0, amp: 0 };
   try {
     // Phase 1: request rate, latency and SSE on one long-lived process per proxy.
-    const profileArgs = (kind: Kind): string[] =>
-      profiled === kind ? ['--cpu-prof', `--cpu-prof-dir=${profileDir}`] : [];
     const proxies: Record<Kind, Proxy> = {
       bare: await startProxy('bare', upstream.url, profileArgs('bare')),
       amp: await startProxy('amp', upstream.url, profileArgs('amp')),
@@ -260,6 +337,9 @@ async function main(): Promise<void> {
       }
     });
     for (const kind of KINDS) await proxies[kind].stop();
+
+    // Phase 1b: a mapped streaming call against a pass-through one, on an amp proxy of its own.
+    const streamCpu = await measureStreamCpu(upstream.url);
 
     // Phase 2: large transfers.
     const transfers: Record<Kind, Transfers[]> = { bare: [], amp: [] };
@@ -324,6 +404,12 @@ async function main(): Promise<void> {
       perKind((k) => ws[k].leftOpen),
     );
     report.plain('failed requests (errors, timeouts, non-2xx) under load', failures);
+    report.ampRatio(
+      `amp CPU per SSE event, ${settings.streamDeltas}-delta stream (µs)`,
+      { label: `${UNMAPPED_MODEL} pass-through`, value: streamCpu.passthrough },
+      { label: `${MAPPED_MODEL} mapped`, value: streamCpu.mapped },
+      3,
+    );
 
     const ratioTarget = (label: string, values: PerKind, min: number): void => {
       const ratio = values.amp / values.bare;
@@ -348,6 +434,12 @@ async function main(): Promise<void> {
     memoryTarget('upload peak RSS', uploadPeak);
     idleTarget('idle SSE', sse.amp);
     idleTarget('idle WebSocket', ws.amp);
+    const rewriteCost = streamCpu.mapped / streamCpu.passthrough;
+    report.target(
+      'mapped SSE CPU per event',
+      rewriteCost < 1.1,
+      `${fixed(rewriteCost, 3)}x pass-through, needs < 1.1x`,
+    );
   } finally {
     await upstream.stop();
   }

@@ -3,7 +3,7 @@ import { request, type Agent, type ClientRequest, type IncomingMessage } from 'n
 import { performance } from 'node:perf_hooks';
 import autocannon from 'autocannon';
 import { WebSocket } from 'ws';
-import { USER_TOKEN } from './protocol.js';
+import { UPSTREAM_MODEL_HEADER, USER_TOKEN } from './protocol.js';
 import { median } from './report.js';
 
 export const MESSAGES_PATH = '/api/provider/anthropic/v1/messages';
@@ -121,6 +121,83 @@ export function timeToFirstEvent(base: string, agent: Agent): Promise<number> {
       reject,
     );
     req.end();
+  });
+}
+
+export interface StreamedMessage {
+  /** The model the upstream was asked for (it echoes it in a header). */
+  upstreamModel: string | undefined;
+  /** The `model` of the `message_start` event the client received. */
+  clientModel: string | undefined;
+  /** `content_block_delta` events the client received. */
+  deltas: number;
+  /** `data:` lines (events) the client received. */
+  events: number;
+  /** The whole stream as the client received it. */
+  text: string;
+  /** Whether the client saw anything naming the model the upstream actually served. */
+  leaked: boolean;
+}
+
+/**
+ * A streamed Anthropic call for `model` (the fake upstream sends `deltas` text deltas as fast as
+ * it can), read to the end over `agent`; returns what the client saw, for the driver to check.
+ */
+export function streamMessage(
+  base: string,
+  agent: Agent,
+  model: string,
+  deltas: number,
+): Promise<StreamedMessage> {
+  return new Promise((resolve, reject) => {
+    const body = JSON.stringify({
+      model,
+      max_tokens: 4096,
+      stream: true,
+      messages: [{ role: 'user', content: 'Say hello.' }],
+    });
+    const req = send(
+      `${base}${MESSAGES_PATH}?events=${deltas}`,
+      {
+        method: 'POST',
+        agent,
+        headers: {
+          accept: 'text/event-stream',
+          'content-type': 'application/json',
+          'content-length': Buffer.byteLength(body),
+        },
+      },
+      (res) => {
+        const upstreamModel = res.headers[UPSTREAM_MODEL_HEADER];
+        const parts: Buffer[] = [];
+        res.on('data', (part: Buffer) => parts.push(part));
+        res.on('end', () => {
+          const text = Buffer.concat(parts).toString('utf8');
+          const start = /^data: (\{"type":"message_start".*)$/m.exec(text);
+          let clientModel: string | undefined;
+          try {
+            clientModel = start
+              ? (JSON.parse(start[1]!) as { message?: { model?: string } }).message?.model
+              : undefined;
+          } catch {
+            clientModel = undefined;
+          }
+          resolve({
+            upstreamModel: typeof upstreamModel === 'string' ? upstreamModel : undefined,
+            clientModel,
+            deltas: text.match(/^data: \{"type":"content_block_delta"/gm)?.length ?? 0,
+            events: text.match(/^data:/gm)?.length ?? 0,
+            text,
+            leaked:
+              typeof upstreamModel === 'string' &&
+              upstreamModel !== model &&
+              text.includes(JSON.stringify(upstreamModel)),
+          });
+        });
+      },
+      reject,
+    );
+    req.end(body);
   });
 }
 

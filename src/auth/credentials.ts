@@ -61,7 +61,10 @@ function decodeQueryComponent(component: string): string {
 /** True when any comma-separated part of `value`, with or without a `Bearer` scheme, is a gateway key. */
 export function containsGatewayKey(value: string, clients: ClientTable): boolean {
   if (clients.size === 0) return false;
-  return value.split(',').some((part) => clients.lookup(withoutScheme(part)) !== undefined);
+  return value.split(',').some((part) => {
+    const candidate = withoutScheme(part);
+    return candidate !== '' && clients.lookup(candidate) !== undefined;
+  });
 }
 
 class CredentialReader {
