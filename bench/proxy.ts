@@ -13,6 +13,7 @@ import {
 import type { AddressInfo, Socket } from 'node:net';
 import express from 'express';
 import { createProxyMiddleware } from 'http-proxy-middleware';
+import type * as AmpLibrary from '../src/index.js';
 import { serveCommands } from './child-runtime.js';
 import { MAPPED_MODEL, MAPPED_TO, SERVER_KEY, type ProxyCommands } from './protocol.js';
 
@@ -48,8 +49,11 @@ if (kind === 'bare') {
     proxy.upgrade(req, socket, head),
   );
 } else {
-  // Loaded only here, so the bare process does not carry the library's modules in its RSS.
-  const { ampRouter, attachUpgrade } = await import('../src/index.js');
+  // Loaded only here, so the bare process does not carry the library's modules in its RSS. The
+  // built package is measured, as users run it: tsx's transform of src/ adds its own per-closure
+  // cost that the bare proxy (plain JavaScript from node_modules) does not pay.
+  const builtPackage = '../dist/esm/index.js';
+  const { ampRouter, attachUpgrade } = (await import(builtPackage)) as typeof AmpLibrary;
   const router = ampRouter({
     upstream,
     upstreamKey: SERVER_KEY,

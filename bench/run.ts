@@ -151,7 +151,11 @@ interface StreamCpu {
  * the rewriter, and for an unmapped one, which is piped as it came; the samples alternate.
  */
 async function measureStreamCpu(upstream: string): Promise<StreamCpu> {
-  const proxy = await startChild<ProxyCommands>('proxy.ts', ['amp', upstream, 'mapped'], profileArgs('mapped'));
+  const proxy = await startChild<ProxyCommands>(
+    'proxy.ts',
+    ['amp', upstream, 'mapped'],
+    profileArgs('mapped'),
+  );
   const agent = new Agent({ keepAlive: true, maxSockets: 1 });
   const deltas = settings.streamDeltas;
   const call = async (model: string): Promise<{ events: number; text: string }> => {
@@ -175,7 +179,7 @@ async function measureStreamCpu(upstream: string): Promise<StreamCpu> {
     if (mapped !== expected) {
       throw new Error('the mapped stream differs from the pass-through one by more than its model name');
     }
-    log(`mapped stream: upstream served ${MAPPED_TO}, client got ${MAPPED_MODEL} back in every event`);
+    log(`mapped stream: upstream served ${MAPPED_TO}, client got ${MAPPED_MODEL} back in message_start`);
     // Warm-up: compiles both paths.
     for (let i = 0; i < 5; i++) for (const model of [UNMAPPED_MODEL, MAPPED_MODEL]) await call(model);
 

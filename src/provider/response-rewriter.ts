@@ -73,9 +73,15 @@ export function rewriteJsonText(text: string, spec: RewriteSpec): string {
 }
 
 const DATA_PREFIX = 'data:';
+/**
+ * What an event must contain for the rewrite to touch it. Most events of a stream are text
+ * deltas that name no model and carry no tool or thinking block: one test lets them through
+ * without parsing JSON.
+ */
+const MAY_NEED_REWRITE = /"model|"type"\s*:\s*"(?:tool_use|thinking)"/;
 
 function rewriteSseLine(line: string, spec: RewriteSpec): string {
-  if (!line.startsWith(DATA_PREFIX)) return line;
+  if (!line.startsWith(DATA_PREFIX) || !MAY_NEED_REWRITE.test(line)) return line;
   const payloadStart =
     line.charCodeAt(DATA_PREFIX.length) === 32 ? DATA_PREFIX.length + 1 : DATA_PREFIX.length;
   const payload = line.slice(payloadStart);
@@ -114,7 +120,7 @@ export class SseRewriter {
   }
 
   #rewriteLines(text: string): string {
-    if (!text.includes(DATA_PREFIX)) return text;
+    if (!MAY_NEED_REWRITE.test(text)) return text;
     // Split keeping each line's own terminator (`\n` or `\r\n`).
     return text
       .split('\n')
