@@ -110,13 +110,16 @@ describe('SSE response rewriting', () => {
 
   it('rewrites the whole stream in one chunk', () => {
     const rewriter = new SseRewriter(spec);
-    assert.equal(rewriter.push(bytes) + rewriter.end(), expected);
+    assert.equal(String(rewriter.push(bytes)) + String(rewriter.end()), expected);
   });
 
   it('gives the same output when split at every byte position (including inside UTF-8 characters)', () => {
     for (let at = 0; at <= bytes.length; at++) {
       const rewriter = new SseRewriter(spec);
-      const out = rewriter.push(bytes.subarray(0, at)) + rewriter.push(bytes.subarray(at)) + rewriter.end();
+      const out =
+        String(rewriter.push(bytes.subarray(0, at))) +
+        String(rewriter.push(bytes.subarray(at))) +
+        String(rewriter.end());
       assert.equal(out, expected, `split at byte ${at}`);
     }
   });
@@ -125,10 +128,10 @@ describe('SSE response rewriting', () => {
     const rewriter = new SseRewriter(spec);
     let out = '';
     for (let i = 0; i < bytes.length; i++) {
-      out += rewriter.push(bytes.subarray(i, i + 1));
+      out += String(rewriter.push(bytes.subarray(i, i + 1)));
       if (bytes[i] === 0x0a)
         assert.ok(expected.startsWith(out) && out.endsWith('\n'), `line held back at ${i}`);
     }
-    assert.equal(out + rewriter.end(), expected);
+    assert.equal(out + String(rewriter.end()), expected);
   });
 });

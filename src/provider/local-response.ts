@@ -69,7 +69,7 @@ export function rewriteLocalResponse(res: ServerResponse, spec: RewriteSpec): vo
       return true;
     }
     const out = events!.push(bytes);
-    if (out === '') {
+    if (out.length === 0) {
       done?.();
       return true;
     }
@@ -88,7 +88,10 @@ export function rewriteLocalResponse(res: ServerResponse, spec: RewriteSpec): vo
       res.setHeader('content-length', body.length);
       return end(body, done);
     }
-    const tail = (hasChunk ? events!.push(toBuffer(chunk, encoding)) : '') + events!.end();
-    return end(tail === '' ? undefined : tail, done);
+    const tail = Buffer.concat([
+      Buffer.from(hasChunk ? events!.push(toBuffer(chunk, encoding)) : ''),
+      Buffer.from(events!.end()),
+    ]);
+    return end(tail.length === 0 ? undefined : tail, done);
   } as ServerResponse['end'];
 }

@@ -90,37 +90,45 @@ function rewriteSseLine(line: string, spec: RewriteSpec): string {
   return rewritten === payload ? line : line.slice(0, payloadStart) + rewritten;
 }
 
+/** Byte patterns without which no line of a chunk can need a rewrite (see MAY_NEED_REWRITE). */
+const CANDIDATE_BYTES = ['"model', 'tool_use', 'thinking'].map((pattern) => Buffer.from(pattern));
+const NEWLINE = 0x0a;
+const EMPTY = Buffer.alloc(0);
+
 /**
  * An SSE rewriter that works line by line: every complete line goes out as soon as it arrives
  * (so no event waits for more than its own bytes), only a line still missing its end is held,
  * and everything but the JSON of `data:` lines — `event:`, `id:`, comments, blank-line framing,
- * CRLF or LF — passes byte for byte.
+ * CRLF or LF — passes byte for byte. Chunks are cut only at `\n` bytes, which never occur inside
+ * a UTF-8 character, and chunks that cannot need a rewrite go out as the same bytes, undecoded.
  */
 export class SseRewriter {
-  #pending = '';
-  readonly #decoder = new TextDecoder('utf-8');
+  #pending: Buffer = EMPTY;
 
   constructor(private readonly spec: RewriteSpec) {}
 
-  push(chunk: Uint8Array): string {
-    const text = this.#pending + this.#decoder.decode(chunk, { stream: true });
-    const lastBreak = text.lastIndexOf('\n');
+  push(chunk: Buffer): Buffer | string {
+    const lastBreak = chunk.lastIndexOf(NEWLINE);
     if (lastBreak === -1) {
-      this.#pending = text;
-      return '';
+      this.#pending = this.#pending.length === 0 ? chunk : Buffer.concat([this.#pending, chunk]);
+      return EMPTY;
     }
-    this.#pending = text.slice(lastBreak + 1);
-    return this.#rewriteLines(text.slice(0, lastBreak + 1));
+    const complete = chunk.subarray(0, lastBreak + 1);
+    const lines = this.#pending.length === 0 ? complete : Buffer.concat([this.#pending, complete]);
+    this.#pending = chunk.subarray(lastBreak + 1);
+    return this.#rewriteLines(lines);
   }
 
-  end(): string {
-    const rest = this.#pending + this.#decoder.decode();
-    this.#pending = '';
+  end(): Buffer | string {
+    const rest = this.#pending;
+    this.#pending = EMPTY;
     return this.#rewriteLines(rest);
   }
 
-  #rewriteLines(text: string): string {
-    if (!MAY_NEED_REWRITE.test(text)) return text;
+  #rewriteLines(lines: Buffer): Buffer | string {
+    if (!CANDIDATE_BYTES.some((pattern) => lines.includes(pattern))) return lines;
+    const text = lines.toString('utf8');
+    if (!MAY_NEED_REWRITE.test(text)) return lines;
     // Split keeping each line's own terminator (`\n` or `\r\n`).
     return text
       .split('\n')
