@@ -90,8 +90,6 @@ function rewriteSseLine(line: string, spec: RewriteSpec): string {
   return rewritten === payload ? line : line.slice(0, payloadStart) + rewritten;
 }
 
-/** Byte patterns without which no line of a chunk can need a rewrite (see MAY_NEED_REWRITE). */
-const CANDIDATE_BYTES = ['"model', 'tool_use', 'thinking'].map((pattern) => Buffer.from(pattern));
 const NEWLINE = 0x0a;
 const EMPTY = Buffer.alloc(0);
 
@@ -126,9 +124,9 @@ export class SseRewriter {
   }
 
   #rewriteLines(lines: Buffer): Buffer | string {
-    if (!CANDIDATE_BYTES.some((pattern) => lines.includes(pattern))) return lines;
+    // Latin-1 is the cheapest way to a string, and exact for the ASCII patterns looked for.
+    if (!MAY_NEED_REWRITE.test(lines.toString('latin1'))) return lines;
     const text = lines.toString('utf8');
-    if (!MAY_NEED_REWRITE.test(text)) return lines;
     // Split keeping each line's own terminator (`\n` or `\r\n`).
     return text
       .split('\n')
