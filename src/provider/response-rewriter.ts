@@ -107,6 +107,8 @@ export class SseRewriter {
 
   push(chunk: Buffer): Buffer | string {
     const lastBreak = chunk.lastIndexOf(NEWLINE);
+    // The common case, a chunk of whole lines, takes no copies and no new Buffer views.
+    if (lastBreak === chunk.length - 1 && this.#pending.length === 0) return this.#rewriteLines(chunk);
     if (lastBreak === -1) {
       this.#pending = this.#pending.length === 0 ? chunk : Buffer.concat([this.#pending, chunk]);
       return EMPTY;
