@@ -6,7 +6,7 @@ import { basename, dirname } from 'node:path';
 import type { Writable } from 'node:stream';
 import { defaultSecretsFile, DEFAULT_UPSTREAM, readAmbientKey } from '../auth/upstream-key.js';
 import { loadAmpConfig, type LoadedAmpConfig } from '../config/load-config.js';
-import { DEFAULT_POLICIES } from '../config/resolve-options.js';
+import { DEFAULT_POLICIES, DEFAULT_TIMEOUT_MS, DEFAULT_TOKEN_HEADER } from '../config/resolve-options.js';
 import { AmpProxyConfigError } from '../errors.js';
 import { ampRouter, attachUpgrade } from '../index.js';
 import type { AmpProxyOptions } from '../options.js';
@@ -129,8 +129,8 @@ export function printableConfig(loaded: LoadedAmpConfig): object {
       key: redactSecret(client.key),
       upstreamKey: client.upstreamKey ? redactSecret(client.upstreamKey) : null,
     })),
-    tokenHeader: options.tokenHeader ?? 'x-amp-token',
-    timeoutMs: options.timeoutMs ?? 600_000,
+    tokenHeader: options.tokenHeader ?? DEFAULT_TOKEN_HEADER,
+    timeoutMs: options.timeoutMs ?? DEFAULT_TIMEOUT_MS,
     restrictManagementToLocalhost: options.restrictManagementToLocalhost ?? false,
     trustedProxies: options.trustedProxies ?? [],
   };

@@ -29,7 +29,7 @@ function serveLocally(
   route: Extract<ProviderRoute, { kind: 'local' }>,
   answer: (code: AmpErrorCode) => void,
 ): void {
-  if (route.rewrite) rewriteLocalResponse(res, route.rewrite);
+  rewriteLocalResponse(res, route.rewrite);
   // A local handler must answer; handing the call back (next) or failing is an error.
   const fail = (): void => answer('amp_local_provider_error');
   try {

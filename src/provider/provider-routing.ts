@@ -35,7 +35,7 @@ export type ProviderRoute =
       readonly kind: 'local';
       readonly model: string;
       readonly handler: LocalProviderHandler;
-      readonly rewrite: RewriteSpec | undefined;
+      readonly rewrite: RewriteSpec;
     }
   | { readonly kind: 'too-large' };
 
