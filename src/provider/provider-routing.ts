@@ -5,12 +5,19 @@ import type { ForwardBody } from '../proxy/request-body.js';
 import type { ModelMapper } from './model-mappings.js';
 import type { RewriteSpec } from './response-rewriter.js';
 
-/** An Express-style handler that serves a provider call inside the host app. */
-export type LocalProviderHandler = (
-  req: IncomingMessage,
-  res: ServerResponse,
-  next: (error?: unknown) => void,
-) => void;
+/**
+ * An Express-style handler that serves a provider call inside the host app; `req.body` holds the
+ * parsed JSON body. Declared through a method so that handlers typed with Express's own `Request`
+ * and `Response` fit (method parameters are compared bivariantly).
+ */
+export type LocalProviderHandler = {
+  handle(
+    // eslint-disable-next-line @typescript-eslint/no-explicit-any -- the parsed body, typed as Express types it
+    req: IncomingMessage & { body?: any },
+    res: ServerResponse,
+    next: (error?: unknown) => void,
+  ): unknown;
+}['handle'];
 /** Returns the handler that serves `model` locally, or `undefined` to send the call upstream. */
 export type LocalProvider = (model: string, req: IncomingMessage) => LocalProviderHandler | undefined;
 
