@@ -85,6 +85,35 @@ describe('reload', () => {
   });
 });
 
+describe('reload, repeatedly', () => {
+  it('keeps one proxy per group: server listeners do not pile up and nothing warns', async () => {
+    const upstream = await startUpstream();
+    const router = ampRouter({ upstream: upstream.url, upstreamKey: 'k' });
+    const app = await listen((req, res) => router(req, res));
+    const warnings: Error[] = [];
+    const onWarning = (warning: Error) => warnings.push(warning);
+    process.on('warning', onWarning);
+    try {
+      for (let round = 0; round < 20; round++) {
+        router.reload({ upstream: upstream.url, upstreamKey: `k${round}` });
+        for (const path of ['/api/provider/x', '/api/threads', '/actors/x', '/settings']) {
+          await send(`${app.url}${path}`);
+        }
+      }
+      assert.ok(
+        app.server.listenerCount('close') <= 4,
+        `${app.server.listenerCount('close')} close listeners`,
+      );
+      assert.equal(upstream.requests.at(-4)?.headers.authorization, 'Bearer k19');
+      assert.deepEqual(warnings, []);
+    } finally {
+      process.off('warning', onWarning);
+      await app.close();
+      await upstream.close();
+    }
+  });
+});
+
 describe('close', () => {
   it('ends open WebSocket tunnels with close code 1001', async () => {
     const wss = new WebSocketServer({ port: 0, host: '127.0.0.1' });

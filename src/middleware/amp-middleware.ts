@@ -5,7 +5,8 @@ import type { Duplex } from 'node:stream';
 import { resolveOptions } from '../config/resolve-options.js';
 import { AmpProxyConfigError, rejectUpgrade, sendAmpError } from '../errors.js';
 import type { AmpProxyOptions } from '../options.js';
-import { endTunnel } from '../proxy/group-proxy.js';
+import { forbidsCrossOrigin } from '../access/request-gate.js';
+import { createGroupProxy, endTunnel, type GroupProxy } from '../proxy/group-proxy.js';
 import { createUpstreamHeaderBuilder } from '../proxy/upstream-headers.js';
 import { isAmbiguousPath, isPlainPath, normalisedPath } from '../routing/path-safety.js';
 import { classifyAmpPath, type AmpGroup } from '../routing/route-groups.js';
@@ -83,32 +84,67 @@ function ampPathOf(req: IncomingMessage, pathname: string, mountPath: string | u
 
 /** Everything built from one set of options; `reload` swaps it whole. */
 interface Runtime {
-  readonly agent: Agent;
   readonly handlers: ReadonlyMap<AmpGroup, GroupHandler>;
 }
 
-function buildRuntime(options: unknown, groups: readonly AmpGroup[]): Runtime {
-  const config = resolveOptions(options);
-  // An idle-socket timeout also makes Node honour the upstream's `Keep-Alive: timeout=` hint, so
-  // a socket is retired before the upstream closes it under a new request (a spurious 502).
-  const agent = new (config.upstreamBase.startsWith('https:') ? HttpsAgent : HttpAgent)({
-    keepAlive: true,
-    timeout: IDLE_UPSTREAM_SOCKET_MS,
-  });
-  const buildHeaders = createUpstreamHeaderBuilder(config.tokenHeader);
-  const handlers = new Map(
-    groups.map((group) => [group, createGroupHandler(group, config, agent, buildHeaders)]),
-  );
-  return { agent, handlers };
+/**
+ * The pieces that outlive a reload: one keep-alive agent per upstream protocol and one proxy per
+ * group and protocol. Requests carry their own destination, so these need no options.
+ */
+function createProxyPool() {
+  const agents = new Map<string, Agent>();
+  const proxies = new Map<string, GroupProxy>();
+  const agentFor = (protocol: string): Agent => {
+    let agent = agents.get(protocol);
+    if (!agent) {
+      // An idle-socket timeout also makes Node honour the upstream's `Keep-Alive: timeout=` hint,
+      // so a socket is retired before the upstream closes it under a new request (a spurious 502).
+      agent = new (protocol === 'https:' ? HttpsAgent : HttpAgent)({
+        keepAlive: true,
+        timeout: IDLE_UPSTREAM_SOCKET_MS,
+      });
+      agents.set(protocol, agent);
+    }
+    return agent;
+  };
+  return {
+    proxyFor(group: AmpGroup, upstreamBase: string): GroupProxy {
+      const protocol = new URL(upstreamBase).protocol;
+      const key = `${group} ${protocol}`;
+      let proxy = proxies.get(key);
+      if (!proxy) {
+        proxy = createGroupProxy(agentFor(protocol), forbidsCrossOrigin(group));
+        proxies.set(key, proxy);
+      }
+      return proxy;
+    },
+    /** Closes idle upstream connections; those in use close when their request ends. */
+    closeIdle(): void {
+      for (const agent of agents.values()) {
+        // Read by Node each time a socket is released; @types/node does not declare it.
+        (agent as Agent & { keepAlive: boolean }).keepAlive = false;
+        for (const sockets of Object.values(agent.freeSockets)) {
+          for (const socket of sockets ?? []) socket.destroy();
+        }
+      }
+    },
+  };
 }
 
-/** Lets a replaced agent's in-flight requests finish, and closes each of its sockets once free. */
-function retire(agent: Agent): void {
-  // Read by Node each time a socket is released; @types/node does not declare it.
-  (agent as Agent & { keepAlive: boolean }).keepAlive = false;
-  for (const sockets of Object.values(agent.freeSockets)) {
-    for (const socket of sockets ?? []) socket.destroy();
-  }
+function buildRuntime(
+  options: unknown,
+  groups: readonly AmpGroup[],
+  pool: ReturnType<typeof createProxyPool>,
+): Runtime {
+  const config = resolveOptions(options);
+  const buildHeaders = createUpstreamHeaderBuilder(config.tokenHeader);
+  const handlers = new Map(
+    groups.map((group) => [
+      group,
+      createGroupHandler(group, config, pool.proxyFor(group, config.upstreamBase), buildHeaders),
+    ]),
+  );
+  return { handlers };
 }
 
 export function createAmpMiddleware(options: unknown, shape: MiddlewareShape): AmpMiddleware {
@@ -118,7 +154,8 @@ export function createAmpMiddleware(options: unknown, shape: MiddlewareShape): A
       `was passed to app.use() without being called; write app.use(${shape.name}()) or app.use(${shape.name}(options))`,
     );
   }
-  let runtime = buildRuntime(options, shape.groups);
+  const pool = createProxyPool();
+  let runtime = buildRuntime(options, shape.groups, pool);
   const tunnels = new Set<Duplex>();
 
   /** Who serves `ampPath`: a group of ours, `'bad-path'`, or `undefined` when the path is not ours. */
@@ -169,14 +206,12 @@ export function createAmpMiddleware(options: unknown, shape: MiddlewareShape): A
   };
 
   middleware.reload = (nextOptions) => {
-    const previous = runtime;
-    runtime = buildRuntime(nextOptions, shape.groups);
-    retire(previous.agent);
+    runtime = buildRuntime(nextOptions, shape.groups, pool);
   };
 
   middleware.close = async () => {
     for (const socket of tunnels) endTunnel(socket);
-    retire(runtime.agent);
+    pool.closeIdle();
   };
 
   return middleware;

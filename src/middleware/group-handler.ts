@@ -1,11 +1,11 @@
-import type { Agent, IncomingMessage, ServerResponse } from 'node:http';
+import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
 import { readCredentials, type PresentedCredentials } from '../auth/credentials.js';
 import type { ResolvedConfig } from '../config/resolve-options.js';
 import { rejectUpgrade, sendAmpError, type AmpErrorCode } from '../errors.js';
 import { createPolicy, type PolicyDecision } from '../policy/policies.js';
-import { createRequestGate, forbidsCrossOrigin } from '../access/request-gate.js';
-import { createGroupProxy } from '../proxy/group-proxy.js';
+import { createRequestGate } from '../access/request-gate.js';
+import type { Destination, GroupProxy } from '../proxy/group-proxy.js';
 import { createTracer } from '../observability/events.js';
 import { recoverConsumedBody, type ForwardBody } from '../proxy/request-body.js';
 import { rewriteLocalResponse } from '../provider/local-response.js';
@@ -47,7 +47,7 @@ function withQuery(pathname: string, query: string): string {
 export function createGroupHandler(
   group: AmpGroup,
   config: ResolvedConfig,
-  agent: Agent,
+  proxy: GroupProxy,
   buildHeaders: UpstreamHeaderBuilder,
 ): GroupHandler {
   const policy = createPolicy(config.policies[group], {
@@ -60,7 +60,7 @@ export function createGroupHandler(
     trustedProxies: config.trustedProxies,
   });
   const routing = group === 'provider' ? config.providerRouting : undefined;
-  const proxy = createGroupProxy(config.upstreamBase, agent, config.timeoutMs, forbidsCrossOrigin(group));
+  const destination: Destination = { upstreamBase: config.upstreamBase, timeoutMs: config.timeoutMs };
   const policySpec = config.policies[group];
   const tracer = config.emit
     ? createTracer(group, typeof policySpec === 'function' ? 'custom' : policySpec, config.emit)
@@ -120,7 +120,7 @@ export function createGroupHandler(
       ): void => {
         trace?.keySpent(decision.keySource, credentials.client?.name);
         rewriteForUpstream(req, decision, credentials, path, false);
-        proxy.web(req, res, body, rewrite);
+        proxy.web(req, res, destination, body, rewrite);
       };
 
       decide(
@@ -182,7 +182,7 @@ export function createGroupHandler(
           if (decision.kind === 'redirect') return rejectUpgrade(socket, 'amp_bad_path');
           tracer?.tunnel(socket, withQuery(pathname, query));
           rewriteForUpstream(req, decision, credentials, pathname, true);
-          proxy.upgrade(req, socket, head);
+          proxy.upgrade(req, socket, head, destination);
         },
         (code) => rejectUpgrade(socket, code),
       );

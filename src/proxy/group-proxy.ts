@@ -8,19 +8,33 @@ import type { RewriteSpec } from '../provider/response-rewriter.js';
 import { writeForwardBody, type ForwardBody } from './request-body.js';
 import { forwardResponse } from './response.js';
 
-/** One http-proxy-middleware instance: each route group owns one, created in the factory. */
+/**
+ * Where a request goes and how long the upstream may stay silent: taken from the options the
+ * request started with, so that a `reload` never sends one request half by the old options.
+ */
+export interface Destination {
+  readonly upstreamBase: string;
+  readonly timeoutMs: number;
+}
+
+/**
+ * One http-proxy-middleware instance of a route group, created once and kept across reloads:
+ * each instance subscribes to its server's `close` event, so one per reload would pile up.
+ */
 export interface GroupProxy {
   /** Forwards `req` as it now stands: `req.url` and `req.headers` are already the upstream's. */
   web(
     req: IncomingMessage,
     res: ServerResponse,
+    destination: Destination,
     body: ForwardBody | undefined,
     rewrite: RewriteSpec | undefined,
   ): void;
-  upgrade(req: IncomingMessage, socket: Socket, head: Buffer): void;
+  upgrade(req: IncomingMessage, socket: Socket, head: Buffer, destination: Destination): void;
 }
 
 const UPSTREAM_TIMEOUT = 'AMP_UPSTREAM_TIMEOUT';
+const destinations = new WeakMap<IncomingMessage, Destination>();
 const forwardBodies = new WeakMap<IncomingMessage, ForwardBody>();
 const rewrites = new WeakMap<IncomingMessage, RewriteSpec>();
 /** The upstream end of each tunnel, so that shutdown can close a tunnel cleanly. */
@@ -55,27 +69,27 @@ function isServerResponse(target: ServerResponse | Socket): target is ServerResp
   return 'writeHead' in target;
 }
 
-function onProxyReq(timeoutMs: number) {
-  return (proxyReq: ClientRequest, req: IncomingMessage, res: ServerResponse): void => {
-    // An abandoned LLM call keeps billing: stop the upstream as soon as the client is gone.
-    // http-proxy only reacts to `aborted`, which Node no longer emits once the body was read.
-    res.once('close', () => {
-      if (!res.writableFinished) proxyReq.destroy();
-    });
-    proxyReq.setTimeout(timeoutMs, () => proxyReq.destroy(timeoutError()));
-    const body = forwardBodies.get(req);
-    if (body) writeForwardBody(proxyReq, body);
-  };
+function timeoutOf(req: IncomingMessage): number {
+  return destinations.get(req)!.timeoutMs;
+}
+
+function onProxyReq(proxyReq: ClientRequest, req: IncomingMessage, res: ServerResponse): void {
+  // An abandoned LLM call keeps billing: stop the upstream as soon as the client is gone.
+  // http-proxy only reacts to `aborted`, which Node no longer emits once the body was read.
+  res.once('close', () => {
+    if (!res.writableFinished) proxyReq.destroy();
+  });
+  proxyReq.setTimeout(timeoutOf(req), () => proxyReq.destroy(timeoutError()));
+  const body = forwardBodies.get(req);
+  if (body) writeForwardBody(proxyReq, body);
 }
 
 /** An upgrade the upstream never answers must not hold the client socket forever. */
-function onProxyReqWs(timeoutMs: number) {
-  return (proxyReq: ClientRequest, _req: IncomingMessage, socket: Duplex): void => {
-    proxyReq.setTimeout(timeoutMs, () => proxyReq.destroy(timeoutError()));
-    proxyReq.once('upgrade', (_res: IncomingMessage, upstream: Socket) =>
-      upstreamSockets.set(socket, upstream),
-    );
-  };
+function onProxyReqWs(proxyReq: ClientRequest, req: IncomingMessage, socket: Duplex): void {
+  proxyReq.setTimeout(timeoutOf(req), () => proxyReq.destroy(timeoutError()));
+  proxyReq.once('upgrade', (_res: IncomingMessage, upstream: Socket) =>
+    upstreamSockets.set(socket, upstream),
+  );
 }
 
 function onProxyRes(stripCors: boolean) {
@@ -102,14 +116,11 @@ function onError(error: Error, req: IncomingMessage, target: ServerResponse | So
   sendAmpError(target, timedOut ? 'amp_upstream_timeout' : 'amp_upstream_proxy_error');
 }
 
-export function createGroupProxy(
-  upstreamBase: string,
-  agent: Agent,
-  timeoutMs: number,
-  stripCors: boolean,
-): GroupProxy {
+export function createGroupProxy(agent: Agent, stripCors: boolean): GroupProxy {
   const middleware = createProxyMiddleware<IncomingMessage, ServerResponse>({
-    target: upstreamBase,
+    // Required by the library; every request's own destination replaces it through `router`.
+    target: 'http://amp-upstream.invalid',
+    router: (req) => destinations.get(req)!.upstreamBase,
     changeOrigin: true,
     agent,
     // Our paths are already clean and relative; skipping url.parse keeps them byte for byte.
@@ -120,20 +131,22 @@ export function createGroupProxy(
     ejectPlugins: true,
     plugins: [
       (proxyServer) => {
-        proxyServer.on('proxyReq', onProxyReq(timeoutMs));
-        proxyServer.on('proxyReqWs', onProxyReqWs(timeoutMs));
+        proxyServer.on('proxyReq', onProxyReq);
+        proxyServer.on('proxyReqWs', onProxyReqWs);
         proxyServer.on('proxyRes', onProxyRes(stripCors));
         proxyServer.on('error', onError);
       },
     ],
   });
   return {
-    web(req, res, body, rewrite) {
+    web(req, res, destination, body, rewrite) {
+      destinations.set(req, destination);
       if (body) forwardBodies.set(req, body);
       if (rewrite) rewrites.set(req, rewrite);
       void middleware(req, res, () => sendAmpError(res, 'amp_upstream_proxy_error'));
     },
-    upgrade(req, socket, head) {
+    upgrade(req, socket, head, destination) {
+      destinations.set(req, destination);
       middleware.upgrade(req, socket, head);
     },
   };
