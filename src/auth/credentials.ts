@@ -58,15 +58,28 @@ function decodeQueryComponent(component: string): string {
   }
 }
 
-/** True when any comma-separated part of `value`, with or without a `Bearer` scheme, is a gateway key. */
-export function containsGatewayKey(value: string, clients: ClientTable): boolean {
-  if (clients.size === 0) return false;
-  return value.split(',').some((part) => {
+/**
+ * The gateway clients whose keys appear in `value`: any comma-separated part, with or without a
+ * `Bearer` scheme (Node joins repeated `X-Api-Key` headers with commas, and a client may do the
+ * same inside one header).
+ */
+function gatewayClientsIn(value: string, clients: ClientTable): ResolvedClient[] {
+  if (clients.size === 0) return [];
+  const found: ResolvedClient[] = [];
+  for (const part of value.split(',')) {
     const candidate = withoutScheme(part);
-    return candidate !== '' && clients.lookup(candidate) !== undefined;
-  });
+    const client = candidate === '' ? undefined : clients.lookup(candidate);
+    if (client) found.push(client);
+  }
+  return found;
 }
 
+/** True when `value` holds a gateway key in any of the forms `gatewayClientsIn` accepts. */
+export function containsGatewayKey(value: string, clients: ClientTable): boolean {
+  return gatewayClientsIn(value, clients).length > 0;
+}
+
+/** Reads credential values and remembers which gateway client they identify. */
 class CredentialReader {
   client: ResolvedClient | undefined;
   conflictingClients = false;
@@ -74,24 +87,14 @@ class CredentialReader {
 
   constructor(private readonly clients: ClientTable) {}
 
-  /**
-   * True when any comma-separated part of `value` is a gateway key: Node joins repeated
-   * `X-Api-Key` headers with commas, and a client may do the same inside one header.
-   */
   carriesGatewayKey(value: string): boolean {
-    if (this.clients.size === 0) return false;
-    let found = false;
-    for (const part of value.split(',')) {
-      const candidate = withoutScheme(part);
-      if (candidate === '') continue;
-      const client = this.clients.lookup(candidate);
-      if (!client) continue;
-      found = true;
+    const found = gatewayClientsIn(value, this.clients);
+    for (const client of found) {
       if (this.client && this.client !== client) this.conflictingClients = true;
       this.client ??= client;
     }
-    if (found) this.gatewayKeyPresented = true;
-    return found;
+    if (found.length > 0) this.gatewayKeyPresented = true;
+    return found.length > 0;
   }
 }
 

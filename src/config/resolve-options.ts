@@ -267,10 +267,20 @@ function resolveEventListeners(logger: unknown, onProxyEvent: unknown): AmpProxy
       fail('onProxyEvent', `expected a function, got ${describe(onProxyEvent)}`);
     listeners.push(onProxyEvent as AmpProxyEventListener);
   }
-  if (listeners.length === 0) return undefined;
-  // Listeners are host code: one that throws loses its own event and breaks nothing else.
+  return combineListeners(listeners);
+}
+
+/**
+ * One listener for several. Listeners are host code: one that throws loses its own event and
+ * breaks nothing else. `undefined` when there is none, so that nothing is traced.
+ */
+export function combineListeners(
+  listeners: readonly (AmpProxyEventListener | undefined)[],
+): AmpProxyEventListener | undefined {
+  const present = listeners.filter((listener) => listener !== undefined);
+  if (present.length === 0) return undefined;
   return (event) => {
-    for (const listener of listeners) {
+    for (const listener of present) {
       try {
         listener(event);
       } catch {

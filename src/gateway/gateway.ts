@@ -6,11 +6,15 @@ import { basename, dirname } from 'node:path';
 import type { Writable } from 'node:stream';
 import { defaultSecretsFile, DEFAULT_UPSTREAM, readAmbientKey } from '../auth/upstream-key.js';
 import { loadAmpConfig, type LoadedAmpConfig } from '../config/load-config.js';
-import { DEFAULT_POLICIES, DEFAULT_TIMEOUT_MS, DEFAULT_TOKEN_HEADER } from '../config/resolve-options.js';
+import {
+  combineListeners,
+  DEFAULT_POLICIES,
+  DEFAULT_TIMEOUT_MS,
+  DEFAULT_TOKEN_HEADER,
+} from '../config/resolve-options.js';
 import { AmpProxyConfigError } from '../errors.js';
 import { ampRouter, attachUpgrade } from '../index.js';
 import type { AmpProxyOptions } from '../options.js';
-import type { AmpProxyEventListener } from '../observability/events.js';
 import { createAmpMetrics, type AmpMetrics, type PromClientLike } from '../observability/metrics.js';
 import { redactSecret } from '../observability/redact.js';
 import { jsonLogger } from './json-logger.js';
@@ -141,12 +145,10 @@ function routerOptions(
   logger: ReturnType<typeof jsonLogger>,
   metrics: AmpMetrics | undefined,
 ): AmpProxyOptions {
-  const fromFile = loaded.options.onProxyEvent;
-  const listeners = [fromFile, metrics?.onProxyEvent].filter(Boolean) as AmpProxyEventListener[];
   return {
     ...loaded.options,
     logger: loaded.options.logger ?? logger,
-    onProxyEvent: listeners.length > 0 ? (event) => listeners.forEach((listen) => listen(event)) : undefined,
+    onProxyEvent: combineListeners([loaded.options.onProxyEvent, metrics?.onProxyEvent]),
   };
 }
 
