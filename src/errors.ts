@@ -1,11 +1,22 @@
 import { STATUS_CODES, type ServerResponse } from 'node:http';
 import type { Duplex } from 'node:stream';
+import { isCorsHeader } from './access/cors.js';
 
 /**
  * Every error the middleware answers with. The code is the stable contract (clients and
  * dashboards match on it); the message is for humans and may change.
  */
 export const AMP_ERRORS = {
+  amp_bad_request: {
+    status: 400,
+    message:
+      'The request is framed ambiguously (conflicting or invalid Content-Length / Transfer-Encoding, a body on a WebSocket upgrade) and was refused.',
+  },
+  amp_gateway_key_misplaced: {
+    status: 400,
+    message:
+      'A gateway key was found where it would be forwarded upstream; send it only in Authorization, X-Api-Key, X-Goog-Api-Key or the token header.',
+  },
   amp_bad_path: {
     status: 400,
     message:
@@ -36,6 +47,11 @@ export const AMP_ERRORS = {
     message:
       "This route needs the user's own Amp token; a gateway key cannot be forwarded and no Amp key is mapped to this client.",
   },
+  amp_upstream_key_conflict: {
+    status: 503,
+    message:
+      'The upstream key resolved for this request equals a gateway client key, so it was not sent; give the gateway and its clients different keys.',
+  },
   amp_upstream_key_missing: {
     status: 503,
     message:
@@ -54,6 +70,10 @@ export const AMP_ERRORS = {
     status: 500,
     message: 'The auth policy for this route failed.',
   },
+  amp_internal_error: {
+    status: 500,
+    message: 'The gateway failed while handling this request.',
+  },
   amp_upstream_proxy_error: {
     status: 502,
     message: 'Failed to reach the Amp upstream.',
@@ -70,6 +90,8 @@ export type AmpErrorCode = keyof typeof AMP_ERRORS;
 export interface AmpErrorBody {
   error: AmpErrorCode;
   message: string;
+  /** Where the problem was found (a header name, `query`, `path`); never a secret. */
+  where?: string;
 }
 
 /**
@@ -99,14 +121,24 @@ const serialisedBodies = Object.fromEntries(
   ]),
 ) as Record<AmpErrorCode, string>;
 
-/** Answers an HTTP request with the JSON error for `code`, unless the client is gone. */
-export function sendAmpError(res: ServerResponse, code: AmpErrorCode): void {
+function errorBody(code: AmpErrorCode, where: string | undefined): string {
+  if (where === undefined) return serialisedBodies[code];
+  return JSON.stringify({ error: code, message: AMP_ERRORS[code].message, where } satisfies AmpErrorBody);
+}
+
+/**
+ * Answers an HTTP request with the JSON error for `code`, unless the client is gone. `where`
+ * names the place of the problem (a header name, `query`); it must never hold a secret. Our own
+ * answers grant no CORS permission, whatever a host `cors()` set before the proxy ran.
+ */
+export function sendAmpError(res: ServerResponse, code: AmpErrorCode, where?: string): void {
   if (res.headersSent || res.destroyed) {
     // A response already under way cannot turn into JSON; cutting it is the only honest signal.
     res.destroy();
     return;
   }
-  const body = serialisedBodies[code];
+  for (const name of res.getHeaderNames()) if (isCorsHeader(name)) res.removeHeader(name);
+  const body = errorBody(code, where);
   res.writeHead(AMP_ERRORS[code].status, {
     'content-type': 'application/json; charset=utf-8',
     'content-length': Buffer.byteLength(body),
@@ -116,10 +148,10 @@ export function sendAmpError(res: ServerResponse, code: AmpErrorCode): void {
 }
 
 /** Answers a WebSocket upgrade request with the JSON error for `code` and closes the socket. */
-export function rejectUpgrade(socket: Duplex, code: AmpErrorCode): void {
+export function rejectUpgrade(socket: Duplex, code: AmpErrorCode, where?: string): void {
   if (socket.destroyed) return;
   const { status } = AMP_ERRORS[code];
-  const body = serialisedBodies[code];
+  const body = errorBody(code, where);
   socket.end(
     `HTTP/1.1 ${status} ${STATUS_CODES[status] ?? ''}\r\n` +
       'Connection: close\r\n' +

@@ -33,7 +33,13 @@ export {
   type PromClientLike,
   type PromRegistryLike,
 } from './observability/metrics.js';
-export { redactHeaders, redactSecret, redactUrl } from './observability/redact.js';
+export {
+  createRedactor,
+  redactHeaders,
+  redactSecret,
+  redactUrl,
+  type Redactor,
+} from './observability/redact.js';
 export type { ModelMapping } from './provider/model-mappings.js';
 export type { LocalProvider, LocalProviderHandler } from './provider/provider-routing.js';
 export { AMP_ERRORS, AmpProxyConfigError, type AmpErrorBody, type AmpErrorCode } from './errors.js';

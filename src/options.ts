@@ -8,7 +8,11 @@ import type { LocalProvider } from './provider/provider-routing.js';
 
 /** A gateway key that the host hands to one of its users. */
 export interface AmpClient {
-  /** The key the user's Amp CLI sends (as `AMP_API_KEY`). Must be unique, with no spaces or commas. */
+  /**
+   * The key the user's Amp CLI sends (as `AMP_API_KEY`). Must be unique and made of A-Z, a-z,
+   * 0-9, `_` and `-` only, so that the gateway recognises it wherever it appears; make it long
+   * and random (a common word as a key would be found in ordinary requests).
+   */
   key: string;
   /** A label for logs. Defaults to none. */
   name?: string;
@@ -34,7 +38,11 @@ export interface AmpPolicyContext {
   readonly userToken: string | undefined;
   /** The `tokenHeader` value, unless it is a gateway key. */
   readonly ampToken: string | undefined;
-  /** Resolves the server key (option `upstreamKey`, env, secrets file). */
+  /**
+   * Resolves the server key (option `upstreamKey`, env, secrets file). A key that turns out to be
+   * a gateway key is not handed out: this resolves to `undefined` and the request fails with
+   * `503 amp_upstream_key_conflict`.
+   */
   serverKey(): Promise<string | undefined>;
 }
 

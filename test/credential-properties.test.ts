@@ -45,44 +45,116 @@ const AMBIGUITIES = [
 ];
 
 const secretArb = fc.constantFrom(GATEWAY.alice, GATEWAY.bob, USER_TOKEN, 'gwk-unknown-0001');
+const isGatewayKey = (value: string): boolean => (Object.values(GATEWAY) as string[]).includes(value);
 const casingArb = fc.constantFrom(
   (s: string) => s,
   (s: string) => s.toUpperCase(),
   (s: string) => s.toLowerCase(),
 );
+const base64 = (text: string): string => Buffer.from(text).toString('base64');
+const encodeAll = (text: string): string =>
+  [...text].map((char) => `%${char.charCodeAt(0).toString(16).padStart(2, '0')}`).join('');
+
+/** The forms a credential takes in a credential header: any scheme word or none, quoted, trailed, Basic. */
+const FORMS: readonly ((value: string) => string)[] = [
+  (v) => v,
+  (v) => `Bearer ${v}`,
+  (v) => `bearer ${v}`,
+  (v) => `BEARER  ${v}`,
+  (v) => `Token ${v}`,
+  (v) => `ApiKey ${v}`,
+  (v) => `"${v}"`,
+  (v) => `Bearer '${v}'`,
+  (v) => `Bearer ${v} trailing text`,
+  (v) => `${v};v=1`,
+  (v) => `Basic ${base64(`${v}:`)}`,
+  (v) => `Basic ${base64(`:${v}`)}`,
+  (v) => `basic ${base64(`user:${v}`)}`,
+];
 const credentialArb = fc.record({
-  header: fc.constantFrom(
-    'Authorization',
-    'X-Api-Key',
-    'X-Goog-Api-Key',
-    'X-Amp-Token',
-    'Proxy-Authorization',
-  ),
-  scheme: fc.constantFrom('', 'Bearer ', 'bearer ', 'BEARER  '),
+  header: fc.constantFrom('Authorization', 'X-Api-Key', 'X-Goog-Api-Key', 'X-Amp-Token'),
+  form: fc.nat({ max: FORMS.length - 1 }),
   value: secretArb,
   padding: fc.constantFrom('', ' ', '  '),
   casing: casingArb,
   joinedWith: fc.option(secretArb, { nil: undefined }),
 });
-const queryArb = fc.array(
-  fc.record({ name: fc.constantFrom('key', 'auth_token', 'KEY', 'rvt-key', 'q'), value: secretArb }),
-  { maxLength: 3 },
+
+/**
+ * Places outside the credential headers (issue 9 §2). A gateway key in any of them must be
+ * refused with `400 amp_gateway_key_misplaced` naming `where`; any other value is harmless there.
+ */
+interface Place {
+  /** What the refusal names. */
+  where: string;
+  header?: (value: string) => [name: string, value: string];
+  query?: (value: string) => string;
+}
+const ELSEWHERE: Readonly<Record<string, Place>> = {
+  cookie: { where: 'cookie', header: (v) => ['Cookie', `theme=dark; session=${v}`] },
+  underscore: { where: 'x_api_key', header: (v) => ['X_Api_Key', v] },
+  proxy: { where: 'proxy-authorization', header: (v) => ['Proxy-Authorization', `Bearer ${v}`] },
+  subprotocol: {
+    where: 'sec-websocket-protocol',
+    header: (v) => [
+      'Sec-WebSocket-Protocol',
+      `rivet, rivet_conn_params.${encodeURIComponent(JSON.stringify({ wsToken: v }))}`,
+    ],
+  },
+  connParams: {
+    where: 'x-rivet-conn-params',
+    header: (v) => ['X-Rivet-Conn-Params', `{"wsToken":"${v}"}`],
+  },
+  rivetToken: { where: 'x-rivet-token', header: (v) => ['X-Rivet-Token', v] },
+  anyHeader: { where: 'x-note', header: (v) => ['X-Note', `see "${v}", thanks`] },
+  encodedHeader: { where: 'x-data', header: (v) => ['X-Data', encodeAll(v)] },
+  key: { where: 'query', query: (v) => `key=${v}` },
+  authToken: { where: 'query', query: (v) => `auth_token=${encodeURIComponent(v)}` },
+  upperKey: { where: 'query', query: (v) => `KEY=${v}` },
+  semicolon: { where: 'query', query: (v) => `a=1;rvt-key=${v}` },
+  encodedName: { where: 'query', query: (v) => `%6Bey=${encodeAll(v)}` },
+  array: { where: 'query', query: (v) => `key[]=${v}` },
+  inside: { where: 'query', query: (v) => `q=note%20${v}%20here` },
+  alone: { where: 'query', query: (v) => v },
+  doubleEncoded: { where: 'query', query: (v) => `x=${encodeAll(v).replace(/%/g, '%25')}` },
+  fragment: { where: 'query', query: (v) => `a=1#${v}` },
+  path: { where: 'path' },
+};
+/** Where a key in the path goes, per group: still a path of that group. */
+const PATH_WITH: Record<AmpGroup, (v: string) => string> = {
+  provider: (v) => `/api/provider/anthropic/v1/${v}`,
+  management: (v) => `/api/threads/${v}`,
+  actors: (v) => `/actors/gateway/${v}`,
+  browser: (v) => `/threads/${v}`,
+};
+// One entry per place: Node keeps only the first of some repeated headers (Proxy-Authorization).
+const elsewhereArb = fc.uniqueArray(
+  fc.record({ place: fc.constantFrom(...Object.keys(ELSEWHERE)), value: secretArb }),
+  { maxLength: 3, selector: (entry) => entry.place },
 );
+
 const requestArb = fc.record({
   policySet: fc.nat({ max: POLICY_SETS.length - 1 }),
   group: fc.constantFrom<AmpGroup>('provider', 'management', 'actors', 'browser'),
   prefix: fc.nat({ max: 3 }),
-  ambiguity: fc.option(fc.constantFrom(...AMBIGUITIES), { nil: undefined, freq: 3 }),
+  // One request in four has an ambiguous path; the others reach the credential checks.
+  ambiguity: fc.oneof(
+    { arbitrary: fc.constant(undefined), weight: 3 },
+    { arbitrary: fc.constantFrom(...AMBIGUITIES), weight: 1 },
+  ),
   method: fc.constantFrom('GET', 'POST'),
   credentials: fc.array(credentialArb, { maxLength: 4 }),
-  query: queryArb,
+  elsewhere: elsewhereArb,
 });
 
 type GeneratedRequest = typeof requestArb extends fc.Arbitrary<infer T> ? T : never;
 
 function rawRequestFor(generated: GeneratedRequest): { path: string; text: string } {
   const prefixes = GROUP_PREFIXES[generated.group];
-  let path = prefixes[generated.prefix % prefixes.length]!;
+  const inPath = generated.elsewhere.find((entry) => entry.place === 'path');
+  let path = inPath
+    ? PATH_WITH[generated.group](inPath.value)
+    : prefixes[generated.prefix % prefixes.length]!;
   if (generated.ambiguity) {
     const cut = path.indexOf('/', 1);
     path =
@@ -90,12 +162,17 @@ function rawRequestFor(generated: GeneratedRequest): { path: string; text: strin
         ? `${path}${generated.ambiguity}/x`
         : `${path.slice(0, cut)}${generated.ambiguity}${path.slice(cut)}`;
   }
-  const query = generated.query.map((p) => `${p.name}=${encodeURIComponent(p.value)}`).join('&');
-  const target = query ? `${path}?${query}` : path;
+  const query: string[] = [];
   const headers = generated.credentials.map((c) => {
-    const value = `${c.scheme}${c.value}${c.joinedWith ? `, ${c.joinedWith}` : ''}`;
+    const value = `${FORMS[c.form]!(c.value)}${c.joinedWith ? `, ${c.joinedWith}` : ''}`;
     return `${c.casing(c.header)}:${c.padding}${value}${c.padding}\r\n`;
   });
+  for (const { place, value } of generated.elsewhere) {
+    const spec = ELSEWHERE[place]!;
+    if (spec.header) headers.push(`${spec.header(value).join(': ')}\r\n`);
+    if (spec.query) query.push(spec.query(value));
+  }
+  const target = query.length > 0 ? `${path}?${query.join('&')}` : path;
   const body = generated.method === 'POST' ? '{"x":1}' : '';
   const text =
     `${generated.method} ${target} HTTP/1.1\r\nHost: gateway\r\nConnection: close\r\n` +
@@ -125,6 +202,10 @@ for (const [name, express] of EXPRESS_VERSIONS) {
             policies,
           }),
         );
+        // The host's own 404 for paths that are not Amp's; Express's default page echoes the path.
+        app.use((_req, res) => {
+          res.status(404).end();
+        });
         apps.push(await listen(app));
       }
     });
@@ -148,6 +229,24 @@ for (const [name, express] of EXPRESS_VERSIONS) {
             assert.equal(upstream.requests.length, 0, 'an ambiguous path was forwarded');
             return;
           }
+          const misplaced = generated.elsewhere.filter((entry) => isGatewayKey(entry.value));
+          if (misplaced.length > 0) {
+            // A raw `#` in the target is refused as a bad path before any credential is read.
+            assert.match(response, /^HTTP\/1\.1 400 /);
+            const body = JSON.parse(response.slice(response.indexOf('\r\n\r\n') + 4)) as {
+              error: string;
+              where?: string;
+            };
+            if (body.error !== 'amp_bad_path') {
+              assert.equal(body.error, 'amp_gateway_key_misplaced');
+              assert.ok(
+                misplaced.some((entry) => ELSEWHERE[entry.place]!.where === body.where),
+                `where: ${body.where}, expected one of ${misplaced.map((entry) => ELSEWHERE[entry.place]!.where)}`,
+              );
+            }
+            assert.equal(upstream.requests.length, 0, 'a request with a misplaced gateway key was forwarded');
+            return;
+          }
           const seen = upstream.requests[0];
           if (!seen) return; // refused by the policy: nothing left the gateway
           const sent = `${seen.url}\n${seen.rawHeaders.join('\n')}`;
@@ -164,6 +263,8 @@ for (const [name, express] of EXPRESS_VERSIONS) {
             assert.ok(!sent.includes(SERVER_KEY), `server key reached a ${policy} route`);
           assert.equal(seen.url.split('?')[0], path, 'the upstream was asked for another path');
         }),
+        // 1,000 generated requests per Express major: 2,000 requests per test run, each on a
+        // connection of its own (plus what fast-check adds when it shrinks a failure).
         { numRuns: 1000 },
       );
     });

@@ -140,4 +140,28 @@ describe('loadAmpConfig', () => {
       /upstreamKey: expected a string, \{ env: "NAME" \} or \{ file: "path" \}/,
     );
   });
+
+  it('a file that does not parse is reported by line, never quoted: it may hold keys inline', async () => {
+    const secret = 'sk-inline-secret-0123456789';
+    const files = {
+      '.amp-proxyrc.json': `{"upstreamKey": "${secret}", "clients": [{"key": ${secret}}]}`,
+      '.amp-proxyrc.yaml': `upstreamKey: ${secret}\n  clients: : ${secret}\n`,
+      '.amp-proxyrc': `upstreamKey: "${secret}\n`,
+      'amp-proxy.config.mjs': `export default { upstreamKey: ${secret} };`,
+    };
+    for (const [name, content] of Object.entries(files)) {
+      const cwd = await project({ [name]: content });
+      await assert.rejects(loadAmpConfig({ cwd, env: {} }), (error: unknown) => {
+        assert.ok(error instanceof AmpProxyConfigError);
+        assert.equal(error.option, 'config');
+        // A module is loaded by Node (or by tsx under test), whose message has no file name.
+        if (!name.endsWith('.mjs')) {
+          assert.ok(error.file?.endsWith(name), `${name}: the file is named`);
+          assert.match(error.problem, /^cannot be loaded: not valid (JSON|YAML)/);
+        }
+        assert.ok(!error.message.includes(secret.slice(0, 12)), `${name}: ${error.message}`);
+        return true;
+      });
+    }
+  });
 });

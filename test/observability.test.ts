@@ -3,7 +3,7 @@ import { request } from 'node:http';
 import { after, before, describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { ampRouter, type AmpProxyEvent } from '../src/index.js';
-import { redactHeaders, redactSecret, redactUrl } from '../src/observability/redact.js';
+import { createRedactor, redactHeaders, redactSecret, redactUrl } from '../src/observability/redact.js';
 import { listen, type RunningApp } from './support/apps.js';
 import { send } from './support/client.js';
 import { startUpstream, type FakeUpstream } from './support/upstream.js';
@@ -57,8 +57,9 @@ describe('request events and logging', () => {
 
   it('one request-end event per request, with group, policy, key source and redacted path', async () => {
     events.length = 0;
-    await send(`${app.url}/api/provider/anthropic/v1/messages?key=${SECRETS[1]}&x=1`, {
+    await send(`${app.url}/api/provider/anthropic/v1/messages?key=AIzaSy1234567890&x=1`, {
       method: 'POST',
+      headers: { authorization: `Bearer ${SECRETS[1]}` },
       body: '{}',
     });
     await settle();
@@ -78,7 +79,22 @@ describe('request events and logging', () => {
     assert.equal(end.error, undefined);
     assert.ok(end.durationMs >= 0);
     assert.ok(end.bytesSent > '{"ok":true}'.length);
-    assert.equal(end.path, '/api/provider/anthropic/v1/messages?key=gw-a%E2%80%A6&x=1');
+    assert.equal(end.path, '/api/provider/anthropic/v1/messages?key=AIza%E2%80%A6&x=1');
+  });
+
+  it("every key the config knows is masked wherever it appears in an event's path", async () => {
+    events.length = 0;
+    // A misplaced gateway key is refused, a server or mapped key in a path is forwarded: both are logged.
+    await send(`${app.url}/api/threads/${SECRETS[1]}?x=1`);
+    await send(`${app.url}/api/threads?note=${encodeURIComponent(`see ${SECRETS[1]}`)}`);
+    await send(`${app.url}/api/threads/${SECRETS[0]}/x?${SECRETS[2]}`);
+    await settle();
+    const paths = ends().map((e) => e.path);
+    assert.equal(paths.length, 3);
+    for (const path of paths) for (const secret of SECRETS) assert.ok(!path.includes(secret), path);
+    assert.equal(paths[0], '/api/threads/gw-a%E2%80%A6?x=1');
+    assert.equal(paths[1], '/api/threads?note=%E2%80%A6');
+    assert.equal(paths[2], '/api/threads/serv%E2%80%A6/x?alic%E2%80%A6');
   });
 
   it('refusals, client aborts and upstream failures have their own outcomes', async () => {
@@ -190,11 +206,110 @@ describe('redaction', () => {
     });
   });
 
-  it('redacts key, auth_token and rvt-token query parameters only', () => {
+  it('redacts key, auth_token and rvt-token query parameters, and keeps rvt-key and the rest as they came', () => {
     assert.equal(
-      redactUrl('/x?key=AIzaSy1234567890&rvt-token=pk_1234567890&rvt-key=T-1&auth_token=abc'),
-      '/x?key=AIza%E2%80%A6&rvt-token=pk_1%E2%80%A6&rvt-key=T-1&auth_token=%E2%80%A6',
+      redactUrl('/x?key=AIzaSy1234567890&rvt-token=pk_1234567890&rvt-key=T-1&auth_token=abc&q=a%20b'),
+      '/x?key=AIza%E2%80%A6&rvt-token=pk_1%E2%80%A6&rvt-key=T-1&auth_token=%E2%80%A6&q=a%20b',
     );
     assert.equal(redactUrl('/x'), '/x');
+  });
+
+  it('redacts every credential-like query parameter, encoded or not, & or ; separated', () => {
+    const masked = '%E2%80%A6';
+    for (const name of [
+      'api_key',
+      'apiKey',
+      'X-Goog-Api-Key',
+      'access_token',
+      'authToken',
+      'oauth_verifier',
+      'client_secret',
+      'password',
+      'passwd',
+      'pwd',
+      'X-Amz-Signature',
+      'sig',
+      'X-Amz-Credential',
+      'session_id',
+      'code',
+      'jwt',
+      '%6Bey',
+      'k%65y',
+      'api%5Fkey',
+      'key[]',
+      'tokens[0]',
+      '+key',
+    ]) {
+      assert.equal(redactUrl(`/x?a=1&${name}=abc;b=2`), `/x?a=1&${name}=${masked};b=2`, name);
+      assert.equal(redactUrl(`/x?a=1;${name}=abc`), `/x?a=1;${name}=${masked}`, name);
+    }
+    for (const name of ['rvt-key', 'rvt-namespace', 'model', 'q', 'monkey-business'.slice(0, 3)]) {
+      assert.equal(redactUrl(`/x?${name}=abcdefghijkl`), `/x?${name}=abcdefghijkl`, name);
+    }
+  });
+
+  it('a redactor that knows the keys masks them wherever they appear, whole tokens only', () => {
+    const gateway = 'gw-alice-123456';
+    const server = 'server-key-abcdef';
+    const odd = 'odd+secret/with=chars';
+    const redactor = createRedactor([gateway, server, odd]);
+    const masked = '%E2%80%A6';
+    assert.equal(redactor.url(`/api/${gateway}/x`), `/api/gw-a${masked}/x`);
+    assert.equal(redactor.url(`/api/x?${gateway}`), `/api/x?gw-a${masked}`);
+    assert.equal(redactor.url(`/api/x?${gateway}=1;b=${server}`), `/api/x?gw-a${masked}=1;b=serv${masked}`);
+    assert.equal(redactor.url(`/api/x?q=note+${gateway}+here`), `/api/x?q=note+gw-a${masked}+here`);
+    assert.equal(redactor.url(`/api/x?a=1#${gateway}`), `/api/x?a=1#gw-a${masked}`);
+    // Found only once decoded: the whole segment or value is masked, as nothing narrower is known.
+    assert.equal(redactor.url(`/api/${encodeURIComponent(`"${gateway}"`)}/x`), `/api/${masked}/x`);
+    assert.equal(
+      redactor.url(`/api/x?f=${encodeURIComponent(JSON.stringify({ k: gateway }))}&g=1`),
+      `/api/x?f=${masked}&g=1`,
+    );
+    assert.equal(redactor.url(`/api/x?${odd}`), `/api/x?${masked}`);
+    // Part of a longer token is another token.
+    assert.equal(redactor.url(`/api/x?q=x${gateway}`), `/api/x?q=x${gateway}`);
+
+    const basic = Buffer.from(`:${gateway}`).toString('base64');
+    assert.deepEqual(
+      redactor.headers({
+        'user-agent': `amp/1 (${gateway})`,
+        'x-note': `token "${server}", more`,
+        'x-basic': `Basic ${basic}`,
+        'x-odd': `a ${odd} b`,
+        [gateway]: 'named',
+        cookie: `${gateway}=1`,
+        'sec-websocket-protocol': `rivet, ${gateway}`,
+        accept: '*/*',
+      }),
+      {
+        'user-agent': 'amp/1 (gw-a…)',
+        'x-note': 'token "serv…", more',
+        'x-basic': '…',
+        'x-odd': 'a … b',
+        'gw-a…': 'named',
+        cookie: 'gw-a…=…',
+        'sec-websocket-protocol': 'rivet, gw-a…',
+        accept: '*/*',
+      },
+    );
+  });
+
+  it('masks headers by the same name rule as query parameters', () => {
+    assert.deepEqual(
+      redactHeaders({
+        'x-custom-auth': 'abcdefghijkl',
+        'x-session-id': 'abcdefghijkl',
+        'x-client-secret': 'abcdefghijkl',
+        'x-amz-signature': 'abcdefghijkl',
+        'x-request-id': 'abcdefghijkl',
+      }),
+      {
+        'x-custom-auth': 'abcd…',
+        'x-session-id': 'abcd…',
+        'x-client-secret': 'abcd…',
+        'x-amz-signature': 'abcd…',
+        'x-request-id': 'abcdefghijkl',
+      },
+    );
   });
 });

@@ -63,9 +63,97 @@ describe('options are validated in the factory', () => {
   it('refuses malformed clients', () => {
     rejects({ clients: {} }, 'clients', /expected an array/);
     rejects({ clients: [{ key: '' }] }, 'clients[0].key', /non-empty string/);
-    rejects({ clients: [{ key: 'a b' }] }, 'clients[0].key', /spaces or commas/);
     rejects({ clients: [{ key: 'k', upstreamKey: '' }] }, 'clients[0].upstreamKey', /non-empty/);
     rejects({ clients: [{ key: 'k', apiKey: 'x' }] }, 'clients[0].apiKey', /unknown field/);
+  });
+
+  it('accepts gateway keys of A-Z, a-z, 0-9, _ and - only, saying why', () => {
+    assert.equal(
+      typeof ampRouter({ clients: [{ key: 'Ab_9-x' }, { key: 'gw-0123456789abcdef' }] }),
+      'function',
+    );
+    // Every other character separates tokens: a key is recognised exactly, wherever it appears.
+    for (const key of [
+      'a b',
+      'a,b',
+      'gw.key',
+      'gw:key',
+      'gw/key',
+      'gw+key=',
+      'gw%2Dkey',
+      '"gw-key"',
+      'k€y',
+    ]) {
+      rejects(
+        { clients: [{ key: 'gw-ok' }, { key }] },
+        'clients[1].key',
+        /must contain only the characters A-Z, a-z, 0-9, _ and -, so that the gateway can recognise a key wherever it appears/,
+      );
+    }
+  });
+
+  it('refuses a server key or a mapped key that is a gateway key, naming the client, never the key', () => {
+    const clients = [{ key: 'gw-alice-0001' }, { key: 'gw-bob-0002', upstreamKey: 'amp-bob' }];
+    rejects(
+      { upstreamKey: 'gw-alice-0001', clients },
+      'upstreamKey',
+      /^[^]*upstreamKey: equals the key of clients\[0\]$/,
+    );
+    rejects({ upstreamKey: ' gw-bob-0002 ', clients }, 'upstreamKey', /equals the key of clients\[1\]$/);
+    rejects(
+      { upstreamKey: 'Bearer gw-bob-0002', clients },
+      'upstreamKey',
+      /contains the key of clients\[1\]$/,
+    );
+    rejects(
+      { clients: [{ key: 'gw-alice-0001', upstreamKey: 'gw-bob-0002' }, { key: 'gw-bob-0002' }] },
+      'clients[0].upstreamKey',
+      /equals the key of clients\[1\]$/,
+    );
+    rejects(
+      { clients: [{ key: 'gw-alice-0001', upstreamKey: 'gw-alice-0001' }] },
+      'clients[0].upstreamKey',
+      /equals the key of clients\[0\]$/,
+    );
+    assert.throws(
+      () => ampRouter({ upstreamKey: 'gw-alice-0001', clients }),
+      (error: unknown) => error instanceof Error && !error.message.includes('gw-alice'),
+    );
+    // Different keys are fine, and so is a server key that only starts like a gateway key.
+    assert.equal(typeof ampRouter({ upstreamKey: 'gw-alice-0001-server', clients }), 'function');
+  });
+
+  it('never echoes a secret in an error: URL userinfo, query or fragment, key values', () => {
+    const secret = 's3cret-value-42';
+    const cases: [unknown, string][] = [
+      [{ upstream: `https://user:${secret}@ampcode.com` }, 'upstream'],
+      [{ upstream: `https://ampcode.com/?key=${secret}` }, 'upstream'],
+      [{ upstream: `https://ampcode.com/#token=${secret}` }, 'upstream'],
+      [{ upstream: `ftp://user:${secret}@ampcode.com/?key=${secret}` }, 'upstream'],
+      [{ upstream: `user:${secret}@ampcode.com/path?key=${secret}` }, 'upstream'],
+      [{ upstream: `https://${secret}@ampcode.com:99999/` }, 'upstream'],
+      [{ upstreamKey: 424242424242 }, 'upstreamKey'],
+      [{ clients: [{ key: 424242424242 }] }, 'clients[0].key'],
+      [{ clients: [{ key: `${secret}!` }] }, 'clients[0].key'],
+      [{ clients: [{ key: 'gw-1', upstreamKey: 424242424242 }] }, 'clients[0].upstreamKey'],
+    ];
+    for (const [options, option] of cases) {
+      assert.throws(
+        () => ampRouter(options as never),
+        (error: unknown) => {
+          assert.ok(error instanceof AmpProxyConfigError, JSON.stringify(options));
+          assert.equal(error.option, option);
+          assert.ok(!error.message.includes(secret) && !error.message.includes('4242'), error.message);
+          return true;
+        },
+      );
+    }
+    // What is not secret is still shown, so the user can find the setting.
+    assert.throws(
+      () => ampRouter({ upstream: `ftp://user:${secret}@ampcode.com/x?key=1` }),
+      /"ftp:\/\/…@ampcode\.com\/x\?…"/,
+    );
+    assert.throws(() => ampRouter({ upstreamKey: 42 as never }), /got a number/);
   });
 
   it('refuses unknown options (typos)', () => {

@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { ampRouter, type AmpClient, type AmpPolicyName } from '../src/index.js';
 import { EXPRESS_VERSIONS, listen, type RunningApp } from './support/apps.js';
-import { send } from './support/client.js';
+import { send, type ClientResponse } from './support/client.js';
 import { startUpstream, type FakeUpstream, type RecordedRequest } from './support/upstream.js';
 
 const SERVER_KEY = 'server-key-0123456789';
@@ -12,7 +12,10 @@ const CLIENTS: AmpClient[] = [
 ];
 const GATEWAY_KEYS = CLIENTS.map((client) => client.key);
 
-/** Every way a client can present one credential. */
+/**
+ * Every way a client can present one credential. A gateway key in the query is misplaced (the
+ * query is forwarded): such requests are refused, while the user's own token there still counts.
+ */
 const PLACEMENTS: ReadonlyArray<{
   name: string;
   headers: (k: string) => Record<string, string>;
@@ -45,6 +48,21 @@ function everythingSent(seen: RecordedRequest): string {
 
 function assertNoGatewayKey(seen: RecordedRequest): void {
   for (const key of GATEWAY_KEYS) assert.ok(!everythingSent(seen).includes(key), `gateway key ${key} leaked`);
+}
+
+function isQueryPlacement(placement: (typeof PLACEMENTS)[number]): boolean {
+  return placement.query('x') !== '';
+}
+
+/** A gateway key in the query: refused with 400, nothing forwarded, the key never echoed. */
+function assertMisplaced(res: ClientResponse, seen: RecordedRequest | undefined): void {
+  assert.equal(res.status, 400);
+  assert.deepEqual(
+    { ...(res.json() as object), message: undefined },
+    { error: 'amp_gateway_key_misplaced', message: undefined, where: 'query' },
+  );
+  for (const key of GATEWAY_KEYS) assert.ok(!res.body.includes(key));
+  assert.equal(seen, undefined);
 }
 
 function assertQueryKept(seen: RecordedRequest): void {
@@ -122,6 +140,7 @@ for (const [expressName, express] of EXPRESS_VERSIONS) {
 
           it(`${group}, ${placement.name}: a client with a mapped key spends that key`, async () => {
             const { res, seen } = await call(guarded, path, placement, 'gw-alice-key');
+            if (isQueryPlacement(placement)) return assertMisplaced(res, seen);
             assert.equal(res.status, 200);
             assert.ok(seen);
             assert.equal(seen.headers.authorization, 'Bearer alice-amp-key');
@@ -132,6 +151,7 @@ for (const [expressName, express] of EXPRESS_VERSIONS) {
 
           it(`${group}, ${placement.name}: a client without a mapped key spends the server key`, async () => {
             const { res, seen } = await call(guarded, path, placement, 'gw-bob-key');
+            if (isQueryPlacement(placement)) return assertMisplaced(res, seen);
             assert.equal(res.status, 200);
             assert.ok(seen);
             assert.equal(seen.headers.authorization, `Bearer ${SERVER_KEY}`);
@@ -195,6 +215,7 @@ for (const [expressName, express] of EXPRESS_VERSIONS) {
 
           it(`${group}, ${placement.name}: a gateway key is swapped for the client's mapped Amp key`, async () => {
             const { res, seen } = await call(guarded, path, placement, 'gw-alice-key');
+            if (isQueryPlacement(placement)) return assertMisplaced(res, seen);
             assert.equal(res.status, 200);
             assert.ok(seen);
             assert.equal(seen.headers.authorization, 'Bearer alice-amp-key');
@@ -205,6 +226,7 @@ for (const [expressName, express] of EXPRESS_VERSIONS) {
 
           it(`${group}, ${placement.name}: a gateway key without a mapped key is refused`, async () => {
             const { res, seen } = await call(guarded, path, placement, 'gw-bob-key');
+            if (isQueryPlacement(placement)) return assertMisplaced(res, seen);
             assert.equal(res.status, 401);
             assert.equal((res.json() as { error: string }).error, 'amp_token_required');
             assert.equal(seen, undefined);
@@ -244,7 +266,7 @@ for (const [expressName, express] of EXPRESS_VERSIONS) {
       for (const [group, path] of Object.entries(GROUP_PATHS)) {
         it(`${group}: the Amp token from x-amp-token becomes Authorization; the gateway key stays behind`, async () => {
           upstream.requests.length = 0;
-          const res = await send(`${guarded.url}${path}?key=gw-bob-key`, {
+          const res = await send(`${guarded.url}${path}?key=user-query-key`, {
             headers: { authorization: 'Bearer gw-bob-key', 'X-Amp-Token': 'user-amp-token' },
           });
           assert.equal(res.status, 200);
@@ -252,8 +274,17 @@ for (const [expressName, express] of EXPRESS_VERSIONS) {
           assert.equal(seen.headers.authorization, 'Bearer user-amp-token');
           assert.equal(seen.headers['x-amp-token'], undefined);
           assert.equal(seen.headers['x-api-key'], undefined);
+          assert.ok(!seen.url.includes('user-query-key'), 'dual-token drops query credentials');
           assertNoGatewayKey(seen);
           assert.ok(!everythingSent(seen).includes(SERVER_KEY));
+        });
+
+        it(`${group}: a gateway key in the query beside the header is refused, not dropped`, async () => {
+          upstream.requests.length = 0;
+          const res = await send(`${guarded.url}${path}?key=gw-bob-key`, {
+            headers: { authorization: 'Bearer gw-bob-key', 'X-Amp-Token': 'user-amp-token' },
+          });
+          assertMisplaced(res, upstream.requests[0]);
         });
 
         it(`${group}: without an Amp token the client's mapped key is used`, async () => {

@@ -68,7 +68,8 @@ describe('headers sent upstream', () => {
         'sec-ch-ua': '"Chromium"',
         'sec-fetch-mode': 'cors',
         priority: 'u=1',
-        'proxy-authorization': 'Basic Z3cta2V5Og==',
+        // A proxy's own credentials (a gateway key here would be refused as misplaced).
+        'proxy-authorization': `Basic ${Buffer.from('proxy-user:pw').toString('base64')}`,
         'keep-alive': 'timeout=5',
         connection: 'keep-alive, x-hop-secret',
         'x-hop-secret': 'should not pass',
@@ -173,7 +174,7 @@ describe('custom and redirect policies', () => {
     const app = await listen((req, res) => router(req, res));
     try {
       upstream.requests.length = 0;
-      await send(`${app.url}/api/threads?auth_token=gw-key&x=1`, {
+      await send(`${app.url}/api/threads?auth_token=user-token&x=1`, {
         headers: { 'x-api-key': 'gw-key', 'x-team': 'blue', 'user-agent': 'amp', 'x-goog-api-key': 'other' },
       });
       const seen = upstream.only();

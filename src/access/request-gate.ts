@@ -2,14 +2,13 @@ import type { IncomingMessage } from 'node:http';
 import { BlockList, isIP } from 'node:net';
 import type { AmpErrorCode } from '../errors.js';
 import type { AmpGroup } from '../routing/route-groups.js';
+import { forbidsCrossOrigin } from './cors.js';
 
 /** Decides, before any credential is read, whether a request may use its group at all. */
 export type RequestGate = (req: IncomingMessage) => AmpErrorCode | undefined;
 
 /** Groups that act as the user (or show their pages): the ones a lock-down protects. */
 const LOCKABLE = new Set<AmpGroup>(['management', 'actors', 'browser']);
-/** Identity routes are for the Amp client, never for a cross-origin page in a browser. */
-const NO_CROSS_ORIGIN = new Set<AmpGroup>(['management', 'actors']);
 
 function addressList(entries: readonly string[]): BlockList {
   const list = new BlockList();
@@ -53,7 +52,7 @@ export interface GateOptions {
 
 export function createRequestGate(group: AmpGroup, options: GateOptions): RequestGate | undefined {
   const localOnly = options.restrictToLocalhost && LOCKABLE.has(group);
-  const noPreflight = NO_CROSS_ORIGIN.has(group);
+  const noPreflight = forbidsCrossOrigin(group);
   if (!localOnly && !noPreflight) return undefined;
   const trusted = options.trustedProxies.length > 0 ? addressList(options.trustedProxies) : undefined;
   return (req) => {
@@ -61,9 +60,4 @@ export function createRequestGate(group: AmpGroup, options: GateOptions): Reques
     if (noPreflight && req.method === 'OPTIONS') return 'amp_preflight_forbidden';
     return undefined;
   };
-}
-
-/** Whether responses of `group` must carry no CORS permissions. */
-export function forbidsCrossOrigin(group: AmpGroup): boolean {
-  return NO_CROSS_ORIGIN.has(group);
 }

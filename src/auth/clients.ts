@@ -1,4 +1,4 @@
-import { createHash } from 'node:crypto';
+import { KeyTable } from './key-recognition.js';
 
 /** A gateway client as the rest of the library sees it once options are resolved. */
 export interface ResolvedClient {
@@ -7,30 +7,8 @@ export interface ResolvedClient {
   readonly upstreamKey: string | undefined;
 }
 
-function digest(key: string): string {
-  return createHash('sha256').update(key).digest('base64');
-}
-
 /**
- * Gateway keys, looked up by their SHA-256 digest: the lookup's timing depends on the digest,
- * never on how many leading characters of a guessed key were right, so a wrong key and a
- * missing key are indistinguishable from outside.
+ * The gateway keys, looked up by digest (see `KeyTable`), so a wrong key and a missing key are
+ * indistinguishable from outside; `findKeys` recognises them wherever they appear.
  */
-export class ClientTable {
-  readonly #byDigest = new Map<string, ResolvedClient>();
-
-  add(key: string, client: ResolvedClient): boolean {
-    const id = digest(key);
-    if (this.#byDigest.has(id)) return false;
-    this.#byDigest.set(id, client);
-    return true;
-  }
-
-  get size(): number {
-    return this.#byDigest.size;
-  }
-
-  lookup(presented: string): ResolvedClient | undefined {
-    return this.#byDigest.get(digest(presented));
-  }
-}
+export class ClientTable extends KeyTable<ResolvedClient> {}

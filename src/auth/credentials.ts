@@ -1,13 +1,13 @@
 import type { IncomingHttpHeaders } from 'node:http';
 import type { ClientTable, ResolvedClient } from './clients.js';
+import { CREDENTIAL_HEADERS, CREDENTIAL_PARAMS, type CredentialHeader } from './credential-names.js';
+import { containsKey, findKeys } from './key-recognition.js';
 
-/** Headers that can carry a credential the user presented to the gateway. */
-export const CREDENTIAL_HEADERS = ['authorization', 'x-api-key', 'x-goog-api-key'] as const;
-export type CredentialHeader = (typeof CREDENTIAL_HEADERS)[number];
+// The vocabulary lives in credential-names.ts; re-exported for the modules that read it from here.
 
-/** Query parameters that can carry a credential (Google-style `?key=`, Amp's `?auth_token=`). */
-const CREDENTIAL_PARAMS = new Set(['key', 'auth_token']);
-const MAY_HOLD_CREDENTIAL_PARAM = /key|auth_token|%/i;
+const IS_CREDENTIAL_HEADER: ReadonlySet<string> = new Set(CREDENTIAL_HEADERS);
+/** Cheap test before the query is split: could any parameter name be a credential one? */
+const MAY_HOLD_CREDENTIAL_PARAM = new RegExp([...CREDENTIAL_PARAMS, '%'].join('|'), 'i');
 const BEARER = /^bearer\s+/i;
 
 export interface HeaderCredential {
@@ -17,29 +17,31 @@ export interface HeaderCredential {
   readonly carriesGatewayKey: boolean;
 }
 
-interface QueryParam {
-  readonly raw: string;
-  readonly isCredential: boolean;
-  readonly carriesGatewayKey: boolean;
-}
-
 /** What a request presented, read once per request and shared by every policy. */
 export interface PresentedCredentials {
   readonly headers: readonly HeaderCredential[];
-  /** The `Authorization` token without its scheme, unless it is a gateway key. */
+  /** The `Authorization` token without its scheme, unless it carries a gateway key. */
   readonly userToken: string | undefined;
-  /** The `tokenHeader` value without a scheme, unless it is a gateway key. */
+  /** The `tokenHeader` value without a scheme, unless it carries a gateway key. */
   readonly ampToken: string | undefined;
-  /** The gateway client identified by any presented gateway key. */
+  /** The gateway client identified by a gateway key in a credential header. */
   readonly client: ResolvedClient | undefined;
   /** Keys of two different gateway clients were presented together. */
   readonly conflictingClients: boolean;
   readonly gatewayKeyPresented: boolean;
   /**
-   * The query string to forward (without `?`), with credential parameters removed: all of them,
-   * or only those holding a gateway key.
+   * Where a gateway key appears outside the credential headers, so that forwarding the request
+   * would hand it to the upstream: a header name as in `req.headers` (lower-case), `'query'`,
+   * `'path'`, or `'header name'` when the name of a header is a key. Never the key itself.
+   * A request with one must be refused (`amp_gateway_key_misplaced`) before anything is sent.
    */
-  upstreamQuery(drop: 'all-credentials' | 'gateway-keys'): string;
+  readonly misplacedGatewayKey: string | undefined;
+  /**
+   * The query string to forward (without `?`): as it came, or without the user's credential
+   * parameters (`key`, `auth_token`), removed byte-exactly. A gateway key never needs removing
+   * here: one anywhere in the query makes the request misplaced.
+   */
+  upstreamQuery(drop: 'all-credentials' | 'none'): string;
 }
 
 function firstValue(value: string | string[] | undefined): string | undefined {
@@ -58,25 +60,18 @@ function decodeQueryComponent(component: string): string {
   }
 }
 
-/**
- * The gateway clients whose keys appear in `value`: any comma-separated part, with or without a
- * `Bearer` scheme (Node joins repeated `X-Api-Key` headers with commas, and a client may do the
- * same inside one header).
- */
-function gatewayClientsIn(value: string, clients: ClientTable): ResolvedClient[] {
-  if (clients.size === 0) return [];
-  const found: ResolvedClient[] = [];
-  for (const part of value.split(',')) {
-    const candidate = withoutScheme(part);
-    const client = candidate === '' ? undefined : clients.lookup(candidate);
-    if (client) found.push(client);
-  }
-  return found;
+function isCredentialParam(param: string): boolean {
+  const eq = param.indexOf('=');
+  const name = decodeQueryComponent(eq === -1 ? param : param.slice(0, eq));
+  return CREDENTIAL_PARAMS.has(name.trim().toLowerCase());
 }
 
-/** True when `value` holds a gateway key in any of the forms `gatewayClientsIn` accepts. */
-export function containsGatewayKey(value: string, clients: ClientTable): boolean {
-  return gatewayClientsIn(value, clients).length > 0;
+function withoutCredentialParams(query: string): string {
+  if (!MAY_HOLD_CREDENTIAL_PARAM.test(query)) return query;
+  return query
+    .split('&')
+    .filter((param) => !isCredentialParam(param))
+    .join('&');
 }
 
 /** Reads credential values and remembers which gateway client they identify. */
@@ -84,48 +79,60 @@ class CredentialReader {
   client: ResolvedClient | undefined;
   conflictingClients = false;
   gatewayKeyPresented = false;
+  #found = false;
+  readonly #visit = (client: ResolvedClient): void => {
+    this.#found = true;
+    if (this.client && this.client !== client) this.conflictingClients = true;
+    this.client ??= client;
+  };
 
   constructor(private readonly clients: ClientTable) {}
 
+  /** Any scheme word or none, quoted, with other text around it, or inside `Basic` credentials. */
   carriesGatewayKey(value: string): boolean {
-    const found = gatewayClientsIn(value, this.clients);
-    for (const client of found) {
-      if (this.client && this.client !== client) this.conflictingClients = true;
-      this.client ??= client;
-    }
-    if (found.length > 0) this.gatewayKeyPresented = true;
-    return found.length > 0;
+    this.#found = false;
+    findKeys(value, this.clients, this.#visit);
+    if (this.#found) this.gatewayKeyPresented = true;
+    return this.#found;
   }
 }
 
-/**
- * Reads the query's credential parameters. With gateway clients configured every parameter is
- * inspected: a gateway key must not leave even inside an unrelated parameter.
- */
-function readQuery(query: string, reader: CredentialReader, clients: ClientTable): QueryParam[] | undefined {
-  const inspectAll = clients.size > 0;
-  if (!inspectAll && !MAY_HOLD_CREDENTIAL_PARAM.test(query)) return undefined;
-  let anyToDrop = false;
-  const params = query.split('&').map((raw): QueryParam => {
-    const eq = raw.indexOf('=');
-    const name = decodeQueryComponent(eq === -1 ? raw : raw.slice(0, eq))
-      .trim()
-      .toLowerCase();
-    const isCredential = CREDENTIAL_PARAMS.has(name);
-    if (!isCredential && !inspectAll) return { raw, isCredential, carriesGatewayKey: false };
-    const value = eq === -1 ? '' : decodeQueryComponent(raw.slice(eq + 1));
-    const carriesGatewayKey = isCredential
-      ? reader.carriesGatewayKey(value)
-      : containsGatewayKey(value, clients);
-    anyToDrop ||= isCredential || carriesGatewayKey;
-    return { raw, isCredential, carriesGatewayKey };
-  });
-  return anyToDrop ? params : undefined;
+/** The first place outside the credential headers where a gateway key appears (see `misplacedGatewayKey`). */
+function findMisplacedKey(
+  headers: IncomingHttpHeaders,
+  path: string,
+  query: string,
+  tokenHeader: string,
+  clients: ClientTable,
+): string | undefined {
+  // Most names and values are shorter than any key: those are skipped without a call.
+  const shortest = clients.shortest;
+  // Object.keys, not for…in: request headers are a dictionary-mode object, where it is faster.
+  const names = Object.keys(headers);
+  for (let i = 0; i < names.length; i++) {
+    const name = names[i]!;
+    if (IS_CREDENTIAL_HEADER.has(name) || name === tokenHeader) continue;
+    if (name.length >= shortest && containsKey(name, clients)) return 'header name';
+    const value = headers[name];
+    if (typeof value === 'string') {
+      if (value.length >= shortest && containsKey(value, clients)) return name;
+    } else if (value?.some((item) => containsKey(item, clients))) {
+      return name;
+    }
+  }
+  if (containsKey(query, clients)) return 'query';
+  if (containsKey(path, clients)) return 'path';
+  return undefined;
 }
 
-/** Reads every credential a request presents, in headers and in the query string. */
+/**
+ * Reads every credential a request presents and finds every gateway key it carries: in the
+ * credential headers (`Authorization`, `X-Api-Key`, `X-Goog-Api-Key`, `tokenHeader`) a key is
+ * the caller's own; anywhere else (any header, the query, the path) it is misplaced.
+ */
 export function readCredentials(
   headers: IncomingHttpHeaders,
+  path: string,
   query: string,
   tokenHeader: string,
   clients: ClientTable,
@@ -147,8 +154,6 @@ export function readCredentials(
       ? undefined
       : withoutScheme(rawAmpToken) || undefined;
 
-  const params = query === '' ? undefined : readQuery(query, reader, clients);
-
   return {
     headers: found,
     userToken,
@@ -156,12 +161,8 @@ export function readCredentials(
     client: reader.client,
     conflictingClients: reader.conflictingClients,
     gatewayKeyPresented: reader.gatewayKeyPresented,
-    upstreamQuery(drop) {
-      if (!params) return query;
-      return params
-        .filter((param) => !param.carriesGatewayKey && !(drop === 'all-credentials' && param.isCredential))
-        .map((param) => param.raw)
-        .join('&');
-    },
+    misplacedGatewayKey:
+      clients.size === 0 ? undefined : findMisplacedKey(headers, path, query, tokenHeader, clients),
+    upstreamQuery: (drop) => (drop === 'none' || query === '' ? query : withoutCredentialParams(query)),
   };
 }

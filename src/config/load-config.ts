@@ -101,6 +101,35 @@ class FileConfigReader {
   }
 }
 
+/**
+ * Why a config file could not be loaded, and which file, without quoting it: parsers show the
+ * text around the error (a YAML code frame, a JSON snippet, a JavaScript token), and a config
+ * file may hold keys inline.
+ */
+function loadFailure(error: unknown): { problem: string; file: string | undefined } {
+  const { name, message, reason, mark } = error as {
+    name?: string;
+    message?: string;
+    reason?: string;
+    mark?: { line: number; column: number };
+  };
+  // cosmiconfig puts `<Format> Error in <file>:` on a line of its own before the parser's message.
+  const lines = String(message ?? error).split('\n');
+  const file = / Error in (.+):$/.exec(lines[0]!)?.[1];
+  let problem: string;
+  if (name === 'YAMLException' && reason && mark) {
+    problem = `not valid YAML: ${reason} at line ${mark.line + 1}, column ${mark.column + 1}`;
+  } else if (name === 'JSONError') {
+    problem = 'not valid JSON';
+  } else if (error instanceof SyntaxError) {
+    problem = 'not valid JavaScript';
+  } else {
+    // A missing file, a module that throws: its first line says what happened.
+    problem = (file === undefined ? lines[0] : lines[1]) ?? String(error);
+  }
+  return { problem, file };
+}
+
 function parsePort(value: unknown, fail: (problem: string) => never): number {
   const port = typeof value === 'string' && value.trim() !== '' ? Number(value) : value;
   if (typeof port !== 'number' || !Number.isInteger(port) || port < 0 || port > 65_535) {
@@ -149,8 +178,12 @@ export async function loadAmpConfig({
   try {
     found = configFile ? await explorer.load(resolvePath(cwd, configFile)) : await explorer.search(cwd);
   } catch (error) {
-    const file = configFile ? resolvePath(cwd, configFile) : undefined;
-    throw new AmpProxyConfigError('config', `cannot be loaded: ${(error as Error).message}`, file);
+    const { problem, file } = loadFailure(error);
+    throw new AmpProxyConfigError(
+      'config',
+      `cannot be loaded: ${problem}`,
+      file ?? (configFile ? resolvePath(cwd, configFile) : undefined),
+    );
   }
   const filepath = found?.filepath;
   const raw: unknown = found?.config ?? {};

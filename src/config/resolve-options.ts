@@ -1,6 +1,7 @@
 import { isIP } from 'node:net';
-import { ClientTable } from '../auth/clients.js';
-import { CREDENTIAL_HEADERS } from '../auth/credentials.js';
+import { ClientTable, type ResolvedClient } from '../auth/clients.js';
+import { CREDENTIAL_HEADERS } from '../auth/credential-names.js';
+import { findKeys, isKeyToken, KEY_CHARACTERS } from '../auth/key-recognition.js';
 import {
   createServerKeyResolver,
   defaultSecretsFile,
@@ -11,6 +12,7 @@ import { AmpProxyConfigError } from '../errors.js';
 import type { AmpCustomPolicy, AmpPolicyName, AmpProxyOptions } from '../options.js';
 import type { AmpProxyEventListener } from '../observability/events.js';
 import { loggingListener, type AmpLogger } from '../observability/logger.js';
+import { createRedactor, type Redactor } from '../observability/redact.js';
 import { compileModelMappings } from '../provider/model-mappings.js';
 import type { LocalProvider, ProviderRoutingConfig } from '../provider/provider-routing.js';
 import { AMP_GROUPS, type AmpGroup } from '../routing/route-groups.js';
@@ -28,6 +30,8 @@ export interface ResolvedConfig {
   readonly trustedProxies: readonly string[];
   /** Where request and WebSocket events go; `undefined` when nobody listens, so nothing is traced. */
   readonly emit: AmpProxyEventListener | undefined;
+  /** Masks credentials in logs and events, including every key this config knows. */
+  readonly redactor: Redactor;
   /** How provider calls are routed by model; `undefined` when nothing needs the body read. */
   readonly providerRouting: ProviderRoutingConfig | undefined;
 }
@@ -80,6 +84,30 @@ function describe(value: unknown): string {
   return typeof value === 'object' ? 'an object' : String(value);
 }
 
+/** What a wrong secret is, without its value: an error message must never echo a key. */
+function describeSecret(value: unknown): string {
+  if (typeof value === 'string') return value.trim() === '' ? 'an empty string' : 'a string';
+  if (typeof value === 'number' || typeof value === 'boolean' || typeof value === 'bigint') {
+    return `a ${typeof value}`;
+  }
+  return describe(value);
+}
+
+/**
+ * An upstream URL as an error message may show it: userinfo and everything from the query or
+ * fragment on masked, since both can hold credentials (`https://user:key@host/?key=…`).
+ */
+function describeUpstream(value: string): string {
+  const tail = value.search(/[?#]/);
+  let shown = tail === -1 ? value : `${value.slice(0, tail + 1)}…`;
+  const slashes = shown.indexOf('//');
+  const authority = slashes === -1 ? 0 : slashes + 2;
+  const authorityEnd = shown.slice(authority).search(/[/?#]/);
+  const at = shown.lastIndexOf('@', authorityEnd === -1 ? undefined : authority + authorityEnd);
+  if (at >= authority) shown = `${shown.slice(0, authority)}…${shown.slice(at)}`;
+  return JSON.stringify(shown);
+}
+
 function fail(option: string, problem: string): never {
   throw new AmpProxyConfigError(option, problem);
 }
@@ -99,36 +127,65 @@ function resolveUpstream(value: unknown): string {
   } catch {
     fail(
       'upstream',
-      `expected an absolute http(s) URL such as "${DEFAULT_UPSTREAM}", got ${describe(value)}`,
+      `expected an absolute http(s) URL such as "${DEFAULT_UPSTREAM}", got ${describeUpstream(value)}`,
     );
   }
   if (url.protocol !== 'http:' && url.protocol !== 'https:') {
-    fail('upstream', `expected an http: or https: URL, got ${describe(value)}`);
+    fail('upstream', `expected an http: or https: URL, got ${describeUpstream(value)}`);
   }
   if (url.username || url.password) {
     fail('upstream', 'must not contain credentials; use upstreamKey for the Amp key');
   }
   if (url.search || url.hash) {
-    fail('upstream', `must not contain a query string or fragment, got ${describe(value)}`);
+    fail('upstream', `must not contain a query string or fragment, got ${describeUpstream(value)}`);
   }
   return `${url.origin}${url.pathname}`.replace(/\/+$/, '');
 }
 
-function resolveUpstreamKey(value: unknown): AmpProxyOptions['upstreamKey'] {
+function resolveUpstreamKey(value: unknown, clients: ResolvedClients): AmpProxyOptions['upstreamKey'] {
   if (value === undefined || typeof value === 'function') return value as AmpProxyOptions['upstreamKey'];
-  if (typeof value === 'string' && value.trim() !== '') return value.trim();
-  return fail(
-    'upstreamKey',
-    `expected a non-empty string or a function (req) => key, got ${describe(value)}; omit it to use AMP_API_KEY or the Amp secrets file`,
-  );
+  if (typeof value !== 'string' || value.trim() === '') {
+    fail(
+      'upstreamKey',
+      `expected a non-empty string or a function (req) => key, got ${describeSecret(value)}; omit it to use AMP_API_KEY or the Amp secrets file`,
+    );
+  }
+  const key = value.trim();
+  const conflict = clients.gatewayKeyIn(key);
+  if (conflict) fail('upstreamKey', conflict);
+  return key;
 }
 
-function resolveClients(value: unknown): ClientTable {
+interface ResolvedClients {
+  readonly table: ClientTable;
+  /** Every gateway key and mapped key, for the redactor. */
+  readonly secrets: readonly string[];
+  /**
+   * Why `secret` must never be sent upstream (`equals the key of clients[2]`), or `undefined`:
+   * the key would leave the gateway, and the gateway could not tell it from the client's.
+   */
+  gatewayKeyIn(secret: string): string | undefined;
+}
+
+function resolveClients(value: unknown): ResolvedClients {
   const table = new ClientTable();
-  if (value === undefined) return table;
+  const indexOf = new Map<ResolvedClient, number>();
+  const secrets: string[] = [];
+  const gatewayKeyIn = (secret: string): string | undefined => {
+    let index: number | undefined;
+    findKeys(secret, table, (client) => {
+      index = indexOf.get(client);
+      return true;
+    });
+    if (index === undefined) return undefined;
+    // A key token found in a secret that is one token is that whole secret.
+    return `${isKeyToken(secret) ? 'equals' : 'contains'} the key of clients[${index}]`;
+  };
+  const resolved: ResolvedClients = { table, secrets, gatewayKeyIn };
+  if (value === undefined) return resolved;
   if (!Array.isArray(value))
     fail('clients', `expected an array of { key, name?, upstreamKey? }, got ${describe(value)}`);
-  const seenAt = new Map<string, number>();
+  const mappedKeys: [at: string, key: string][] = [];
   value.forEach((client: unknown, index) => {
     const at = `clients[${index}]`;
     if (!isPlainObject(client)) fail(at, `expected { key, name?, upstreamKey? }, got ${describe(client)}`);
@@ -139,23 +196,38 @@ function resolveClients(value: unknown): ClientTable {
     }
     const { key, name, upstreamKey } = client;
     if (typeof key !== 'string' || key === '')
-      fail(`${at}.key`, `expected a non-empty string, got ${describe(key)}`);
-    if (/[\s,]/.test(key)) {
-      fail(`${at}.key`, 'must not contain spaces or commas (it travels in headers that are split on them)');
+      fail(`${at}.key`, `expected a non-empty string, got ${describeSecret(key)}`);
+    if (!isKeyToken(key)) {
+      fail(
+        `${at}.key`,
+        `must contain only the characters ${KEY_CHARACTERS}, so that the gateway can recognise a key wherever it appears`,
+      );
     }
     if (name !== undefined && typeof name !== 'string')
       fail(`${at}.name`, `expected a string, got ${describe(name)}`);
     if (upstreamKey !== undefined && (typeof upstreamKey !== 'string' || upstreamKey.trim() === '')) {
-      fail(`${at}.upstreamKey`, `expected a non-empty string, got ${describe(upstreamKey)}`);
+      fail(`${at}.upstreamKey`, `expected a non-empty string, got ${describeSecret(upstreamKey)}`);
     }
-    const previous = seenAt.get(key);
+    const previous = table.lookup(key);
     if (previous !== undefined) {
-      fail(`${at}.key`, `duplicates clients[${previous}].key; every gateway key must identify one client`);
+      fail(
+        `${at}.key`,
+        `duplicates clients[${indexOf.get(previous)}].key; every gateway key must identify one client`,
+      );
     }
-    seenAt.set(key, index);
-    table.add(key, { name, upstreamKey: upstreamKey?.trim() });
+    const entry: ResolvedClient = { name, upstreamKey: upstreamKey?.trim() };
+    table.add(key, entry);
+    indexOf.set(entry, index);
+    secrets.push(key);
+    if (entry.upstreamKey) mappedKeys.push([at, entry.upstreamKey]);
   });
-  return table;
+  // Checked once every gateway key is known: clients[0].upstreamKey may be the key of clients[5].
+  for (const [at, mapped] of mappedKeys) {
+    const conflict = gatewayKeyIn(mapped);
+    if (conflict) fail(`${at}.upstreamKey`, conflict);
+    secrets.push(mapped);
+  }
+  return resolved;
 }
 
 function resolvePolicies(value: unknown): Record<AmpGroup, AmpPolicyName | AmpCustomPolicy> {
@@ -322,10 +394,11 @@ export function resolveOptions(options: unknown): ResolvedConfig {
       fail(key, `unknown option; the options are ${[...KNOWN_OPTIONS].join(', ')}`);
   }
   const upstreamBase = resolveUpstream(options.upstream);
-  const upstreamKey = resolveUpstreamKey(options.upstreamKey);
+  const clients = resolveClients(options.clients);
+  const upstreamKey = resolveUpstreamKey(options.upstreamKey, clients);
   return {
     upstreamBase,
-    clients: resolveClients(options.clients),
+    clients: clients.table,
     policies: resolvePolicies(options.policies),
     tokenHeader: resolveTokenHeader(options.tokenHeader),
     timeoutMs: resolveTimeout(options.timeoutMs),
@@ -340,6 +413,9 @@ export function resolveOptions(options: unknown): ResolvedConfig {
     ),
     trustedProxies: resolveTrustedProxies(options.trustedProxies),
     emit: resolveEventListeners(options.logger, options.onProxyEvent),
+    redactor: createRedactor(
+      typeof upstreamKey === 'string' ? [...clients.secrets, upstreamKey] : clients.secrets,
+    ),
     providerRouting: resolveProviderRouting(options),
   };
 }

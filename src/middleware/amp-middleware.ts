@@ -1,11 +1,10 @@
-import { Agent as HttpAgent, type Agent, type IncomingMessage, type ServerResponse } from 'node:http';
-import { Agent as HttpsAgent } from 'node:https';
+import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { resolveOptions } from '../config/resolve-options.js';
 import { AmpProxyConfigError, rejectUpgrade, sendAmpError } from '../errors.js';
 import type { AmpProxyOptions } from '../options.js';
-import { forbidsCrossOrigin } from '../access/request-gate.js';
+import { forbidsCrossOrigin } from '../access/cors.js';
 import { createGroupProxy, endTunnel, type GroupProxy } from '../proxy/group-proxy.js';
 import { createUpstreamHeaderBuilder } from '../proxy/upstream-headers.js';
 import { isAmbiguousPath, isPlainPath, normalisedPath } from '../routing/path-safety.js';
@@ -35,7 +34,6 @@ export interface AmpMiddleware {
   close(): Promise<void>;
 }
 
-const IDLE_UPSTREAM_SOCKET_MS = 15_000;
 /** Amp's own URLs are short; a much longer one is a probe or a mistake (Node's header cap is 16 KiB). */
 const MAX_URL_LENGTH = 8192;
 
@@ -88,45 +86,15 @@ interface Runtime {
 }
 
 /**
- * The pieces that outlive a reload: one keep-alive agent per upstream protocol and one proxy per
- * group and protocol. Requests carry their own destination, so these need no options.
+ * The pieces that outlive a reload: one proxy (with its own keep-alive connections) per group.
+ * Requests carry their own destination, so these need no options.
  */
-function createProxyPool() {
-  const agents = new Map<string, Agent>();
-  const proxies = new Map<string, GroupProxy>();
-  const agentFor = (protocol: string): Agent => {
-    let agent = agents.get(protocol);
-    if (!agent) {
-      // An idle-socket timeout also makes Node honour the upstream's `Keep-Alive: timeout=` hint,
-      // so a socket is retired before the upstream closes it under a new request (a spurious 502).
-      agent = new (protocol === 'https:' ? HttpsAgent : HttpAgent)({
-        keepAlive: true,
-        timeout: IDLE_UPSTREAM_SOCKET_MS,
-      });
-      agents.set(protocol, agent);
-    }
-    return agent;
-  };
+function createProxyPool(groups: readonly AmpGroup[]) {
+  const proxies = new Map(groups.map((group) => [group, createGroupProxy(forbidsCrossOrigin(group))]));
   return {
-    proxyFor(group: AmpGroup, upstreamBase: string): GroupProxy {
-      const protocol = new URL(upstreamBase).protocol;
-      const key = `${group} ${protocol}`;
-      let proxy = proxies.get(key);
-      if (!proxy) {
-        proxy = createGroupProxy(agentFor(protocol), forbidsCrossOrigin(group));
-        proxies.set(key, proxy);
-      }
-      return proxy;
-    },
-    /** Closes idle upstream connections; those in use close when their request ends. */
+    proxyFor: (group: AmpGroup): GroupProxy => proxies.get(group)!,
     closeIdle(): void {
-      for (const agent of agents.values()) {
-        // Read by Node each time a socket is released; @types/node does not declare it.
-        (agent as Agent & { keepAlive: boolean }).keepAlive = false;
-        for (const sockets of Object.values(agent.freeSockets)) {
-          for (const socket of sockets ?? []) socket.destroy();
-        }
-      }
+      for (const proxy of proxies.values()) proxy.closeIdle();
     },
   };
 }
@@ -139,10 +107,7 @@ function buildRuntime(
   const config = resolveOptions(options);
   const buildHeaders = createUpstreamHeaderBuilder(config.tokenHeader);
   const handlers = new Map(
-    groups.map((group) => [
-      group,
-      createGroupHandler(group, config, pool.proxyFor(group, config.upstreamBase), buildHeaders),
-    ]),
+    groups.map((group) => [group, createGroupHandler(group, config, pool.proxyFor(group), buildHeaders)]),
   );
   return { handlers };
 }
@@ -154,7 +119,7 @@ export function createAmpMiddleware(options: unknown, shape: MiddlewareShape): A
       `was passed to app.use() without being called; write app.use(${shape.name}()) or app.use(${shape.name}(options))`,
     );
   }
-  const pool = createProxyPool();
+  const pool = createProxyPool(shape.groups);
   let runtime = buildRuntime(options, shape.groups, pool);
   const tunnels = new Set<Duplex>();
 
@@ -182,7 +147,7 @@ export function createAmpMiddleware(options: unknown, shape: MiddlewareShape): A
       const ampPath = ampPathOf(req, pathname, shape.mountPath);
       const target = route(ampPath);
       if (target === undefined) return (next ?? notFound(res))();
-      if (target === 'bad-path') return sendAmpError(res, 'amp_bad_path');
+      if (target === 'bad-path' || query.includes('#')) return sendAmpError(res, 'amp_bad_path');
       if (url.length > MAX_URL_LENGTH) return sendAmpError(res, 'amp_uri_too_long');
       target.handler.http(req, res, ampPath, query);
     },
@@ -195,8 +160,9 @@ export function createAmpMiddleware(options: unknown, shape: MiddlewareShape): A
     if (target === undefined || (target !== 'bad-path' && !UPGRADABLE.has(target.group))) return false;
     // Node removes its own error listener from upgraded sockets; a client reset must not crash the host.
     socket.on('error', () => socket.destroy());
-    if (target === 'bad-path' || url.length > MAX_URL_LENGTH) {
-      rejectUpgrade(socket, target === 'bad-path' ? 'amp_bad_path' : 'amp_uri_too_long');
+    const badPath = target === 'bad-path' || query.includes('#');
+    if (badPath || url.length > MAX_URL_LENGTH) {
+      rejectUpgrade(socket, badPath ? 'amp_bad_path' : 'amp_uri_too_long');
       return true;
     }
     tunnels.add(socket);

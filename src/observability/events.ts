@@ -3,7 +3,6 @@ import type { Duplex } from 'node:stream';
 import type { AmpErrorCode } from '../errors.js';
 import type { KeySource } from '../policy/policies.js';
 import type { AmpGroup } from '../routing/route-groups.js';
-import { redactUrl } from './redact.js';
 
 /** How a proxied request ended. */
 export type AmpRequestOutcome = 'completed' | 'refused' | 'client-aborted' | 'upstream-error' | 'timeout';
@@ -23,7 +22,8 @@ export interface AmpRequestEndEvent {
   readonly policy: string;
   readonly method: string;
   readonly path: string;
-  readonly status: number;
+  /** The status sent to the client; `undefined` when no response was sent (the client left first). */
+  readonly status: number | undefined;
   readonly durationMs: number;
   /** Bytes written to the client connection for this response, headers included. */
   readonly bytesSent: number;
@@ -58,20 +58,22 @@ export interface RequestTrace {
   routed(route: string): void;
 }
 
-const traces = new WeakMap<IncomingMessage, RequestTrace>();
-
-/** The trace of `req`, for the proxy hooks that only see the request. */
-export function traceOf(req: IncomingMessage): RequestTrace | undefined {
-  return traces.get(req);
-}
-
 export interface Tracer {
   request(req: IncomingMessage, res: ServerResponse, path: string): RequestTrace;
   tunnel(socket: Duplex, path: string): void;
 }
 
-/** Emits the events of one group; `emit` isolates its listeners from each other and from us. */
-export function createTracer(group: AmpGroup, policy: string, emit: AmpProxyEventListener): Tracer {
+/**
+ * Emits the events of one group; `emit` isolates its listeners from each other and from us.
+ * `redactUrl` is the config's redactor (`ResolvedConfig.redactor.url`), which also knows the
+ * gateway's keys; every path in an event has been through it.
+ */
+export function createTracer(
+  group: AmpGroup,
+  policy: string,
+  emit: AmpProxyEventListener,
+  redactUrl: (url: string) => string,
+): Tracer {
   return {
     request(req, res, rawPath) {
       const started = performance.now();
@@ -92,7 +94,6 @@ export function createTracer(group: AmpGroup, policy: string, emit: AmpProxyEven
         failed: (outcome) => (failure = outcome),
         routed: (taken) => (route = taken),
       };
-      traces.set(req, trace);
       // Attached before any asynchronous step, so no ending can be missed.
       res.once('close', () => {
         const outcome: AmpRequestOutcome =
@@ -110,7 +111,7 @@ export function createTracer(group: AmpGroup, policy: string, emit: AmpProxyEven
           policy,
           method,
           path,
-          status: res.statusCode,
+          status: res.headersSent ? res.statusCode : undefined,
           durationMs: Math.round((performance.now() - started) * 1000) / 1000,
           bytesSent: req.socket.bytesWritten - bytesBefore,
           keySource,

@@ -96,7 +96,11 @@ export function createAmpMetrics(
           return;
         case 'request-end':
           inFlight.dec({ group: event.group });
-          requests.inc({ group: event.group, status: String(event.status), outcome: event.outcome });
+          requests.inc({
+            group: event.group,
+            status: event.status === undefined ? 'none' : String(event.status),
+            outcome: event.outcome,
+          });
           duration.observe({ group: event.group }, event.durationMs / 1000);
           if (event.outcome === 'upstream-error' || event.outcome === 'timeout') {
             upstreamErrors.inc({ group: event.group, outcome: event.outcome });

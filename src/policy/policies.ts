@@ -1,6 +1,7 @@
 import type { IncomingMessage } from 'node:http';
-import { containsGatewayKey, type PresentedCredentials } from '../auth/credentials.js';
 import type { ClientTable } from '../auth/clients.js';
+import type { PresentedCredentials } from '../auth/credentials.js';
+import { containsKey } from '../auth/key-recognition.js';
 import type { ServerKeyResolver, UpstreamKeySource } from '../auth/upstream-key.js';
 import type { AmpErrorCode } from '../errors.js';
 import type { AmpCustomPolicy, AmpPolicyName } from '../options.js';
@@ -17,7 +18,7 @@ export type PolicyDecision =
   | {
       readonly kind: 'forward';
       readonly headers: Readonly<Record<string, string | null>>;
-      readonly query: 'all-credentials' | 'gateway-keys';
+      readonly query: 'all-credentials' | 'none';
       readonly keySource: KeySource | undefined;
     }
   | { readonly kind: 'reject'; readonly code: AmpErrorCode }
@@ -41,8 +42,25 @@ function clientLabel(name: string | undefined): KeySource {
   return `client:${name ?? 'unnamed'}`;
 }
 
+/**
+ * Whether a server key resolved for a request holds no gateway key. One from env, the secrets
+ * file or an `upstreamKey` function is known only now (the option string and mapped keys were
+ * checked in the factory). The last key found clean is remembered, so a steady key is examined
+ * once, not on every request.
+ */
+function serverKeyChecker(clients: ClientTable): (key: string) => boolean {
+  let lastClean: string | undefined;
+  return (key) => {
+    if (key === lastClean) return true;
+    if (containsKey(key, clients)) return false;
+    lastClean = key;
+    return true;
+  };
+}
+
 /** Spend a server-side key: the client's mapped `upstreamKey`, else the server key. */
 function inject({ clients, serverKey }: PolicyDependencies): Policy {
+  const isClean = serverKeyChecker(clients);
   const forwardWith = (key: string, keySource: KeySource): PolicyDecision => ({
     kind: 'forward',
     headers: { authorization: `Bearer ${key}`, 'x-api-key': key },
@@ -55,8 +73,10 @@ function inject({ clients, serverKey }: PolicyDependencies): Policy {
       return reject('amp_client_unauthorized');
     }
     if (client?.upstreamKey) return forwardWith(client.upstreamKey, clientLabel(client.name));
-    const resolve = (resolved: Awaited<ReturnType<ServerKeyResolver>>): PolicyDecision =>
-      resolved.key ? forwardWith(resolved.key, resolved.source) : reject('amp_upstream_key_missing');
+    const resolve = ({ key, source }: Awaited<ReturnType<ServerKeyResolver>>): PolicyDecision => {
+      if (!key) return reject('amp_upstream_key_missing');
+      return isClean(key) ? forwardWith(key, source) : reject('amp_upstream_key_conflict');
+    };
     const resolved = serverKey(req);
     return resolved instanceof Promise ? resolved.then(resolve) : resolve(resolved);
   };
@@ -80,7 +100,7 @@ function passthrough(): Policy {
       headers.authorization = `Bearer ${mapped}`;
       keySource = clientLabel(credentials.client?.name);
     }
-    return { kind: 'forward', headers, query: 'gateway-keys', keySource };
+    return { kind: 'forward', headers, query: 'none', keySource };
   };
 }
 
@@ -103,22 +123,34 @@ function dualToken({ clients }: PolicyDependencies): Policy {
 }
 
 function custom(policy: AmpCustomPolicy, { group, clients, serverKey }: PolicyDependencies): Policy {
+  const isClean = serverKeyChecker(clients);
   return async (req, credentials) => {
     const client = credentials.client
       ? { name: credentials.client.name, upstreamKey: credentials.client.upstreamKey }
       : undefined;
+    let serverKeyConflict = false;
     const result = await policy(req, {
       group,
       client,
       userToken: credentials.userToken,
       ampToken: credentials.ampToken,
-      serverKey: async () => (await serverKey(req)).key,
+      serverKey: async () => {
+        const { key } = await serverKey(req);
+        if (key === undefined || isClean(key)) return key;
+        // Not even host code gets a server key that is a gateway key; the request fails below.
+        serverKeyConflict = true;
+        return undefined;
+      },
     });
+    if (serverKeyConflict) return reject('amp_upstream_key_conflict');
     if (result?.reject) return reject(result.reject);
     const headers: Record<string, string | null> = {};
     for (const [name, value] of Object.entries(result?.headers ?? {})) {
-      // Host code is trusted with keys, but a gateway key leaving the gateway is never intended.
-      if (value !== null && containsGatewayKey(value, clients)) return reject('amp_policy_error');
+      // Host code is trusted with keys, but a gateway key leaving the gateway is never intended:
+      // the same recogniser as for requests, so no disguise (scheme, quotes, Basic, encoding) passes.
+      if (containsKey(name, clients) || (value !== null && containsKey(value, clients))) {
+        return reject('amp_policy_error');
+      }
       headers[name.toLowerCase()] = value;
     }
     return { kind: 'forward', headers, query: 'all-credentials', keySource: 'custom' };

@@ -1,7 +1,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { promisify } from 'node:util';
 import { brotliDecompress, gunzip, inflate } from 'node:zlib';
-import type { ForwardBody } from '../proxy/request-body.js';
+import type { HeldBody } from '../proxy/request-body.js';
 import type { ModelMapper } from './model-mappings.js';
 import type { RewriteSpec } from './response-rewriter.js';
 
@@ -29,13 +29,13 @@ export interface ProviderRoutingConfig {
 }
 
 export type ProviderRoute =
-  | { readonly kind: 'upstream'; readonly body: ForwardBody | undefined }
+  | { readonly kind: 'upstream'; readonly body: HeldBody | undefined }
   | {
       readonly kind: 'mapped';
       readonly from: string;
       readonly to: string;
       readonly path: string;
-      readonly body: ForwardBody | undefined;
+      readonly body: HeldBody | undefined;
       readonly rewrite: RewriteSpec;
     }
   | {
@@ -82,7 +82,7 @@ function readStream(req: IncomingMessage, limit: number): Promise<Buffer | 'too-
 async function readJsonBody(
   req: IncomingMessage & { body?: unknown },
   limit: number,
-): Promise<{ json: Json | undefined; original: ForwardBody | undefined } | 'too-large'> {
+): Promise<{ json: Json | undefined; original: HeldBody | undefined } | 'too-large'> {
   if (req.readableEnded) {
     // A host body parser got here first; what it parsed is all there is.
     const parsed = req.body;
@@ -93,7 +93,7 @@ async function readJsonBody(
   }
   const raw = await readStream(req, limit);
   if (raw === 'too-large') return raw;
-  const original: ForwardBody = { bytes: raw, original: true };
+  const original: HeldBody = { bytes: raw, asReceived: true };
   const encoding = req.headers['content-encoding']?.trim().toLowerCase();
   let text: Buffer = raw;
   if (encoding && encoding !== 'identity') {
@@ -142,7 +142,7 @@ export async function routeProviderCall(
 ): Promise<ProviderRoute> {
   const inPath = GEMINI_MODEL_IN_PATH.exec(ampPath);
   let json: Json | undefined;
-  let original: ForwardBody | undefined;
+  let original: HeldBody | undefined;
   if (!inPath && BODY_METHODS.has(req.method ?? '')) {
     const read = await readJsonBody(req, config.maxBodyBytes);
     if (read === 'too-large') return { kind: 'too-large' };
@@ -160,7 +160,7 @@ export async function routeProviderCall(
   }
   const unchanged: ProviderRoute = {
     kind: 'upstream',
-    body: original ?? (json ? { bytes: Buffer.from(JSON.stringify(json)), original: false } : undefined),
+    body: original ?? (json ? { bytes: Buffer.from(JSON.stringify(json)), asReceived: false } : undefined),
   };
   if (requested === undefined) return unchanged;
   const model = requested;
@@ -189,7 +189,7 @@ export async function routeProviderCall(
       path = `${inPath[1]}${encodeURIComponent(mapped)}${inPath[3] ?? ''}`;
     } else if (json) {
       json.model = mapped;
-      body = { bytes: Buffer.from(JSON.stringify(json)), original: false };
+      body = { bytes: Buffer.from(JSON.stringify(json)), asReceived: false };
     }
     return { kind: 'mapped', from: model, to: mapped, path, body, rewrite };
   }

@@ -1,47 +1,40 @@
-import type { Agent, ClientRequest, IncomingMessage, ServerResponse } from 'node:http';
+import {
+  Agent as HttpAgent,
+  type Agent,
+  type ClientRequest,
+  type IncomingMessage,
+  type ServerResponse,
+} from 'node:http';
+import { Agent as HttpsAgent } from 'node:https';
 import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
-import { createProxyMiddleware } from 'http-proxy-middleware';
-import { sendAmpError } from '../errors.js';
-import { traceOf } from '../observability/events.js';
-import type { RewriteSpec } from '../provider/response-rewriter.js';
-import { writeForwardBody, type ForwardBody } from './request-body.js';
+import { createProxyMiddleware, type RequestHandler } from 'http-proxy-middleware';
+import { rejectUpgrade, sendAmpError } from '../errors.js';
+import { isCorsHeader } from '../access/cors.js';
+import type { OutboundRequest } from './outbound-request.js';
 import { forwardResponse } from './response.js';
 
 /**
- * Where a request goes and how long the upstream may stay silent: taken from the options the
- * request started with, so that a `reload` never sends one request half by the old options.
- */
-export interface Destination {
-  readonly upstreamBase: string;
-  readonly timeoutMs: number;
-}
-
-/**
- * One http-proxy-middleware instance of a route group, created once and kept across reloads:
- * each instance subscribes to its server's `close` event, so one per reload would pile up.
+ * The http-proxy-middleware instances of one route group, created once and kept across reloads
+ * (each instance subscribes to its server's `close` event, so one per reload would pile up).
+ * Each request carries its own destination, headers and body in its `OutboundRequest`.
  */
 export interface GroupProxy {
-  /** Forwards `req` as it now stands: `req.url` and `req.headers` are already the upstream's. */
-  web(
-    req: IncomingMessage,
-    res: ServerResponse,
-    destination: Destination,
-    body: ForwardBody | undefined,
-    rewrite: RewriteSpec | undefined,
-  ): void;
-  upgrade(req: IncomingMessage, socket: Socket, head: Buffer, destination: Destination): void;
+  web(outbound: OutboundRequest, res: ServerResponse): void;
+  upgrade(outbound: OutboundRequest, socket: Socket, head: Buffer): void;
+  /** Closes idle upstream connections; those in use close when their request ends. */
+  closeIdle(): void;
 }
 
 const UPSTREAM_TIMEOUT = 'AMP_UPSTREAM_TIMEOUT';
-const destinations = new WeakMap<IncomingMessage, Destination>();
-const forwardBodies = new WeakMap<IncomingMessage, ForwardBody>();
-const rewrites = new WeakMap<IncomingMessage, RewriteSpec>();
+const IDLE_UPSTREAM_SOCKET_MS = 15_000;
 /** The upstream end of each tunnel, so that shutdown can close a tunnel cleanly. */
 const upstreamSockets = new WeakMap<Duplex, Socket>();
 /** A server-to-client WebSocket close frame with status 1001, "going away". */
 const GOING_AWAY_FRAME = Buffer.from([0x88, 0x02, 0x03, 0xe9]);
 const TUNNEL_CLOSE_GRACE_MS = 1000;
+/** Response headers that describe the upstream connection, not the answer. */
+const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'upgrade']);
 
 /**
  * Ends a WebSocket tunnel with close code 1001: the upstream side is detached first, so the
@@ -69,58 +62,101 @@ function isServerResponse(target: ServerResponse | Socket): target is ServerResp
   return 'writeHead' in target;
 }
 
-function timeoutOf(req: IncomingMessage): number {
-  return destinations.get(req)!.timeoutMs;
-}
-
-function onProxyReq(proxyReq: ClientRequest, req: IncomingMessage, res: ServerResponse): void {
+function onProxyReq(proxyReq: ClientRequest, outbound: OutboundRequest, res: ServerResponse): void {
   // An abandoned LLM call keeps billing: stop the upstream as soon as the client is gone.
   // http-proxy only reacts to `aborted`, which Node no longer emits once the body was read.
   res.once('close', () => {
     if (!res.writableFinished) proxyReq.destroy();
   });
-  proxyReq.setTimeout(timeoutOf(req), () => proxyReq.destroy(timeoutError()));
-  const body = forwardBodies.get(req);
-  if (body) writeForwardBody(proxyReq, body);
-}
-
-/** An upgrade the upstream never answers must not hold the client socket forever. */
-function onProxyReqWs(proxyReq: ClientRequest, req: IncomingMessage, socket: Duplex): void {
-  proxyReq.setTimeout(timeoutOf(req), () => proxyReq.destroy(timeoutError()));
-  proxyReq.once('upgrade', (_res: IncomingMessage, upstream: Socket) =>
-    upstreamSockets.set(socket, upstream),
-  );
+  proxyReq.setTimeout(outbound.destination.timeoutMs, () => proxyReq.destroy(timeoutError()));
+  proxyReq.once('response', (proxyRes: IncomingMessage) => {
+    if (proxyReq.writableFinished) return;
+    // An answer before the whole body was sent leaves unsent bytes the upstream may still be
+    // waiting for, or may read as the next request: that connection is never pooled, and once
+    // the answer is through, the rest of the body is not sent at all.
+    proxyReq.shouldKeepAlive = false;
+    proxyRes.once('end', () => proxyReq.destroy());
+  });
 }
 
 function onProxyRes(stripCors: boolean) {
-  return (proxyRes: IncomingMessage, req: IncomingMessage, res: ServerResponse): void => {
+  return (proxyRes: IncomingMessage, outbound: OutboundRequest, res: ServerResponse): void => {
     // A reset mid-stream ends the piped source without `end`; without this the client would hang.
     proxyRes.once('close', () => {
       if (proxyRes.complete || res.destroyed) return;
-      traceOf(req)?.failed('upstream-error');
+      outbound.trace?.failed('upstream-error');
       res.destroy();
     });
-    forwardResponse(proxyRes, req, res, stripCors, rewrites.get(req));
+    forwardResponse(proxyRes, outbound.method, res, stripCors, outbound.rewrite);
   };
 }
 
-function onError(error: Error, req: IncomingMessage, target: ServerResponse | Socket): void {
+/**
+ * The upstream's answer to an upgrade it refused, passed on without CORS permissions on
+ * identity routes; the connection it came on is closed with it.
+ */
+function answerRefusedUpgrade(
+  upstreamRes: IncomingMessage,
+  proxyReq: ClientRequest,
+  socket: Duplex,
+  stripCors: boolean,
+): void {
+  let head = `HTTP/1.1 ${upstreamRes.statusCode ?? 502} ${upstreamRes.statusMessage ?? ''}\r\n`;
+  const raw = upstreamRes.rawHeaders;
+  for (let i = 0; i < raw.length; i += 2) {
+    const name = raw[i]!.toLowerCase();
+    if (HOP_BY_HOP.has(name) || (stripCors && isCorsHeader(name))) continue;
+    head += `${raw[i]}: ${raw[i + 1]}\r\n`;
+  }
+  // Without a length the body ends with the connection, whatever framing the upstream used.
+  socket.write(`${head}Connection: close\r\n\r\n`);
+  upstreamRes.pipe(socket);
+  upstreamRes.once('close', () => proxyReq.destroy());
+}
+
+function onProxyReqWs(stripCors: boolean) {
+  return (proxyReq: ClientRequest, outbound: OutboundRequest, socket: Duplex): void => {
+    // An upgrade the upstream never answers must not hold the client socket forever.
+    proxyReq.setTimeout(outbound.destination.timeoutMs, () => proxyReq.destroy(timeoutError()));
+    proxyReq.once('upgrade', (_res: IncomingMessage, upstream: Socket) =>
+      upstreamSockets.set(socket, upstream),
+    );
+    const ours = (upstreamRes: IncomingMessage): void =>
+      answerRefusedUpgrade(upstreamRes, proxyReq, socket, stripCors);
+    proxyReq.once('response', ours);
+    // http-proxy adds its own `response` listener right after this hook, which would copy the
+    // upstream's headers verbatim; no response can arrive before the next tick.
+    process.nextTick(() => {
+      for (const listener of proxyReq.listeners('response')) {
+        if (listener !== ours) proxyReq.off('response', listener as () => void);
+      }
+    });
+  };
+}
+
+function onError(error: Error, outbound: OutboundRequest, target: ServerResponse | Socket): void {
+  const timedOut = (error as NodeJS.ErrnoException).code === UPSTREAM_TIMEOUT;
+  const code = timedOut ? 'amp_upstream_timeout' : 'amp_upstream_proxy_error';
   if (!isServerResponse(target)) {
-    target.destroy();
+    // Once the tunnel is open, an HTTP answer would land inside the WebSocket stream.
+    if (upstreamSockets.has(target)) target.destroy();
+    else rejectUpgrade(target, code);
     return;
   }
   // A client that went away is not an upstream failure: there is nobody to answer.
-  if (req.socket.destroyed || target.destroyed || target.writableEnded) return;
-  const timedOut = (error as NodeJS.ErrnoException).code === UPSTREAM_TIMEOUT;
-  traceOf(req)?.failed(timedOut ? 'timeout' : 'upstream-error');
-  sendAmpError(target, timedOut ? 'amp_upstream_timeout' : 'amp_upstream_proxy_error');
+  if (outbound.client.socket.destroyed || target.destroyed || target.writableEnded) return;
+  outbound.trace?.failed(timedOut ? 'timeout' : 'upstream-error');
+  sendAmpError(target, code);
 }
 
-export function createGroupProxy(agent: Agent, stripCors: boolean): GroupProxy {
-  const middleware = createProxyMiddleware<IncomingMessage, ServerResponse>({
+function createEngine(
+  agent: Agent | false,
+  stripCors: boolean,
+): RequestHandler<OutboundRequest, ServerResponse> {
+  return createProxyMiddleware<OutboundRequest, ServerResponse>({
     // Required by the library; every request's own destination replaces it through `router`.
     target: 'http://amp-upstream.invalid',
-    router: (req) => destinations.get(req)!.upstreamBase,
+    router: (outbound) => outbound.destination.upstreamBase,
     changeOrigin: true,
     agent,
     // Our paths are already clean and relative; skipping url.parse keeps them byte for byte.
@@ -132,22 +168,60 @@ export function createGroupProxy(agent: Agent, stripCors: boolean): GroupProxy {
     plugins: [
       (proxyServer) => {
         proxyServer.on('proxyReq', onProxyReq);
-        proxyServer.on('proxyReqWs', onProxyReqWs);
-        proxyServer.on('proxyRes', onProxyRes(stripCors));
+        proxyServer.on('proxyReqWs', onProxyReqWs(stripCors));
+        // http-proxy's typings give the upstream response the request's type.
+        proxyServer.on('proxyRes', onProxyRes(stripCors) as unknown as () => void);
         proxyServer.on('error', onError);
       },
     ],
   });
+}
+
+/**
+ * The proxies of one group. Its keep-alive connections serve only this group, so a connection
+ * that carried the server key never carries another group's request. Upgrades get a connection
+ * of their own that is never pooled: one the upstream refused cannot serve a later request.
+ */
+export function createGroupProxy(stripCors: boolean): GroupProxy {
+  const agents: Agent[] = [];
+  const web = new Map<string, RequestHandler<OutboundRequest, ServerResponse>>();
+  const webEngine = (protocol: string): RequestHandler<OutboundRequest, ServerResponse> => {
+    let engine = web.get(protocol);
+    if (!engine) {
+      // An idle-socket timeout also makes Node honour the upstream's `Keep-Alive: timeout=` hint,
+      // so a socket is retired before the upstream closes it under a new request (a spurious 502).
+      const agent = new (protocol === 'https:' ? HttpsAgent : HttpAgent)({
+        keepAlive: true,
+        timeout: IDLE_UPSTREAM_SOCKET_MS,
+      });
+      agents.push(agent);
+      engine = createEngine(agent, stripCors);
+      web.set(protocol, engine);
+    }
+    return engine;
+  };
+  const upgradeEngine = createEngine(false, stripCors);
   return {
-    web(req, res, destination, body, rewrite) {
-      destinations.set(req, destination);
-      if (body) forwardBodies.set(req, body);
-      if (rewrite) rewrites.set(req, rewrite);
-      void middleware(req, res, () => sendAmpError(res, 'amp_upstream_proxy_error'));
+    web(outbound, res) {
+      const engine = webEngine(outbound.destination.protocol);
+      void engine(outbound, res, () => sendAmpError(res, 'amp_upstream_proxy_error'));
     },
-    upgrade(req, socket, head, destination) {
-      destinations.set(req, destination);
-      middleware.upgrade(req, socket, head);
+    upgrade(outbound, socket, head) {
+      // Typed for Node's request by http-proxy-middleware; it reads only what OutboundRequest has.
+      (upgradeEngine.upgrade as unknown as (req: OutboundRequest, socket: Socket, head: Buffer) => void)(
+        outbound,
+        socket,
+        head,
+      );
+    },
+    closeIdle() {
+      for (const agent of agents) {
+        // Read by Node each time a socket is released; @types/node does not declare it.
+        (agent as Agent & { keepAlive: boolean }).keepAlive = false;
+        for (const sockets of Object.values(agent.freeSockets)) {
+          for (const socket of sockets ?? []) socket.destroy();
+        }
+      }
     },
   };
 }

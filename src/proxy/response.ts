@@ -1,4 +1,5 @@
 import type { IncomingMessage, OutgoingHttpHeaders, ServerResponse } from 'node:http';
+import { isCorsHeader } from '../access/cors.js';
 import { Transform, pipeline, type TransformCallback } from 'node:stream';
 import { createBrotliDecompress, createGunzip, createInflate } from 'node:zlib';
 import {
@@ -38,10 +39,6 @@ function keepEventStreamLive(headers: OutgoingHttpHeaders): void {
   headers['cache-control'] = cacheControl ? `${String(cacheControl)}, no-transform` : 'no-transform';
 }
 
-function isCorsHeader(name: string): boolean {
-  return name.startsWith('access-control-');
-}
-
 /**
  * The client response's headers. With `stripCors`, no CORS permission survives, whether the
  * upstream sent it or the host's own CORS middleware set it before the proxy ran.
@@ -74,9 +71,9 @@ class SizeCap extends Transform {
   }
 }
 
-function mayCarryBody(req: IncomingMessage, proxyRes: IncomingMessage): boolean {
+function mayCarryBody(method: string, proxyRes: IncomingMessage): boolean {
   const status = proxyRes.statusCode ?? 200;
-  return req.method !== 'HEAD' && status !== 204 && status !== 304 && !(status >= 100 && status < 200);
+  return method !== 'HEAD' && status !== 204 && status !== 304 && !(status >= 100 && status < 200);
 }
 
 /**
@@ -87,13 +84,13 @@ function mayCarryBody(req: IncomingMessage, proxyRes: IncomingMessage): boolean 
  */
 export function forwardResponse(
   proxyRes: IncomingMessage,
-  req: IncomingMessage,
+  method: string,
   res: ServerResponse,
   stripCors: boolean,
   rewrite: RewriteSpec | undefined,
 ): void {
   const headers = responseHeaders(proxyRes, res, stripCors);
-  if (rewrite && mayCarryBody(req, proxyRes) && forwardRewritten(proxyRes, res, headers, rewrite)) return;
+  if (rewrite && mayCarryBody(method, proxyRes) && forwardRewritten(proxyRes, res, headers, rewrite)) return;
   const status = proxyRes.statusCode ?? 502;
   const sendAsIs = (first?: Buffer): void => {
     res.writeHead(status, proxyRes.statusMessage, headers);
@@ -108,7 +105,7 @@ export function forwardResponse(
   }
   // Only a whole body of known length is inspected: a streamed response keeps its headers moving
   // the moment they arrive.
-  if (headers['content-encoding'] || !headers['content-length'] || !mayCarryBody(req, proxyRes)) {
+  if (headers['content-encoding'] || !headers['content-length'] || !mayCarryBody(method, proxyRes)) {
     sendAsIs();
     return;
   }

@@ -1,12 +1,15 @@
 import type { IncomingHttpHeaders } from 'node:http';
-import { CREDENTIAL_HEADERS } from '../auth/credentials.js';
+import { CREDENTIAL_HEADERS } from '../auth/credential-names.js';
 
 /**
  * Headers that never travel upstream on their own: credentials (a policy decides which go back
- * on), hop-by-hop headers, and headers that identify the client machine or the browser.
+ * on), framing (stated afresh for the body actually sent), hop-by-hop headers, and headers that
+ * identify the client machine or the browser.
  */
 const DROPPED = new Set<string>([
   ...CREDENTIAL_HEADERS,
+  'content-length',
+  'transfer-encoding',
   'proxy-authorization',
   'proxy-connection',
   'keep-alive',
@@ -16,8 +19,14 @@ const DROPPED = new Set<string>([
   // for requests that carry `Expect`.
   'expect',
   'forwarded',
+  'x-forwarded',
   'via',
   'x-real-ip',
+  'x-client-ip',
+  'x-cluster-client-ip',
+  'true-client-ip',
+  'cf-connecting-ip',
+  'fastly-client-ip',
   'x-title',
   'http-referer',
   'referer',
@@ -29,11 +38,16 @@ const UPGRADE_ONLY = new Set(['connection', 'upgrade']);
 
 function isDropped(name: string): boolean {
   if (DROPPED.has(name)) return true;
+  // Many servers read `X_Api_Key` as `X-Api-Key`; like nginx, such names are not passed on.
+  if (name.includes('_')) return true;
   for (const prefix of DROPPED_PREFIXES) if (name.startsWith(prefix)) return true;
   return false;
 }
 
-/** Names listed in `Connection` are hop-by-hop by definition (RFC 9110 §7.6.1). */
+/**
+ * Names listed in `Connection` are hop-by-hop by definition (RFC 9110 §7.6.1). Framing, `Host`
+ * and `Upgrade` are decided by the gateway whatever the client listed.
+ */
 function connectionListed(headers: IncomingHttpHeaders): Set<string> | undefined {
   const connection = headers.connection;
   if (!connection || (!connection.includes(',') && /^\s*(keep-alive|close|upgrade)\s*$/i.test(connection))) {
@@ -46,22 +60,30 @@ function connectionListed(headers: IncomingHttpHeaders): Set<string> | undefined
       .map((name) => name.trim()),
   );
   listed.delete('upgrade');
+  listed.delete('host');
   return listed;
+}
+
+export interface UpstreamHeaderOptions {
+  readonly isUpgrade: boolean;
+  /** The body sent is not the client's encoded bytes (a parser decoded it), so no `Content-Encoding`. */
+  readonly decodedBody: boolean;
 }
 
 export type UpstreamHeaderBuilder = (
   incoming: IncomingHttpHeaders,
   credentials: Readonly<Record<string, string | null>>,
-  isUpgrade: boolean,
+  options: UpstreamHeaderOptions,
 ) => IncomingHttpHeaders;
 
 /**
  * The one place where a policy's decision becomes the upstream request's headers. It builds a
- * fresh header object instead of editing the request, so nothing the client sent can slip past
- * it (http-proxy copies exactly this object and nothing else).
+ * fresh header object and leaves the client's untouched, so nothing the client sent can slip
+ * past it (http-proxy copies exactly this object and nothing else) and the host's own view of
+ * the request never holds a key the gateway added.
  */
 export function createUpstreamHeaderBuilder(tokenHeader: string): UpstreamHeaderBuilder {
-  return (incoming, credentials, isUpgrade) => {
+  return (incoming, credentials, { isUpgrade, decodedBody }) => {
     const listed = connectionListed(incoming);
     const outgoing: IncomingHttpHeaders = {};
     for (const name in incoming) {
@@ -69,6 +91,7 @@ export function createUpstreamHeaderBuilder(tokenHeader: string): UpstreamHeader
       if (!isUpgrade && UPGRADE_ONLY.has(name)) continue;
       outgoing[name] = incoming[name];
     }
+    if (decodedBody) delete outgoing['content-encoding'];
     for (const name in credentials) {
       const value = credentials[name];
       if (value !== null && value !== undefined) outgoing[name] = value;

@@ -4,7 +4,7 @@
  * paths are refused before any group is chosen. Everything that needs a closer look contains one
  * of these; the common case is decided by this one test.
  */
-const NEEDS_INSPECTION = /%|\\|\0|\/\.|\/\/|;/;
+const NEEDS_INSPECTION = /%|\\|\0|\/\.|\/\/|;|#/;
 const ENCODED_SEPARATOR_OR_DOT = /%(?:2e|2f|5c|00)/i;
 
 function isDotSegment(segment: string): boolean {
@@ -23,7 +23,8 @@ export function isPlainPath(pathname: string): boolean {
 export function isAmbiguousPath(pathname: string): boolean {
   if (pathname.charCodeAt(0) !== 47) return true; // must start with '/'
   if (!NEEDS_INSPECTION.test(pathname)) return false;
-  if (pathname.includes('\\') || pathname.includes('\0')) return true;
+  // A raw `#` ends the path for some servers and not for others.
+  if (pathname.includes('\\') || pathname.includes('\0') || pathname.includes('#')) return true;
 
   const segments = pathname.split('/');
   const last = segments.length - 1;
