@@ -1,4 +1,5 @@
 /** What the benchmark driver and its child processes share: credentials and IPC messages. */
+import { createHash } from 'node:crypto';
 
 export const SERVER_KEY = 'server-key';
 export const USER_TOKEN = 'user-token';
@@ -7,6 +8,17 @@ export const USER_TOKEN = 'user-token';
 export const MAPPED_MODEL = 'claude-opus-4';
 export const MAPPED_TO = 'claude-sonnet-4';
 export const UNMAPPED_MODEL = 'o3';
+/** Gateway clients of the amp child started with `clients` (the key-recognition phase). */
+export const BENCH_CLIENTS = 10_000;
+
+/**
+ * The gateway key of client `index`: 36 characters, as long as the UUIDs the Amp CLI sends in its
+ * own headers, so the phase also pays for looking those up.
+ */
+export function benchGatewayKey(index: number): string {
+  return `gwk_${createHash('sha256').update(`bench-client-${index}`).digest('base64url').slice(0, 32)}`;
+}
+
 /** The header in which the fake upstream names the model it was asked for. */
 export const UPSTREAM_MODEL_HEADER = 'x-bench-upstream-model';
 
@@ -24,6 +36,11 @@ export interface ProxyCommands {
   'peak-stop': number;
   /** User + system CPU time this process has used so far, in microseconds. */
   cpu: number;
+  /**
+   * Microseconds of CPU that recognising gateway keys adds to reading one request's credentials
+   * (`clients` variant only), on the header objects of requests the process served.
+   */
+  recognition: number;
 }
 
 /** What the fake upstream answers, by command. */

@@ -7,8 +7,10 @@
  * BENCH_QUICK=1     a ~30 s smoke run (1 round, short loads)
  * BENCH_ROUNDS=N    rounds per metric (default 6 for req/s, 3 for the rest)
  * BENCH_IDLE=N      idle SSE streams / WebSockets held open at once (default 1000)
- * BENCH_PROFILE=amp|bare|mapped  write a --cpu-prof of that proxy's load phases (mapped: of the
- *                  amp proxy with a model mapping, during the streaming phase) to .tmp/bench-profiles
+ * BENCH_PROFILE=amp|bare|mapped|clients  write a --cpu-prof of that proxy's load phases (mapped:
+ *                  of the amp proxy with a model mapping, during the streaming phase; clients: of the
+ *                  amp process of phase 4) to .tmp/bench-profiles
+ * BENCH_ONLY=keys  phase 4 alone: what recognising gateway keys costs (about 1 minute)
  */
 import { Agent } from 'node:http';
 import { readFileSync } from 'node:fs';
@@ -16,6 +18,8 @@ import { fileURLToPath } from 'node:url';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { killAllChildren, startChild, type Child } from './children.js';
 import {
+  BENCH_CLIENTS,
+  benchGatewayKey,
   MAPPED_MODEL,
   MAPPED_TO,
   SERVER_KEY,
@@ -26,6 +30,7 @@ import {
 } from './protocol.js';
 import { fixed, KINDS, median, Report, signed, type Kind, type PerKind } from './report.js';
 import {
+  cliHeaders,
   download,
   fetchJson,
   load,
@@ -61,6 +66,8 @@ const settings = {
   uploadBytes: 20 * MB,
 };
 const profiled = process.env.BENCH_PROFILE;
+const keysOnly = process.env.BENCH_ONLY === 'keys';
+if (process.env.BENCH_ONLY !== undefined && !keysOnly) throw new Error('BENCH_ONLY takes one value: keys');
 const profileDir = fileURLToPath(new URL('../.tmp/bench-profiles', import.meta.url));
 const DEADLINE_MS = 10 * 60_000;
 
@@ -283,167 +290,267 @@ async function idleCost(
   }
 }
 
-async function main(): Promise<void> {
+interface KeyRecognitionCost {
+  /** Microseconds of the amp process's CPU time per request, medians over the rounds. */
+  noClients: number;
+  clients: number;
+  /** The median of each round's clients / noClients: rounds pair samples taken moments apart. */
+  ratio: number;
+  /** Microseconds of CPU per request that recognising keys takes, measured on its own. */
+  recognition: number;
+}
+
+/**
+ * What recognising gateway keys costs. One amp process serves the same provider calls, each with
+ * about 4 KB of Amp CLI headers, through two routers: one without clients (nothing is examined)
+ * and one with BENCH_CLIENTS gateway clients (every header, the query and the path are examined
+ * for any of their keys, and the caller's key is looked up). Each sample is the process's CPU
+ * time over one load run on one router divided by the responses it sent; rounds take one sample
+ * of each, in alternating order. The cost is a few per cent, within the noise of whole-request
+ * CPU on a shared machine (an A/A run of two identical routers varies by ±15% per round), so the
+ * verdict is on the recogniser's own CPU time per request (the process measures it on the header
+ * objects of requests it served, see proxy.ts) as a share of a whole request's without clients.
+ */
+async function measureKeyRecognition(upstream: string): Promise<KeyRecognitionCost> {
+  const proxy = await startChild<ProxyCommands>(
+    'proxy.ts',
+    ['amp', upstream, 'clients'],
+    profileArgs('clients'),
+  );
+  const paths = { noClients: `/no-clients${MESSAGES_PATH}`, clients: `/clients${MESSAGES_PATH}` };
+  const headers = cliHeaders(`Bearer ${benchGatewayKey(BENCH_CLIENTS - 1)}`);
+  try {
+    // The clients router must really recognise keys, or its numbers mean nothing.
+    for (const path of Object.values(paths)) {
+      const seen = await fetchJson(proxy.url + path, 'POST', headers);
+      if (seen.authorization !== `Bearer ${SERVER_KEY}`) {
+        throw new Error(`a provider call reached the upstream with ${JSON.stringify(seen)}`);
+      }
+    }
+    const refused = async (extra: Record<string, string>, status: number): Promise<void> => {
+      const outcome = await fetchJson(proxy.url + paths.clients, 'POST', { ...headers, ...extra }).then(
+        () => 'HTTP 200',
+        (error: unknown) => String(error),
+      );
+      if (!outcome.includes(`HTTP ${status}`)) throw new Error(`expected HTTP ${status}, got ${outcome}`);
+    };
+    await refused({ authorization: 'Bearer gwk_not-a-client-key-0000000000000' }, 401);
+    await refused({ 'x-amp-note-0': `see ${benchGatewayKey(7)}` }, 400);
+    log(`key recognition: ${BENCH_CLIENTS} clients, ${JSON.stringify(headers).length} bytes of headers`);
+
+    const measure = async (path: string, seconds: number): Promise<number> => {
+      const before = await proxy.call('cpu');
+      const result = await load(proxy.url, { method: 'POST', path, connections: 50, seconds, headers });
+      const cpu = (await proxy.call('cpu')) - before;
+      if (result.failures > 0) throw new Error(`${result.failures} of ${result.responses} requests failed`);
+      return cpu / result.responses;
+    };
+    for (const path of Object.values(paths)) await measure(path, settings.warmupSeconds);
+    const samples: { noClients: number; clients: number }[] = [];
+    for (let round = 1; round <= 2 * settings.rateRounds; round++) {
+      const sample = { noClients: 0, clients: 0 };
+      const order =
+        round % 2 === 1 ? (['noClients', 'clients'] as const) : (['clients', 'noClients'] as const);
+      for (const which of order) sample[which] = await measure(paths[which], settings.loadSeconds);
+      samples.push(sample);
+      log(
+        `CPU per request round ${round}: ${fixed(sample.noClients, 2)} µs without clients, ${fixed(sample.clients, 2)} µs with ${BENCH_CLIENTS}`,
+      );
+    }
+    return {
+      noClients: median(samples.map((sample) => sample.noClients)),
+      clients: median(samples.map((sample) => sample.clients)),
+      ratio: median(samples.map((sample) => sample.clients / sample.noClients)),
+      recognition: await proxy.call('recognition'),
+    };
+  } finally {
+    await proxy.stop();
+  }
+}
+
+function reportKeyRecognition(report: Report, cost: KeyRecognitionCost): void {
+  report.ampRatio(
+    'amp CPU per provider call, 4 KB of CLI headers (µs)',
+    { label: 'no clients', value: cost.noClients },
+    { label: `${BENCH_CLIENTS} clients`, value: cost.clients },
+    2,
+  );
+  const share = cost.recognition / cost.noClients;
+  report.target(
+    'key recognition CPU',
+    share <= 0.03,
+    `${fixed(cost.recognition, 1)} µs per call, ${fixed(100 * share, 1)}% of a call without clients (end to end ${fixed(cost.ratio, 3)}x, median of rounds), needs <= 3%`,
+  );
+}
+
+/** Phases 1 to 3: the amp router against the bare proxy, each on processes of its own. */
+async function compareWithBare(upstream: Child<UpstreamCommands>, report: Report): Promise<void> {
   checkOpenFilesLimit();
+  const failures: PerKind = { bare: 0, amp: 0 };
+  // Phase 1: request rate, latency and SSE on one long-lived process per proxy.
+  const proxies: Record<Kind, Proxy> = {
+    bare: await startProxy('bare', upstream.url, profileArgs('bare')),
+    amp: await startProxy('amp', upstream.url, profileArgs('amp')),
+  };
+  for (const kind of KINDS) await checkProxy(kind, proxies[kind].url);
+  log('both proxies swap credentials as expected; warming up');
+  for (const kind of KINDS) {
+    for (const [method, path] of [
+      ['POST', MESSAGES_PATH],
+      ['GET', THREAD_PATH],
+    ] as const) {
+      await load(proxies[kind].url, { method, path, connections: 50, seconds: settings.warmupSeconds });
+    }
+  }
+
+  const rate = (method: 'GET' | 'POST', path: string) => async (kind: Kind) => {
+    const result = await load(proxies[kind].url, {
+      method,
+      path,
+      connections: 50,
+      seconds: settings.loadSeconds,
+    });
+    failures[kind] += result.failures;
+    return result.requestsPerSecond;
+  };
+  const postRate = await interleaved('POST req/s', rate('POST', MESSAGES_PATH), settings.rateRounds);
+  const getRate = await interleaved('GET req/s', rate('GET', THREAD_PATH), settings.rateRounds);
+  const p50 = await interleaved('c=1 p50 ms', async (kind) => {
+    const result = await load(proxies[kind].url, {
+      method: 'POST',
+      path: MESSAGES_PATH,
+      connections: 1,
+      seconds: settings.latencySeconds,
+    });
+    failures[kind] += result.failures;
+    return result.p50;
+  });
+  const firstEvent = await interleaved('SSE first event ms', async (kind) => {
+    const agent = new Agent({ keepAlive: true, maxSockets: 1 });
+    try {
+      // The first requests open the connection and compile the streaming paths; not sampled.
+      for (let i = 0; i < 5; i++) await timeToFirstEvent(proxies[kind].url, agent);
+      const samples: number[] = [];
+      for (let i = 0; i < settings.sseSamples; i++)
+        samples.push(await timeToFirstEvent(proxies[kind].url, agent));
+      return median(samples);
+    } finally {
+      agent.destroy();
+    }
+  });
+  for (const kind of KINDS) await proxies[kind].stop();
+
+  // Phase 1b: a mapped streaming call against a pass-through one, on an amp proxy of its own.
+  const streamCpu = await measureStreamCpu(upstream.url);
+
+  // Phase 2: large transfers.
+  const transfers: Record<Kind, Transfers[]> = { bare: [], amp: [] };
+  for (let round = 1; round <= settings.rounds; round++) {
+    for (const kind of KINDS) {
+      const result = await measureTransfers(kind, upstream.url);
+      transfers[kind].push(result);
+      log(
+        `transfers round ${round} ${kind}: down ${fixed(result.downloadSpeed, 0)} MB/s peak ${fixed(result.downloadPeak, 1)} MB, up ${fixed(result.uploadSpeed, 0)} MB/s peak ${fixed(result.uploadPeak, 1)} MB`,
+      );
+    }
+  }
+  const transfer = (key: keyof Transfers): PerKind =>
+    perKind((kind) => median(transfers[kind].map((result) => result[key])));
+
+  // Phase 3: what an idle stream costs, each kind on a fresh process.
+  const sse: Record<Kind, IdleCost> = {
+    bare: await idleCost('bare', upstream, 'sse', openIdleStream),
+    amp: await idleCost('amp', upstream, 'sse', openIdleStream),
+  };
+  const ws: Record<Kind, IdleCost> = {
+    bare: await idleCost('bare', upstream, 'ws', openWebSocket),
+    amp: await idleCost('amp', upstream, 'ws', openWebSocket),
+  };
+
+  const downloadPeak = transfer('downloadPeak');
+  const uploadPeak = transfer('uploadPeak');
+  report.ratio(`req/s POST ${MESSAGES_PATH} (c=50)`, postRate, 0);
+  report.ratio(`req/s GET ${THREAD_PATH} (c=50)`, getRate, 0);
+  report.difference('p50 latency POST, c=1 (ms)', p50, 3, 'ms');
+  report.difference('SSE time to first event (ms)', firstEvent, 3, 'ms');
+  report.ratio(`${settings.downloadBytes / MB} MB download (MB/s)`, transfer('downloadSpeed'), 0);
+  report.ratio(`peak RSS during ${settings.downloadBytes / MB} MB download (MB)`, downloadPeak, 1);
+  report.ratio(`${settings.uploadBytes / MB} MB upload (MB/s)`, transfer('uploadSpeed'), 0);
+  report.ratio(`peak RSS during ${settings.uploadBytes / MB} MB upload (MB)`, uploadPeak, 1);
+  report.ratio(
+    `${settings.idle} idle SSE streams: RSS per stream (KB)`,
+    perKind((k) => sse[k].rssPerStream),
+    1,
+  );
+  report.ratio(
+    `${settings.idle} idle SSE streams: heap per stream (KB)`,
+    perKind((k) => sse[k].heapPerStream),
+    1,
+  );
+  report.ratio(
+    `${settings.idle} idle WebSockets: RSS per socket (KB)`,
+    perKind((k) => ws[k].rssPerStream),
+    1,
+  );
+  report.ratio(
+    `${settings.idle} idle WebSockets: heap per socket (KB)`,
+    perKind((k) => ws[k].heapPerStream),
+    1,
+  );
+  report.plain(
+    'upstream SSE streams still open 2 s after clients left',
+    perKind((k) => sse[k].leftOpen),
+  );
+  report.plain(
+    'upstream WebSockets still open 2 s after clients left',
+    perKind((k) => ws[k].leftOpen),
+  );
+  report.plain('failed requests (errors, timeouts, non-2xx) under load', failures);
+  report.ampRatio(
+    `amp CPU per SSE event, ${settings.streamDeltas}-delta stream (µs)`,
+    { label: `${UNMAPPED_MODEL} pass-through`, value: streamCpu.passthrough },
+    { label: `${MAPPED_MODEL} mapped`, value: streamCpu.mapped },
+    3,
+  );
+
+  const ratioTarget = (label: string, values: PerKind, min: number): void => {
+    const ratio = values.amp / values.bare;
+    report.target(label, ratio >= min, `${fixed(ratio, 3)}x, needs >= ${min}x`);
+  };
+  const latencyTarget = (label: string, values: PerKind): void => {
+    const added = values.amp - values.bare;
+    report.target(label, added <= 0.3, `${signed(added, 3)} ms, needs <= +0.3 ms`);
+  };
+  const memoryTarget = (label: string, values: PerKind): void => {
+    const ratio = values.amp / values.bare;
+    report.target(label, ratio <= 1.1, `${fixed(ratio, 3)}x, needs <= 1.1x`);
+  };
+  const idleTarget = (label: string, cost: IdleCost): void => {
+    report.target(label, cost.rssPerStream < 64, `${fixed(cost.rssPerStream, 1)} KB RSS, needs < 64 KB`);
+  };
+  ratioTarget('POST req/s', postRate, 0.95);
+  ratioTarget('GET req/s', getRate, 0.95);
+  latencyTarget('c=1 p50', p50);
+  latencyTarget('SSE first event', firstEvent);
+  memoryTarget('download peak RSS', downloadPeak);
+  memoryTarget('upload peak RSS', uploadPeak);
+  idleTarget('idle SSE', sse.amp);
+  idleTarget('idle WebSocket', ws.amp);
+  const rewriteCost = streamCpu.mapped / streamCpu.passthrough;
+  report.target(
+    'mapped SSE CPU per event',
+    rewriteCost < 1.1,
+    `${fixed(rewriteCost, 3)}x pass-through, needs < 1.1x`,
+  );
+}
+
+async function main(): Promise<void> {
   const upstream = await startChild<UpstreamCommands>('upstream.ts', []);
   const report = new Report();
-  const failures: PerKind = { bare: 0, amp: 0 };
   try {
-    // Phase 1: request rate, latency and SSE on one long-lived process per proxy.
-    const proxies: Record<Kind, Proxy> = {
-      bare: await startProxy('bare', upstream.url, profileArgs('bare')),
-      amp: await startProxy('amp', upstream.url, profileArgs('amp')),
-    };
-    for (const kind of KINDS) await checkProxy(kind, proxies[kind].url);
-    log('both proxies swap credentials as expected; warming up');
-    for (const kind of KINDS) {
-      for (const [method, path] of [
-        ['POST', MESSAGES_PATH],
-        ['GET', THREAD_PATH],
-      ] as const) {
-        await load(proxies[kind].url, { method, path, connections: 50, seconds: settings.warmupSeconds });
-      }
-    }
-
-    const rate = (method: 'GET' | 'POST', path: string) => async (kind: Kind) => {
-      const result = await load(proxies[kind].url, {
-        method,
-        path,
-        connections: 50,
-        seconds: settings.loadSeconds,
-      });
-      failures[kind] += result.failures;
-      return result.requestsPerSecond;
-    };
-    const postRate = await interleaved('POST req/s', rate('POST', MESSAGES_PATH), settings.rateRounds);
-    const getRate = await interleaved('GET req/s', rate('GET', THREAD_PATH), settings.rateRounds);
-    const p50 = await interleaved('c=1 p50 ms', async (kind) => {
-      const result = await load(proxies[kind].url, {
-        method: 'POST',
-        path: MESSAGES_PATH,
-        connections: 1,
-        seconds: settings.latencySeconds,
-      });
-      failures[kind] += result.failures;
-      return result.p50;
-    });
-    const firstEvent = await interleaved('SSE first event ms', async (kind) => {
-      const agent = new Agent({ keepAlive: true, maxSockets: 1 });
-      try {
-        // The first requests open the connection and compile the streaming paths; not sampled.
-        for (let i = 0; i < 5; i++) await timeToFirstEvent(proxies[kind].url, agent);
-        const samples: number[] = [];
-        for (let i = 0; i < settings.sseSamples; i++)
-          samples.push(await timeToFirstEvent(proxies[kind].url, agent));
-        return median(samples);
-      } finally {
-        agent.destroy();
-      }
-    });
-    for (const kind of KINDS) await proxies[kind].stop();
-
-    // Phase 1b: a mapped streaming call against a pass-through one, on an amp proxy of its own.
-    const streamCpu = await measureStreamCpu(upstream.url);
-
-    // Phase 2: large transfers.
-    const transfers: Record<Kind, Transfers[]> = { bare: [], amp: [] };
-    for (let round = 1; round <= settings.rounds; round++) {
-      for (const kind of KINDS) {
-        const result = await measureTransfers(kind, upstream.url);
-        transfers[kind].push(result);
-        log(
-          `transfers round ${round} ${kind}: down ${fixed(result.downloadSpeed, 0)} MB/s peak ${fixed(result.downloadPeak, 1)} MB, up ${fixed(result.uploadSpeed, 0)} MB/s peak ${fixed(result.uploadPeak, 1)} MB`,
-        );
-      }
-    }
-    const transfer = (key: keyof Transfers): PerKind =>
-      perKind((kind) => median(transfers[kind].map((result) => result[key])));
-
-    // Phase 3: what an idle stream costs, each kind on a fresh process.
-    const sse: Record<Kind, IdleCost> = {
-      bare: await idleCost('bare', upstream, 'sse', openIdleStream),
-      amp: await idleCost('amp', upstream, 'sse', openIdleStream),
-    };
-    const ws: Record<Kind, IdleCost> = {
-      bare: await idleCost('bare', upstream, 'ws', openWebSocket),
-      amp: await idleCost('amp', upstream, 'ws', openWebSocket),
-    };
-
-    const downloadPeak = transfer('downloadPeak');
-    const uploadPeak = transfer('uploadPeak');
-    report.ratio(`req/s POST ${MESSAGES_PATH} (c=50)`, postRate, 0);
-    report.ratio(`req/s GET ${THREAD_PATH} (c=50)`, getRate, 0);
-    report.difference('p50 latency POST, c=1 (ms)', p50, 3, 'ms');
-    report.difference('SSE time to first event (ms)', firstEvent, 3, 'ms');
-    report.ratio(`${settings.downloadBytes / MB} MB download (MB/s)`, transfer('downloadSpeed'), 0);
-    report.ratio(`peak RSS during ${settings.downloadBytes / MB} MB download (MB)`, downloadPeak, 1);
-    report.ratio(`${settings.uploadBytes / MB} MB upload (MB/s)`, transfer('uploadSpeed'), 0);
-    report.ratio(`peak RSS during ${settings.uploadBytes / MB} MB upload (MB)`, uploadPeak, 1);
-    report.ratio(
-      `${settings.idle} idle SSE streams: RSS per stream (KB)`,
-      perKind((k) => sse[k].rssPerStream),
-      1,
-    );
-    report.ratio(
-      `${settings.idle} idle SSE streams: heap per stream (KB)`,
-      perKind((k) => sse[k].heapPerStream),
-      1,
-    );
-    report.ratio(
-      `${settings.idle} idle WebSockets: RSS per socket (KB)`,
-      perKind((k) => ws[k].rssPerStream),
-      1,
-    );
-    report.ratio(
-      `${settings.idle} idle WebSockets: heap per socket (KB)`,
-      perKind((k) => ws[k].heapPerStream),
-      1,
-    );
-    report.plain(
-      'upstream SSE streams still open 2 s after clients left',
-      perKind((k) => sse[k].leftOpen),
-    );
-    report.plain(
-      'upstream WebSockets still open 2 s after clients left',
-      perKind((k) => ws[k].leftOpen),
-    );
-    report.plain('failed requests (errors, timeouts, non-2xx) under load', failures);
-    report.ampRatio(
-      `amp CPU per SSE event, ${settings.streamDeltas}-delta stream (µs)`,
-      { label: `${UNMAPPED_MODEL} pass-through`, value: streamCpu.passthrough },
-      { label: `${MAPPED_MODEL} mapped`, value: streamCpu.mapped },
-      3,
-    );
-
-    const ratioTarget = (label: string, values: PerKind, min: number): void => {
-      const ratio = values.amp / values.bare;
-      report.target(label, ratio >= min, `${fixed(ratio, 3)}x, needs >= ${min}x`);
-    };
-    const latencyTarget = (label: string, values: PerKind): void => {
-      const added = values.amp - values.bare;
-      report.target(label, added <= 0.3, `${signed(added, 3)} ms, needs <= +0.3 ms`);
-    };
-    const memoryTarget = (label: string, values: PerKind): void => {
-      const ratio = values.amp / values.bare;
-      report.target(label, ratio <= 1.1, `${fixed(ratio, 3)}x, needs <= 1.1x`);
-    };
-    const idleTarget = (label: string, cost: IdleCost): void => {
-      report.target(label, cost.rssPerStream < 64, `${fixed(cost.rssPerStream, 1)} KB RSS, needs < 64 KB`);
-    };
-    ratioTarget('POST req/s', postRate, 0.95);
-    ratioTarget('GET req/s', getRate, 0.95);
-    latencyTarget('c=1 p50', p50);
-    latencyTarget('SSE first event', firstEvent);
-    memoryTarget('download peak RSS', downloadPeak);
-    memoryTarget('upload peak RSS', uploadPeak);
-    idleTarget('idle SSE', sse.amp);
-    idleTarget('idle WebSocket', ws.amp);
-    const rewriteCost = streamCpu.mapped / streamCpu.passthrough;
-    report.target(
-      'mapped SSE CPU per event',
-      rewriteCost < 1.1,
-      `${fixed(rewriteCost, 3)}x pass-through, needs < 1.1x`,
-    );
+    if (!keysOnly) await compareWithBare(upstream, report);
+    // Phase 4: what looking for gateway keys in every request costs.
+    reportKeyRecognition(report, await measureKeyRecognition(upstream.url));
   } finally {
     await upstream.stop();
   }

@@ -22,6 +22,8 @@ export interface LoadResult {
   requestsPerSecond: number;
   /** Median response time in ms, from every response (autocannon's own histogram rounds to 1 ms). */
   p50: number;
+  /** Responses received, whatever their status. */
+  responses: number;
   failures: number;
 }
 
@@ -32,7 +34,15 @@ export async function load(
     path,
     connections,
     seconds,
-  }: { method: 'GET' | 'POST'; path: string; connections: number; seconds: number },
+    headers = AUTH,
+  }: {
+    method: 'GET' | 'POST';
+    path: string;
+    connections: number;
+    seconds: number;
+    /** Sent with every request instead of the user token alone. */
+    headers?: Record<string, string>;
+  },
 ): Promise<LoadResult> {
   const times: number[] = [];
   const instance = autocannon({
@@ -41,7 +51,7 @@ export async function load(
     connections,
     duration: seconds,
     timeout: 10,
-    headers: method === 'POST' ? { ...AUTH, 'content-type': 'application/json' } : AUTH,
+    headers: method === 'POST' ? { ...headers, 'content-type': 'application/json' } : headers,
     ...(method === 'POST' ? { body: MESSAGE_BODY } : {}),
   });
   instance.on('response', (_client, _status, _bytes, responseTime) => times.push(responseTime));
@@ -49,8 +59,60 @@ export async function load(
   return {
     requestsPerSecond: result.requests.average,
     p50: median(times),
+    responses: times.length,
     failures: result.errors + result.timeouts + result.non2xx,
   };
+}
+
+/** Header lines that pad a CLI request: tracing, flags, context, ids and prose, as clients add them. */
+const PADDING_LINES: ReadonlyArray<readonly [string, string]> = [
+  ['tracestate', 'amp=00f067aa0ba902b7,congo=t61rcWkgMzE,rojo=00f067aa0ba902b7'],
+  ['baggage', 'userId=alice,serverNode=DF%2028,isProduction=false,team=platform%20tools'],
+  [
+    'x-amp-feature-flags',
+    'tool-streaming,interleaved-thinking,oracle,librarian,subagents,diff-view,mcp-servers',
+  ],
+  ['x-amp-session-context', '{"cwd":"/home/alice/src/project","shell":"/bin/zsh","os":"linux","arch":"x64"}'],
+  ['x-amp-request-id', 'req_01J9ZC3V6Q8WZ4K2N7P5R1T0XY'],
+  ['x-amp-note', 'Summarise the failing tests in the CI run and propose a fix for each one of them'],
+];
+
+/**
+ * What the Amp CLI sends with a provider call (its own headers, the Anthropic SDK's, tracing),
+ * padded with further realistic lines to about `bytes` bytes of header text: what the gateway
+ * examines for misplaced keys on every request.
+ */
+export function cliHeaders(authorization: string, bytes = 4096): Record<string, string> {
+  const headers: Record<string, string> = {
+    authorization,
+    accept: 'application/json',
+    'accept-encoding': 'gzip, deflate, br, zstd',
+    'user-agent': 'amp/0.0.1790142911-g7618fb (linux; x64) node/v20.19.0',
+    'x-amp-client-application': 'CLI Execute Mode',
+    'x-amp-client-type': 'cli',
+    'x-amp-client-version': '0.0.1790142911-g7618fb',
+    'x-amp-installation-id': '7f6c1b1e-2b1a-4a55-9f0e-0d1c2b3a4f5e',
+    'x-amp-device-fingerprint': 'v1:9c1e2f7a4b6d8e0f1a3c5e7b9d0f2a4c6e8b0d2f4a6c8e0b2d4f6a8c0e2b4d6f',
+    'x-amp-thread-id': 'T-0f9d3c2a-5b7e-4d1f-8a6c-2e4b6d8f0a1c',
+    'anthropic-version': '2023-06-01',
+    'anthropic-beta': 'interleaved-thinking-2025-05-14,fine-grained-tool-streaming-2025-05-14',
+    'x-stainless-lang': 'js',
+    'x-stainless-package-version': '0.60.0',
+    'x-stainless-os': 'Linux',
+    'x-stainless-arch': 'x64',
+    'x-stainless-runtime': 'node',
+    'x-stainless-runtime-version': 'v20.19.0',
+    'x-stainless-retry-count': '0',
+    'x-stainless-timeout': '600',
+    traceparent: '00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01',
+  };
+  const size = (): number =>
+    Object.entries(headers).reduce((total, [name, value]) => total + name.length + value.length + 4, 0);
+  for (let line = 0; size() < bytes; line++) {
+    const [name, value] = PADDING_LINES[line % PADDING_LINES.length]!;
+    headers[`${name}-${line}`] = value;
+  }
+  return headers;
 }
 
 /** A request that fails instead of hanging the benchmark. */
@@ -74,13 +136,20 @@ function send(
   return req;
 }
 
-/** A small request whose JSON answer is returned; for checking what the upstream saw. */
-export function fetchJson(url: string, method: 'GET' | 'POST'): Promise<Record<string, unknown>> {
+/**
+ * A small request whose JSON answer is returned; for checking what the upstream saw. Anything but
+ * a 200 rejects, with the status in the message.
+ */
+export function fetchJson(
+  url: string,
+  method: 'GET' | 'POST',
+  extraHeaders: Record<string, string> = {},
+): Promise<Record<string, unknown>> {
   return new Promise((resolve, reject) => {
     const body = method === 'POST' ? MESSAGE_BODY : undefined;
     const headers: Record<string, string | number> = body
-      ? { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) }
-      : {};
+      ? { ...extraHeaders, 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) }
+      : extraHeaders;
     const req = send(
       url,
       { method, headers },
