@@ -3,8 +3,6 @@ import type { ClientTable, ResolvedClient } from './clients.js';
 import { CREDENTIAL_HEADERS, CREDENTIAL_PARAMS, type CredentialHeader } from './credential-names.js';
 import { containsKey, findKeys } from './key-recognition.js';
 
-// The vocabulary lives in credential-names.ts; re-exported for the modules that read it from here.
-
 const IS_CREDENTIAL_HEADER: ReadonlySet<string> = new Set(CREDENTIAL_HEADERS);
 /** Cheap test before the query is split: could any parameter name be a credential one? */
 const MAY_HOLD_CREDENTIAL_PARAM = new RegExp([...CREDENTIAL_PARAMS, '%'].join('|'), 'i');
