@@ -3,7 +3,7 @@ import { after, before, describe, it } from 'node:test';
 import cors from 'cors';
 import { ampRouter, AmpProxyConfigError } from '../src/index.js';
 import { EXPRESS_VERSIONS, listen, type RunningApp } from './support/apps.js';
-import { send } from './support/client.js';
+import { send, sendRaw } from './support/client.js';
 import { startUpstream, type FakeUpstream } from './support/upstream.js';
 
 describe('restrictManagementToLocalhost', () => {
@@ -110,6 +110,22 @@ for (const [name, express] of EXPRESS_VERSIONS) {
         assert.equal((res.json() as { error: string }).error, 'amp_preflight_forbidden');
       }
       assert.equal(upstream.requests.length, 0);
+    });
+
+    it("the gateway's own error answers carry no CORS permission that the host's cors() set", async () => {
+      for (const request of [
+        'GET /api/threads/%2e%2e/user HTTP/1.1',
+        'GET /actors/gateway/x?a#b HTTP/1.1',
+        'OPTIONS /api/threads HTTP/1.1\r\nAccess-Control-Request-Method: POST',
+      ]) {
+        const response = await sendRaw(
+          app.port,
+          `${request}\r\nHost: x\r\nOrigin: https://evil.example\r\nConnection: close\r\n\r\n`,
+        );
+        const head = response.slice(0, response.indexOf('\r\n\r\n'));
+        assert.match(head, /^HTTP\/1\.1 4\d\d /, request);
+        assert.doesNotMatch(head, /^access-control-/im, request);
+      }
     });
 
     it('provider responses keep the CORS headers they were given', async () => {

@@ -31,6 +31,8 @@ const AMBIGUOUS = [
   '/threads/%',
   '/threads/%zz',
   '/api/threads/.',
+  '/api/threads/T-1#/../../user',
+  '/api/provider#x',
 ];
 
 describe('ambiguous paths', () => {
@@ -96,6 +98,17 @@ describe('ambiguous paths over the wire', () => {
       assert.equal(upstream.requests.length, 0);
     });
   }
+
+  it('a raw # anywhere in the request target of an Amp route is refused, in the query too', async () => {
+    upstream.requests.length = 0;
+    for (const target of ['/api/threads?q=1#frag', '/api/internal?a#b=c', '/threads/x#']) {
+      const response = await rawRequest(target);
+      assert.match(response, /^HTTP\/1\.1 400 /, target);
+      assert.match(response, /"error":"amp_bad_path"/, target);
+    }
+    assert.equal(upstream.requests.length, 0);
+    assert.match(await rawRequest('/host-page#section'), /^HTTP\/1\.1 404 /);
+  });
 
   it("traversal that leaves the router's paths is refused too", async () => {
     const response = await rawRequest('/threads/../../admin/%2e%2e/x');
