@@ -57,11 +57,6 @@ function nonEmpty(value: string | undefined): string | undefined {
   return trimmed ? trimmed : undefined;
 }
 
-/**
- * The server key when no `upstreamKey` option is given: env `AMP_API_KEY`, then the secrets
- * file. Both are re-read at most every 30 s so that a rotated key is picked up without a
- * restart, and concurrent requests share one read.
- */
 /** Env `AMP_API_KEY`, else the secrets file entry for `upstream`, read now. */
 export async function readAmbientKey(upstream: string, secretsFile: string): Promise<ResolvedUpstreamKey> {
   const fromEnv = nonEmpty(process.env.AMP_API_KEY);
@@ -70,6 +65,11 @@ export async function readAmbientKey(upstream: string, secretsFile: string): Pro
   return fromFile ? { key: fromFile, source: 'secrets-file' } : NO_KEY;
 }
 
+/**
+ * The server key when no `upstreamKey` option is given: env `AMP_API_KEY`, then the secrets
+ * file. Both are re-read at most every 30 s so that a rotated key is picked up without a
+ * restart, and concurrent requests share one read.
+ */
 function ambientKeyResolver(upstream: string, secretsFile: string): ServerKeyResolver {
   let cached: ResolvedUpstreamKey | undefined;
   let expiresAt = 0;

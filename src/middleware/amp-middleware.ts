@@ -8,6 +8,7 @@ import { forbidsCrossOrigin } from '../access/cors.js';
 import { createGroupProxy, endTunnel, type GroupProxy } from '../proxy/group-proxy.js';
 import { createUpstreamHeaderBuilder } from '../proxy/upstream-headers.js';
 import { isAmbiguousPath, isPlainPath, normalisedPath } from '../routing/path-safety.js';
+import { splitRequestTarget } from '../routing/request-target.js';
 import { classifyAmpPath, type AmpGroup } from '../routing/route-groups.js';
 import { createGroupHandler, type GroupHandler } from './group-handler.js';
 
@@ -37,10 +38,8 @@ export interface AmpMiddleware {
 /** Amp's own URLs are short; a much longer one is a probe or a mistake (Node's header cap is 16 KiB). */
 const MAX_URL_LENGTH = 8192;
 
-/** Groups whose routes carry WebSockets; browser pages never upgrade. */
-const UPGRADABLE = new Set<AmpGroup>(['provider', 'management', 'actors']);
-
-interface MiddlewareShape {
+/** What a factory serves: its name (for messages), its groups and where it expects to be mounted. */
+interface MiddlewareScope {
   readonly name: string;
   readonly groups: readonly AmpGroup[];
   /** Where a single-group middleware expects to be mounted; the router is mounted at the Amp root. */
@@ -62,11 +61,6 @@ function notFound(res: ServerResponse): NextFunction {
     res.writeHead(404, { 'content-type': 'text/plain; charset=utf-8' });
     res.end('Not Found');
   };
-}
-
-function splitUrl(url: string): [pathname: string, query: string] {
-  const at = url.indexOf('?');
-  return at === -1 ? [url, ''] : [url.slice(0, at), url.slice(at + 1)];
 }
 
 /**
@@ -112,15 +106,15 @@ function buildRuntime(
   return { handlers };
 }
 
-export function createAmpMiddleware(options: unknown, shape: MiddlewareShape): AmpMiddleware {
+export function createAmpMiddleware(options: unknown, scope: MiddlewareScope): AmpMiddleware {
   if (looksLikeRequest(options)) {
     throw new AmpProxyConfigError(
-      shape.name,
-      `was passed to app.use() without being called; write app.use(${shape.name}()) or app.use(${shape.name}(options))`,
+      scope.name,
+      `was passed to app.use() without being called; write app.use(${scope.name}()) or app.use(${scope.name}(options))`,
     );
   }
-  const pool = createProxyPool(shape.groups);
-  let runtime = buildRuntime(options, shape.groups, pool);
+  const pool = createProxyPool(scope.groups);
+  let runtime = buildRuntime(options, scope.groups, pool);
   const tunnels = new Set<Duplex>();
 
   /** Who serves `ampPath`: a group of ours, `'bad-path'`, or `undefined` when the path is not ours. */
@@ -141,38 +135,42 @@ export function createAmpMiddleware(options: unknown, shape: MiddlewareShape): A
   }
 
   const middleware = {
-    [shape.name](req: IncomingMessage, res: ServerResponse, next?: NextFunction): void {
+    [scope.name](req: IncomingMessage, res: ServerResponse, next?: NextFunction): void {
       const url = req.url ?? '/';
-      const [pathname, query] = splitUrl(url);
-      const ampPath = ampPathOf(req, pathname, shape.mountPath);
+      const { path: pathname, query = '' } = splitRequestTarget(url);
+      const ampPath = ampPathOf(req, pathname, scope.mountPath);
       const target = route(ampPath);
       if (target === undefined) return (next ?? notFound(res))();
       if (target === 'bad-path' || query.includes('#')) return sendAmpError(res, 'amp_bad_path');
       if (url.length > MAX_URL_LENGTH) return sendAmpError(res, 'amp_uri_too_long');
       target.handler.http(req, res, ampPath, query);
     },
-  }[shape.name] as AmpMiddleware;
+  }[scope.name] as AmpMiddleware;
 
   middleware.upgrade = (req, socket, head) => {
     const url = req.url ?? '/';
-    const [pathname, query] = splitUrl(url);
+    const { path: pathname, query = '' } = splitRequestTarget(url);
     const target = route(pathname);
-    if (target === undefined || (target !== 'bad-path' && !UPGRADABLE.has(target.group))) return false;
+    if (target === undefined) return false;
+    // `undefined` for a bad path, and for groups that never upgrade (left to other handlers).
+    const upgrade = target === 'bad-path' ? undefined : target.handler.upgrade;
+    if (target !== 'bad-path' && !upgrade) return false;
     // Node removes its own error listener from upgraded sockets; a client reset must not crash the host.
     socket.on('error', () => socket.destroy());
-    const badPath = target === 'bad-path' || query.includes('#');
-    if (badPath || url.length > MAX_URL_LENGTH) {
-      rejectUpgrade(socket, badPath ? 'amp_bad_path' : 'amp_uri_too_long');
-      return true;
+    if (!upgrade || query.includes('#')) {
+      rejectUpgrade(socket, 'amp_bad_path');
+    } else if (url.length > MAX_URL_LENGTH) {
+      rejectUpgrade(socket, 'amp_uri_too_long');
+    } else {
+      tunnels.add(socket);
+      socket.once('close', () => tunnels.delete(socket));
+      upgrade(req, socket as Socket, head, pathname, query);
     }
-    tunnels.add(socket);
-    socket.once('close', () => tunnels.delete(socket));
-    target.handler.upgrade(req, socket as Socket, head, pathname, query);
     return true;
   };
 
   middleware.reload = (nextOptions) => {
-    runtime = buildRuntime(nextOptions, shape.groups, pool);
+    runtime = buildRuntime(nextOptions, scope.groups, pool);
   };
 
   middleware.close = async () => {

@@ -3,7 +3,7 @@ import type { Socket } from 'node:net';
 import { readCredentials, type PresentedCredentials } from '../auth/credentials.js';
 import type { ResolvedConfig } from '../config/resolve-options.js';
 import { rejectUpgrade, sendAmpError, type AmpErrorCode } from '../errors.js';
-import { createPolicy, type PolicyDecision } from '../policy/policies.js';
+import { createPolicy, createServerKeyStage, type Forward } from '../policy/policies.js';
 import { createRequestGate } from '../access/request-gate.js';
 import { createTracer, type RequestTrace } from '../observability/events.js';
 import { rewriteLocalResponse } from '../provider/local-response.js';
@@ -21,13 +21,22 @@ import {
 import type { UpstreamHeaderBuilder } from '../proxy/upstream-headers.js';
 import type { AmpGroup } from '../routing/route-groups.js';
 
-/** Serves one route group: gate, framing, credentials, policy, provider route, outbound request, proxy. */
+/**
+ * Serves one route group. Requests go through named stages — framing, admission (gate and
+ * credentials), policy, provider route, server key, outbound request, proxy — each taking what
+ * the one before returned; a stage that stops the request returns a `Refusal`.
+ */
 export interface GroupHandler {
   http(req: IncomingMessage, res: ServerResponse, ampPath: string, query: string): void;
-  upgrade(req: IncomingMessage, socket: Socket, head: Buffer, ampPath: string, query: string): void;
+  /** Absent for groups whose routes never upgrade (browser pages). */
+  readonly upgrade?: (
+    req: IncomingMessage,
+    socket: Socket,
+    head: Buffer,
+    ampPath: string,
+    query: string,
+  ) => void;
 }
-
-type Forward = Extract<PolicyDecision, { kind: 'forward' }>;
 
 /** Why a stage stopped the request: answered with `code`, `where` naming the place (never a secret). */
 class Refusal {
@@ -37,8 +46,17 @@ class Refusal {
   ) {}
 }
 
+/** Groups whose routes carry WebSockets; browser pages never upgrade. */
+const UPGRADABLE = new Set<AmpGroup>(['provider', 'management', 'actors']);
 const NO_BODY: OutboundBody = { kind: 'none' };
 const EMPTY_BODY: OutboundBody = { kind: 'bytes', bytes: Buffer.alloc(0) };
+const AS_RECEIVED: ProviderRoute = { kind: 'upstream', body: undefined };
+
+interface BodyToSend {
+  readonly body: OutboundBody;
+  /** The body is not the client's encoded bytes, so `Content-Encoding` must go. */
+  readonly decoded: boolean;
+}
 
 function withQuery(pathname: string, query: string): string {
   return query === '' ? pathname : `${pathname}?${query}`;
@@ -70,7 +88,7 @@ function bodyToSend(
   req: IncomingMessage,
   framing: RequestFraming,
   held: HeldBody | undefined,
-): { body: OutboundBody; decoded: boolean } | Refusal {
+): BodyToSend | Refusal {
   if (held) return { body: { kind: 'bytes', bytes: held.bytes }, decoded: !held.asReceived };
   if (framing.kind === 'none') return { body: NO_BODY, decoded: false };
   if (framing.kind === 'length' && framing.length === 0) return { body: EMPTY_BODY, decoded: false };
@@ -86,21 +104,10 @@ export function createGroupHandler(
   proxy: GroupProxy,
   buildHeaders: UpstreamHeaderBuilder,
 ): GroupHandler {
-  const policy = createPolicy(config.policies[group], {
-    group,
-    clients: config.clients,
-    serverKey: config.serverKey,
-  });
   const gate = createRequestGate(group, {
     restrictToLocalhost: config.restrictToLocalhost,
     trustedProxies: config.trustedProxies,
   });
-  const routing = group === 'provider' ? config.providerRouting : undefined;
-  const destination: Destination = {
-    upstreamBase: config.upstreamBase,
-    protocol: new URL(config.upstreamBase).protocol as Destination['protocol'],
-    timeoutMs: config.timeoutMs,
-  };
   const policySpec = config.policies[group];
   const tracer = config.emit
     ? createTracer(
@@ -111,32 +118,79 @@ export function createGroupHandler(
       )
     : undefined;
 
-  /** Stages shared by requests and upgrades: who may ask, what they presented, what the policy says. */
-  async function authorise(
-    req: IncomingMessage,
-    ampPath: string,
-    query: string,
-  ): Promise<{ decision: PolicyDecision; credentials: PresentedCredentials } | Refusal> {
+  /** Attached before any asynchronous step, so no ending of the request can be missed. */
+  function traced(req: IncomingMessage, res: ServerResponse, ampPath: string, query: string) {
+    const trace = tracer?.request(req, res, withQuery(ampPath, query));
+    const answer = (refusal: Refusal): void => {
+      trace?.answered(refusal.code);
+      sendAmpError(res, refusal.code, refusal.where);
+    };
+    return { trace, answer };
+  }
+
+  /** Admission: who may use the group at all, and what credentials the request presents. */
+  function admit(req: IncomingMessage, ampPath: string, query: string): PresentedCredentials | Refusal {
     const refused = gate?.(req);
     if (refused) return new Refusal(refused);
     const credentials = readCredentials(req.headers, ampPath, query, config.tokenHeader, config.clients);
     if (credentials.misplacedGatewayKey !== undefined) {
       return new Refusal('amp_gateway_key_misplaced', credentials.misplacedGatewayKey);
     }
+    return credentials;
+  }
+
+  if (policySpec === 'redirect') {
+    return {
+      http(req, res, ampPath, query) {
+        const { answer } = traced(req, res, ampPath, query);
+        const credentials = admit(req, ampPath, query);
+        if (credentials instanceof Refusal) return answer(credentials);
+        const location =
+          config.upstreamBase + withQuery(ampPath, credentials.upstreamQuery('all-credentials'));
+        res.writeHead(302, { location, 'content-length': 0 });
+        res.end();
+      },
+    };
+  }
+
+  const dependencies = { group, clients: config.clients, serverKey: config.serverKey };
+  const policy = createPolicy(policySpec, dependencies);
+  const spendServerKey = createServerKeyStage(dependencies);
+  const routing = group === 'provider' ? config.providerRouting : undefined;
+  const destination: Destination = {
+    upstreamBase: config.upstreamBase,
+    protocol: new URL(config.upstreamBase).protocol as Destination['protocol'],
+    timeoutMs: config.timeoutMs,
+  };
+
+  /** Policy: forward with which credentials, spend the server key, or refuse. */
+  async function applyPolicy(req: IncomingMessage, credentials: PresentedCredentials) {
     try {
-      return { decision: await policy(req, credentials), credentials };
+      const decision = await policy(req, credentials);
+      return decision.kind === 'reject' ? new Refusal(decision.code) : decision;
     } catch {
       return new Refusal('amp_policy_error');
     }
   }
 
-  function outbound(
+  /** Server key: run only for calls that go upstream, since a local provider spends none. */
+  async function resolveServerKey(req: IncomingMessage): Promise<Forward | Refusal> {
+    try {
+      const decision = await spendServerKey(req);
+      return decision.kind === 'reject' ? new Refusal(decision.code) : decision;
+    } catch {
+      // A throwing `upstreamKey` function is the host's policy code failing.
+      return new Refusal('amp_policy_error');
+    }
+  }
+
+  function outboundRequest(
     req: IncomingMessage,
     res: ServerResponse | undefined,
     forward: Forward,
     credentials: PresentedCredentials,
     path: string,
-    body: { body: OutboundBody; decoded: boolean },
+    { body, decoded }: BodyToSend,
     rewrite: RewriteSpec | undefined,
     trace: RequestTrace | undefined,
   ): OutboundRequest {
@@ -145,8 +199,8 @@ export function createGroupHandler(
       response: res,
       method: req.method ?? 'GET',
       url: withQuery(path, credentials.upstreamQuery(forward.query)),
-      headers: buildHeaders(req.headers, forward.headers, { isUpgrade: !res, decodedBody: body.decoded }),
-      body: body.body,
+      headers: buildHeaders(req.headers, forward.headers, { isUpgrade: !res, decodedBody: decoded }),
+      body,
       destination,
       rewrite,
       trace,
@@ -163,21 +217,12 @@ export function createGroupHandler(
   ): Promise<Refusal | undefined> {
     const framing = framingOf(req);
     if (!framing) return new Refusal('amp_bad_request');
-    const authorised = await authorise(req, ampPath, query);
-    if (authorised instanceof Refusal) return authorised;
-    const { decision, credentials } = authorised;
-    if (decision.kind === 'redirect') {
-      const location = config.upstreamBase + withQuery(ampPath, credentials.upstreamQuery('all-credentials'));
-      res.writeHead(302, { location, 'content-length': 0 });
-      res.end();
-      return undefined;
-    }
-    // A call served by a local provider spends no key, so a missing one matters only upstream.
-    const keyMissing = decision.kind === 'reject' && decision.code === 'amp_upstream_key_missing';
-    if (decision.kind === 'reject' && !(routing && keyMissing)) return new Refusal(decision.code);
+    const credentials = admit(req, ampPath, query);
+    if (credentials instanceof Refusal) return credentials;
+    const decision = await applyPolicy(req, credentials);
+    if (decision instanceof Refusal) return decision;
 
-    let route: ProviderRoute = { kind: 'upstream', body: undefined };
-    if (routing) route = await routeProviderCall(req, ampPath, routing);
+    const route = routing ? await routeProviderCall(req, ampPath, routing) : AS_RECEIVED;
     if (route.kind === 'too-large') {
       // The rest of the body is never read, so the connection cannot carry another request.
       res.shouldKeepAlive = false;
@@ -188,27 +233,50 @@ export function createGroupHandler(
       serveLocally(req, res, route, answer);
       return undefined;
     }
-    if (decision.kind !== 'forward') return new Refusal(decision.code);
+
+    const forward = decision.kind === 'spend-server-key' ? await resolveServerKey(req) : decision;
+    if (forward instanceof Refusal) return forward;
     const body = bodyToSend(req, framing, route.body);
     if (body instanceof Refusal) return body;
-    if (routing) trace?.routed(route.kind === 'mapped' ? `mapped:${route.from}->${route.to}` : 'upstream');
-    trace?.keySpent(decision.keySource, credentials.client?.name);
     // A client that left while a stage awaited must not start a call that bills upstream.
     if (res.destroyed) return undefined;
-    const path = route.kind === 'mapped' ? route.path : ampPath;
-    const rewrite = route.kind === 'mapped' ? route.rewrite : undefined;
-    proxy.web(outbound(req, res, decision, credentials, path, body, rewrite, trace), res);
+    if (routing) trace?.routed(route.kind === 'mapped' ? `mapped:${route.from}->${route.to}` : 'upstream');
+    trace?.keySpent(forward.keySource, credentials.client?.name);
+    const mapped = route.kind === 'mapped' ? route : undefined;
+    proxy.web(
+      outboundRequest(req, res, forward, credentials, mapped?.path ?? ampPath, body, mapped?.rewrite, trace),
+      res,
+    );
+    return undefined;
+  }
+
+  async function tunnel(
+    req: IncomingMessage,
+    socket: Socket,
+    head: Buffer,
+    ampPath: string,
+    query: string,
+  ): Promise<Refusal | undefined> {
+    if (announcesBody(req)) return new Refusal('amp_bad_request');
+    const credentials = admit(req, ampPath, query);
+    if (credentials instanceof Refusal) return credentials;
+    const decision = await applyPolicy(req, credentials);
+    if (decision instanceof Refusal) return decision;
+    const forward = decision.kind === 'spend-server-key' ? await resolveServerKey(req) : decision;
+    if (forward instanceof Refusal) return forward;
+    tracer?.tunnel(socket, withQuery(ampPath, query));
+    const noBody: BodyToSend = { body: NO_BODY, decoded: false };
+    proxy.upgrade(
+      outboundRequest(req, undefined, forward, credentials, ampPath, noBody, undefined, undefined),
+      socket,
+      head,
+    );
     return undefined;
   }
 
   return {
     http(req, res, ampPath, query) {
-      // Attached before any asynchronous step, so no ending of the request can be missed.
-      const trace = tracer?.request(req, res, withQuery(ampPath, query));
-      const answer = (refusal: Refusal): void => {
-        trace?.answered(refusal.code);
-        sendAmpError(res, refusal.code, refusal.where);
-      };
+      const { trace, answer } = traced(req, res, ampPath, query);
       // The one error boundary: whatever a stage or host code does, the client gets an answer
       // (or a cut connection once a response started) and nothing reaches the host as an error.
       serve(req, res, ampPath, query, trace, answer).then(
@@ -216,32 +284,14 @@ export function createGroupHandler(
         () => answer(new Refusal('amp_internal_error')),
       );
     },
-
-    upgrade(req, socket, head, ampPath, query) {
-      const refuse = (refusal: Refusal): void => rejectUpgrade(socket, refusal.code, refusal.where);
-      if (announcesBody(req)) return refuse(new Refusal('amp_bad_request'));
-      authorise(req, ampPath, query).then(
-        (authorised) => {
-          if (authorised instanceof Refusal) return refuse(authorised);
-          const { decision, credentials } = authorised;
-          // Upgradable groups do not allow the redirect policy.
-          if (decision.kind !== 'forward')
-            return refuse(new Refusal(decision.kind === 'reject' ? decision.code : 'amp_internal_error'));
-          tracer?.tunnel(socket, withQuery(ampPath, query));
-          const request = outbound(
-            req,
-            undefined,
-            decision,
-            credentials,
-            ampPath,
-            { body: NO_BODY, decoded: false },
-            undefined,
-            undefined,
+    upgrade: UPGRADABLE.has(group)
+      ? (req, socket, head, ampPath, query) => {
+          const refuse = (refusal: Refusal): void => rejectUpgrade(socket, refusal.code, refusal.where);
+          tunnel(req, socket, head, ampPath, query).then(
+            (refusal) => refusal && refuse(refusal),
+            () => refuse(new Refusal('amp_internal_error')),
           );
-          proxy.upgrade(request, socket, head);
-        },
-        () => refuse(new Refusal('amp_internal_error')),
-      );
-    },
+        }
+      : undefined,
   };
 }

@@ -1,6 +1,7 @@
 import type { IncomingHttpHeaders } from 'node:http';
 import { isSecretName } from '../auth/credential-names.js';
 import { containsKey, findKeys, isKeyToken, KeyTable } from '../auth/key-recognition.js';
+import { splitRequestTarget } from '../routing/request-target.js';
 
 /**
  * The one redaction step every log line and event passes through: a secret shows at most its
@@ -111,9 +112,7 @@ export function createRedactor(knownSecrets: Iterable<string> = []): Redactor {
 
   return {
     url(rawUrl) {
-      const url = maskVerbatim(rawUrl, ENCODED_ELLIPSIS);
-      const at = url.indexOf('?');
-      const path = at === -1 ? url : url.slice(0, at);
+      const { path, query } = splitRequestTarget(maskVerbatim(rawUrl, ENCODED_ELLIPSIS));
       const safePath =
         tokens.size > 0
           ? path
@@ -121,13 +120,12 @@ export function createRedactor(knownSecrets: Iterable<string> = []): Redactor {
               .map((segment) => maskSecrets(segment, ENCODED_ELLIPSIS))
               .join('/')
           : path;
-      if (at === -1) return safePath;
-      const query = url
-        .slice(at + 1)
+      if (query === undefined) return safePath;
+      const safeQuery = query
         .split(QUERY_SEPARATOR)
         .map((part) => (part === '&' || part === ';' ? part : redactParam(part)))
         .join('');
-      return `${safePath}?${query}`;
+      return `${safePath}?${safeQuery}`;
     },
     headers(headers, tokenHeader) {
       const safe: Record<string, string> = {};

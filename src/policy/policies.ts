@@ -11,23 +11,39 @@ import type { AmpGroup } from '../routing/route-groups.js';
 export type KeySource = UpstreamKeySource | `client:${string}` | 'user' | 'custom';
 
 /**
- * A policy's verdict. `headers` are the credential headers to send upstream (`null` removes a
- * header); every credential the client presented is removed before they are applied.
+ * Forward upstream with these credential headers (`null` removes a header); every credential the
+ * client presented is removed before they are applied.
  */
-export type PolicyDecision =
-  | {
-      readonly kind: 'forward';
-      readonly headers: Readonly<Record<string, string | null>>;
-      readonly query: 'all-credentials' | 'none';
-      readonly keySource: KeySource | undefined;
-    }
-  | { readonly kind: 'reject'; readonly code: AmpErrorCode }
-  | { readonly kind: 'redirect' };
+export interface Forward {
+  readonly kind: 'forward';
+  readonly headers: Readonly<Record<string, string | null>>;
+  readonly query: 'all-credentials' | 'none';
+  readonly keySource: KeySource | undefined;
+}
+export interface Reject {
+  readonly kind: 'reject';
+  readonly code: AmpErrorCode;
+}
+/**
+ * The caller may go upstream on the server key, which is resolved by `createServerKeyStage` only
+ * once the call is known to go upstream: a call served by a local provider spends no key.
+ */
+export interface SpendServerKey {
+  readonly kind: 'spend-server-key';
+}
+
+export type PolicyDecision = Forward | Reject | SpendServerKey;
 
 export type Policy = (
   req: IncomingMessage,
   credentials: PresentedCredentials,
 ) => PolicyDecision | Promise<PolicyDecision>;
+
+/** Resolves the server key for a call that goes upstream: the headers to send, or why not. */
+export type ServerKeyStage = (req: IncomingMessage) => Forward | Reject | Promise<Forward | Reject>;
+
+/** The built-in policies that decide per request; `redirect` is not one, it never forwards. */
+export type ForwardingPolicyName = Exclude<AmpPolicyName, 'redirect'>;
 
 export interface PolicyDependencies {
   readonly group: AmpGroup;
@@ -35,8 +51,8 @@ export interface PolicyDependencies {
   readonly serverKey: ServerKeyResolver;
 }
 
-const reject = (code: AmpErrorCode): PolicyDecision => ({ kind: 'reject', code });
-const REDIRECT: PolicyDecision = { kind: 'redirect' };
+const reject = (code: AmpErrorCode): Reject => ({ kind: 'reject', code });
+const SPEND_SERVER_KEY: SpendServerKey = { kind: 'spend-server-key' };
 
 function clientLabel(name: string | undefined): KeySource {
   return `client:${name ?? 'unnamed'}`;
@@ -58,27 +74,36 @@ function serverKeyChecker(clients: ClientTable): (key: string) => boolean {
   };
 }
 
-/** Spend a server-side key: the client's mapped `upstreamKey`, else the server key. */
-function inject({ clients, serverKey }: PolicyDependencies): Policy {
-  const isClean = serverKeyChecker(clients);
-  const forwardWith = (key: string, keySource: KeySource): PolicyDecision => ({
+function spendKey(key: string, keySource: KeySource): Forward {
+  return {
     kind: 'forward',
     headers: { authorization: `Bearer ${key}`, 'x-api-key': key },
     query: 'all-credentials',
     keySource,
-  });
-  return (req, credentials) => {
+  };
+}
+
+/** Spend a server-side key: the client's mapped `upstreamKey`, else the server key. */
+function inject({ clients }: PolicyDependencies): Policy {
+  return (_req, credentials) => {
     const { client } = credentials;
     if (credentials.conflictingClients || (clients.size > 0 && !client)) {
       return reject('amp_client_unauthorized');
     }
-    if (client?.upstreamKey) return forwardWith(client.upstreamKey, clientLabel(client.name));
-    const resolve = ({ key, source }: Awaited<ReturnType<ServerKeyResolver>>): PolicyDecision => {
-      if (!key) return reject('amp_upstream_key_missing');
-      return isClean(key) ? forwardWith(key, source) : reject('amp_upstream_key_conflict');
-    };
+    return client?.upstreamKey ? spendKey(client.upstreamKey, clientLabel(client.name)) : SPEND_SERVER_KEY;
+  };
+}
+
+/** The server key of a call that goes upstream; never one that is also a gateway key. */
+export function createServerKeyStage({ clients, serverKey }: PolicyDependencies): ServerKeyStage {
+  const isClean = serverKeyChecker(clients);
+  const spend = ({ key, source }: Awaited<ReturnType<ServerKeyResolver>>): Forward | Reject => {
+    if (!key) return reject('amp_upstream_key_missing');
+    return isClean(key) ? spendKey(key, source) : reject('amp_upstream_key_conflict');
+  };
+  return (req) => {
     const resolved = serverKey(req);
-    return resolved instanceof Promise ? resolved.then(resolve) : resolve(resolved);
+    return resolved instanceof Promise ? resolved.then(spend) : spend(resolved);
   };
 }
 
@@ -158,7 +183,7 @@ function custom(policy: AmpCustomPolicy, { group, clients, serverKey }: PolicyDe
 }
 
 /** Turns a policy option into the function that decides each request of `deps.group`. */
-export function createPolicy(spec: AmpPolicyName | AmpCustomPolicy, deps: PolicyDependencies): Policy {
+export function createPolicy(spec: ForwardingPolicyName | AmpCustomPolicy, deps: PolicyDependencies): Policy {
   if (typeof spec === 'function') return custom(spec, deps);
   switch (spec) {
     case 'inject':
@@ -167,7 +192,5 @@ export function createPolicy(spec: AmpPolicyName | AmpCustomPolicy, deps: Policy
       return passthrough();
     case 'dual-token':
       return dualToken(deps);
-    case 'redirect':
-      return () => REDIRECT;
   }
 }

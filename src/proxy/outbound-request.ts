@@ -14,18 +14,8 @@ export interface Destination {
   readonly timeoutMs: number;
 }
 
-export interface OutboundRequestInit {
-  readonly client: IncomingMessage;
-  readonly response: ServerResponse | undefined;
-  readonly method: string;
-  /** Path and query as the upstream gets them, relative to `destination.upstreamBase`. */
-  readonly url: string;
-  readonly headers: IncomingHttpHeaders;
-  readonly body: OutboundBody;
-  readonly destination: Destination;
-  readonly rewrite?: RewriteSpec | undefined;
-  readonly trace?: RequestTrace | undefined;
-}
+/** Everything an `OutboundRequest` is made of. */
+export type OutboundRequestInit = Omit<OutboundRequest, keyof EventEmitter | 'socket' | 'pipe'>;
 
 /**
  * The request the gateway sends upstream, built whole by the pipeline and handed to
@@ -34,27 +24,21 @@ export interface OutboundRequestInit {
  * request" step writes this request's body with framing the gateway chose.
  */
 export class OutboundRequest extends EventEmitter {
-  readonly client: IncomingMessage;
-  readonly response: ServerResponse | undefined;
-  readonly method: string;
-  readonly url: string;
-  readonly headers: IncomingHttpHeaders;
-  readonly body: OutboundBody;
-  readonly destination: Destination;
-  readonly rewrite: RewriteSpec | undefined;
-  readonly trace: RequestTrace | undefined;
+  // `declare`: set by the constructor's one assignment, not initialised field by field.
+  declare readonly client: IncomingMessage;
+  declare readonly response: ServerResponse | undefined;
+  declare readonly method: string;
+  /** Path and query as the upstream gets them, relative to `destination.upstreamBase`. */
+  declare readonly url: string;
+  declare readonly headers: IncomingHttpHeaders;
+  declare readonly body: OutboundBody;
+  declare readonly destination: Destination;
+  declare readonly rewrite: RewriteSpec | undefined;
+  declare readonly trace: RequestTrace | undefined;
 
   constructor(init: OutboundRequestInit) {
     super();
-    this.client = init.client;
-    this.response = init.response;
-    this.method = init.method;
-    this.url = init.url;
-    this.headers = init.headers;
-    this.body = init.body;
-    this.destination = init.destination;
-    this.rewrite = init.rewrite;
-    this.trace = init.trace;
+    Object.assign(this, init);
   }
 
   /** The client's connection: http-proxy and http-proxy-middleware read it. */
