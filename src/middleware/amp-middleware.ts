@@ -106,6 +106,10 @@ function buildRuntime(
   return { handlers };
 }
 
+/**
+ * The middleware and its hooks share one closure over `runtime`, the value `reload` swaps; each of
+ * the parts below is short.
+ */
 export function createAmpMiddleware(options: unknown, scope: MiddlewareScope): AmpMiddleware {
   if (looksLikeRequest(options)) {
     throw new AmpProxyConfigError(

@@ -2,12 +2,24 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
 import { readCredentials, type PresentedCredentials } from '../auth/credentials.js';
 import type { ResolvedConfig } from '../config/resolve-options.js';
+import type { AmpCustomPolicy } from '../options.js';
 import { rejectUpgrade, sendAmpError, type AmpErrorCode } from '../errors.js';
-import { createPolicy, createServerKeyStage, type Forward } from '../policy/policies.js';
-import { createRequestGate } from '../access/request-gate.js';
-import { createTracer, type RequestTrace } from '../observability/events.js';
+import {
+  createPolicy,
+  createServerKeyStage,
+  type Forward,
+  type ForwardingPolicyName,
+  type Policy,
+  type ServerKeyStage,
+} from '../policy/policies.js';
+import { createRequestGate, type RequestGate } from '../access/request-gate.js';
+import { createTracer, type RequestTrace, type Tracer } from '../observability/events.js';
 import { rewriteLocalResponse } from '../provider/local-response.js';
-import { routeProviderCall, type ProviderRoute } from '../provider/provider-routing.js';
+import {
+  routeProviderCall,
+  type ProviderRoute,
+  type ProviderRoutingConfig,
+} from '../provider/provider-routing.js';
 import type { RewriteSpec } from '../provider/response-rewriter.js';
 import type { GroupProxy } from '../proxy/group-proxy.js';
 import { OutboundRequest, type Destination } from '../proxy/outbound-request.js';
@@ -51,6 +63,7 @@ const UPGRADABLE = new Set<AmpGroup>(['provider', 'management', 'actors']);
 const NO_BODY: OutboundBody = { kind: 'none' };
 const EMPTY_BODY: OutboundBody = { kind: 'bytes', bytes: Buffer.alloc(0) };
 const AS_RECEIVED: ProviderRoute = { kind: 'upstream', body: undefined };
+const NO_BODY_TO_SEND: BodyToSend = { body: NO_BODY, decoded: false };
 
 interface BodyToSend {
   readonly body: OutboundBody;
@@ -98,75 +111,123 @@ function bodyToSend(
   return { body: { kind: 'bytes', bytes: recovered.bytes }, decoded: true };
 }
 
-export function createGroupHandler(
-  group: AmpGroup,
-  config: ResolvedConfig,
-  proxy: GroupProxy,
-  buildHeaders: UpstreamHeaderBuilder,
+/** A group with the `redirect` policy (browser pages only): refused, or sent to the upstream itself. */
+function createRedirectHandler(
+  admission: Admission,
+  tracer: Tracer | undefined,
+  upstreamBase: string,
 ): GroupHandler {
-  const gate = createRequestGate(group, {
-    restrictToLocalhost: config.restrictToLocalhost,
-    trustedProxies: config.trustedProxies,
-  });
-  const policySpec = config.policies[group];
-  const tracer = config.emit
-    ? createTracer(
-        group,
-        typeof policySpec === 'function' ? 'custom' : policySpec,
-        config.emit,
-        config.redactor.url,
-      )
-    : undefined;
+  return {
+    http(req, res, ampPath, query) {
+      const { answer } = traced(tracer, req, res, ampPath, query);
+      const credentials = admission.admit(req, ampPath, query);
+      if (credentials instanceof Refusal) return answer(credentials);
+      const location = upstreamBase + withQuery(ampPath, credentials.upstreamQuery('all-credentials'));
+      res.writeHead(302, { location, 'content-length': 0 });
+      res.end();
+    },
+  };
+}
 
-  /** Attached before any asynchronous step, so no ending of the request can be missed. */
-  function traced(req: IncomingMessage, res: ServerResponse, ampPath: string, query: string) {
-    const trace = tracer?.request(req, res, withQuery(ampPath, query));
-    const answer = (refusal: Refusal): void => {
-      trace?.answered(refusal.code);
-      sendAmpError(res, refusal.code, refusal.where);
-    };
-    return { trace, answer };
+/** Attached before any asynchronous step, so no ending of the request can be missed. */
+function traced(
+  tracer: Tracer | undefined,
+  req: IncomingMessage,
+  res: ServerResponse,
+  ampPath: string,
+  query: string,
+): { trace: RequestTrace | undefined; answer: (refusal: Refusal) => void } {
+  const trace = tracer?.request(req, res, withQuery(ampPath, query));
+  const answer = (refusal: Refusal): void => {
+    trace?.answered(refusal.code);
+    sendAmpError(res, refusal.code, refusal.where);
+  };
+  return { trace, answer };
+}
+
+/** Admission: who may use the group at all, and what credentials the request presents. */
+class Admission {
+  readonly #gate: RequestGate | undefined;
+
+  constructor(
+    group: AmpGroup,
+    private readonly config: ResolvedConfig,
+  ) {
+    this.#gate = createRequestGate(group, {
+      restrictToLocalhost: config.restrictToLocalhost,
+      trustedProxies: config.trustedProxies,
+    });
   }
 
-  /** Admission: who may use the group at all, and what credentials the request presents. */
-  function admit(req: IncomingMessage, ampPath: string, query: string): PresentedCredentials | Refusal {
-    const refused = gate?.(req);
+  admit(req: IncomingMessage, ampPath: string, query: string): PresentedCredentials | Refusal {
+    const refused = this.#gate?.(req);
     if (refused) return new Refusal(refused);
-    const credentials = readCredentials(req.headers, ampPath, query, config.tokenHeader, config.clients);
+    const { tokenHeader, clients } = this.config;
+    const credentials = readCredentials(req.headers, ampPath, query, tokenHeader, clients);
     if (credentials.misplacedGatewayKey !== undefined) {
       return new Refusal('amp_gateway_key_misplaced', credentials.misplacedGatewayKey);
     }
     return credentials;
   }
+}
 
-  if (policySpec === 'redirect') {
-    return {
-      http(req, res, ampPath, query) {
-        const { answer } = traced(req, res, ampPath, query);
-        const credentials = admit(req, ampPath, query);
-        if (credentials instanceof Refusal) return answer(credentials);
-        const location =
-          config.upstreamBase + withQuery(ampPath, credentials.upstreamQuery('all-credentials'));
-        res.writeHead(302, { location, 'content-length': 0 });
-        res.end();
-      },
+/** The stages of a group whose policy forwards, precomputed from the options once. */
+class ForwardingPipeline implements GroupHandler {
+  readonly #policy: Policy;
+  readonly #spendServerKey: ServerKeyStage;
+  readonly #routing: ProviderRoutingConfig | undefined;
+  readonly #destination: Destination;
+  readonly upgrade: GroupHandler['upgrade'];
+
+  constructor(
+    group: AmpGroup,
+    policySpec: ForwardingPolicyName | AmpCustomPolicy,
+    config: ResolvedConfig,
+    private readonly admission: Admission,
+    private readonly tracer: Tracer | undefined,
+    private readonly proxy: GroupProxy,
+    private readonly buildHeaders: UpstreamHeaderBuilder,
+  ) {
+    const dependencies = { group, clients: config.clients, serverKey: config.serverKey };
+    this.#policy = createPolicy(policySpec, dependencies);
+    this.#spendServerKey = createServerKeyStage(dependencies);
+    this.#routing = group === 'provider' ? config.providerRouting : undefined;
+    this.#destination = {
+      upstreamBase: config.upstreamBase,
+      protocol: new URL(config.upstreamBase).protocol as Destination['protocol'],
+      timeoutMs: config.timeoutMs,
     };
+    this.upgrade = UPGRADABLE.has(group) ? this.#upgrade : undefined;
   }
 
-  const dependencies = { group, clients: config.clients, serverKey: config.serverKey };
-  const policy = createPolicy(policySpec, dependencies);
-  const spendServerKey = createServerKeyStage(dependencies);
-  const routing = group === 'provider' ? config.providerRouting : undefined;
-  const destination: Destination = {
-    upstreamBase: config.upstreamBase,
-    protocol: new URL(config.upstreamBase).protocol as Destination['protocol'],
-    timeoutMs: config.timeoutMs,
+  http(req: IncomingMessage, res: ServerResponse, ampPath: string, query: string): void {
+    const { trace, answer } = traced(this.tracer, req, res, ampPath, query);
+    // The one error boundary: whatever a stage or host code does, the client gets an answer
+    // (or a cut connection once a response started) and nothing reaches the host as an error.
+    this.#serve(req, res, ampPath, query, trace, answer).then(
+      (refusal) => refusal && answer(refusal),
+      () => answer(new Refusal('amp_internal_error')),
+    );
+  }
+
+  readonly #upgrade = (
+    req: IncomingMessage,
+    socket: Socket,
+    head: Buffer,
+    ampPath: string,
+    query: string,
+  ) => {
+    const refuse = (refusal: Refusal): void => rejectUpgrade(socket, refusal.code, refusal.where);
+    this.#tunnel(req, socket, head, ampPath, query).then(
+      (refusal) => refusal && refuse(refusal),
+      () => refuse(new Refusal('amp_internal_error')),
+    );
   };
 
   /** Policy: forward with which credentials, spend the server key, or refuse. */
-  async function applyPolicy(req: IncomingMessage, credentials: PresentedCredentials) {
+  async #applyPolicy(req: IncomingMessage, credentials: PresentedCredentials) {
     try {
-      const decision = await policy(req, credentials);
+      const decision = await this.#policy(req, credentials);
       return decision.kind === 'reject' ? new Refusal(decision.code) : decision;
     } catch {
       return new Refusal('amp_policy_error');
@@ -174,9 +235,9 @@ export function createGroupHandler(
   }
 
   /** Server key: run only for calls that go upstream, since a local provider spends none. */
-  async function resolveServerKey(req: IncomingMessage): Promise<Forward | Refusal> {
+  async #resolveServerKey(req: IncomingMessage): Promise<Forward | Refusal> {
     try {
-      const decision = await spendServerKey(req);
+      const decision = await this.#spendServerKey(req);
       return decision.kind === 'reject' ? new Refusal(decision.code) : decision;
     } catch {
       // A throwing `upstreamKey` function is the host's policy code failing.
@@ -184,7 +245,16 @@ export function createGroupHandler(
     }
   }
 
-  function outboundRequest(
+  /** Admission, policy and server key, for the calls that go upstream without a body to route. */
+  async #authorise(req: IncomingMessage, ampPath: string, query: string) {
+    const credentials = this.admission.admit(req, ampPath, query);
+    if (credentials instanceof Refusal) return credentials;
+    const decision = await this.#applyPolicy(req, credentials);
+    if (decision instanceof Refusal) return decision;
+    return { credentials, decision };
+  }
+
+  #outboundRequest(
     req: IncomingMessage,
     res: ServerResponse | undefined,
     forward: Forward,
@@ -199,15 +269,15 @@ export function createGroupHandler(
       response: res,
       method: req.method ?? 'GET',
       url: withQuery(path, credentials.upstreamQuery(forward.query)),
-      headers: buildHeaders(req.headers, forward.headers, { isUpgrade: !res, decodedBody: decoded }),
+      headers: this.buildHeaders(req.headers, forward.headers, { isUpgrade: !res, decodedBody: decoded }),
       body,
-      destination,
+      destination: this.#destination,
       rewrite,
       trace,
     });
   }
 
-  async function serve(
+  async #serve(
     req: IncomingMessage,
     res: ServerResponse,
     ampPath: string,
@@ -217,12 +287,11 @@ export function createGroupHandler(
   ): Promise<Refusal | undefined> {
     const framing = framingOf(req);
     if (!framing) return new Refusal('amp_bad_request');
-    const credentials = admit(req, ampPath, query);
-    if (credentials instanceof Refusal) return credentials;
-    const decision = await applyPolicy(req, credentials);
-    if (decision instanceof Refusal) return decision;
+    const authorised = await this.#authorise(req, ampPath, query);
+    if (authorised instanceof Refusal) return authorised;
+    const { credentials, decision } = authorised;
 
-    const route = routing ? await routeProviderCall(req, ampPath, routing) : AS_RECEIVED;
+    const route = this.#routing ? await routeProviderCall(req, ampPath, this.#routing) : AS_RECEIVED;
     if (route.kind === 'too-large') {
       // The rest of the body is never read, so the connection cannot carry another request.
       res.shouldKeepAlive = false;
@@ -234,23 +303,25 @@ export function createGroupHandler(
       return undefined;
     }
 
-    const forward = decision.kind === 'spend-server-key' ? await resolveServerKey(req) : decision;
+    const forward = decision.kind === 'spend-server-key' ? await this.#resolveServerKey(req) : decision;
     if (forward instanceof Refusal) return forward;
     const body = bodyToSend(req, framing, route.body);
     if (body instanceof Refusal) return body;
     // A client that left while a stage awaited must not start a call that bills upstream.
     if (res.destroyed) return undefined;
-    if (routing) trace?.routed(route.kind === 'mapped' ? `mapped:${route.from}->${route.to}` : 'upstream');
+    if (this.#routing)
+      trace?.routed(route.kind === 'mapped' ? `mapped:${route.from}->${route.to}` : 'upstream');
     trace?.keySpent(forward.keySource, credentials.client?.name);
     const mapped = route.kind === 'mapped' ? route : undefined;
-    proxy.web(
-      outboundRequest(req, res, forward, credentials, mapped?.path ?? ampPath, body, mapped?.rewrite, trace),
+    const path = mapped?.path ?? ampPath;
+    this.proxy.web(
+      this.#outboundRequest(req, res, forward, credentials, path, body, mapped?.rewrite, trace),
       res,
     );
     return undefined;
   }
 
-  async function tunnel(
+  async #tunnel(
     req: IncomingMessage,
     socket: Socket,
     head: Buffer,
@@ -258,40 +329,43 @@ export function createGroupHandler(
     query: string,
   ): Promise<Refusal | undefined> {
     if (announcesBody(req)) return new Refusal('amp_bad_request');
-    const credentials = admit(req, ampPath, query);
-    if (credentials instanceof Refusal) return credentials;
-    const decision = await applyPolicy(req, credentials);
-    if (decision instanceof Refusal) return decision;
-    const forward = decision.kind === 'spend-server-key' ? await resolveServerKey(req) : decision;
+    const authorised = await this.#authorise(req, ampPath, query);
+    if (authorised instanceof Refusal) return authorised;
+    const { credentials, decision } = authorised;
+    const forward = decision.kind === 'spend-server-key' ? await this.#resolveServerKey(req) : decision;
     if (forward instanceof Refusal) return forward;
-    tracer?.tunnel(socket, withQuery(ampPath, query));
-    const noBody: BodyToSend = { body: NO_BODY, decoded: false };
-    proxy.upgrade(
-      outboundRequest(req, undefined, forward, credentials, ampPath, noBody, undefined, undefined),
-      socket,
-      head,
+    this.tracer?.tunnel(socket, withQuery(ampPath, query));
+    const request = this.#outboundRequest(
+      req,
+      undefined,
+      forward,
+      credentials,
+      ampPath,
+      NO_BODY_TO_SEND,
+      undefined,
+      undefined,
     );
+    this.proxy.upgrade(request, socket, head);
     return undefined;
   }
+}
 
-  return {
-    http(req, res, ampPath, query) {
-      const { trace, answer } = traced(req, res, ampPath, query);
-      // The one error boundary: whatever a stage or host code does, the client gets an answer
-      // (or a cut connection once a response started) and nothing reaches the host as an error.
-      serve(req, res, ampPath, query, trace, answer).then(
-        (refusal) => refusal && answer(refusal),
-        () => answer(new Refusal('amp_internal_error')),
-      );
-    },
-    upgrade: UPGRADABLE.has(group)
-      ? (req, socket, head, ampPath, query) => {
-          const refuse = (refusal: Refusal): void => rejectUpgrade(socket, refusal.code, refusal.where);
-          tunnel(req, socket, head, ampPath, query).then(
-            (refusal) => refusal && refuse(refusal),
-            () => refuse(new Refusal('amp_internal_error')),
-          );
-        }
-      : undefined,
-  };
+export function createGroupHandler(
+  group: AmpGroup,
+  config: ResolvedConfig,
+  proxy: GroupProxy,
+  buildHeaders: UpstreamHeaderBuilder,
+): GroupHandler {
+  const policySpec = config.policies[group];
+  const tracer = config.emit
+    ? createTracer(
+        group,
+        typeof policySpec === 'function' ? 'custom' : policySpec,
+        config.emit,
+        config.redactor.url,
+      )
+    : undefined;
+  const admission = new Admission(group, config);
+  if (policySpec === 'redirect') return createRedirectHandler(admission, tracer, config.upstreamBase);
+  return new ForwardingPipeline(group, policySpec, config, admission, tracer, proxy, buildHeaders);
 }

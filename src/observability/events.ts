@@ -66,7 +66,8 @@ export interface Tracer {
 /**
  * Emits the events of one group; `emit` isolates its listeners from each other and from us.
  * `redactUrl` is the config's redactor (`ResolvedConfig.redactor.url`), which also knows the
- * gateway's keys; every path in an event has been through it.
+ * gateway's keys; every path in an event has been through it. Long because each event's fields
+ * are listed where they are gathered, in the closures that gather them.
  */
 export function createTracer(
   group: AmpGroup,

@@ -42,7 +42,8 @@ const DURATION_BUCKETS = [0.005, 0.025, 0.1, 0.5, 1, 2.5, 10, 30, 60, 300];
 /**
  * Prometheus metrics for every request and WebSocket: requests and durations by group and
  * status, in-flight requests, open WebSockets, upstream errors, and calls that spent a
- * server-side key (the answer to "why is this still using my Amp credits?").
+ * server-side key (the answer to "why is this still using my Amp credits?"). Long because every
+ * metric is declared next to the event that updates it.
  */
 export function createAmpMetrics(
   client: PromClientLike,

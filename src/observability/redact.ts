@@ -48,17 +48,52 @@ function decodeComponent(component: string): string {
  * keys in requests); any other secret where it appears verbatim.
  */
 export function createRedactor(knownSecrets: Iterable<string> = []): Redactor {
-  const tokens = new KeyTable<true>();
-  const verbatim: string[] = [];
-  for (const secret of knownSecrets) {
-    if (isKeyToken(secret)) tokens.add(secret, true);
-    else if (secret !== '') verbatim.push(secret);
+  return new KnownSecretsRedactor(knownSecrets);
+}
+
+class KnownSecretsRedactor implements Redactor {
+  readonly #tokens = new KeyTable<true>();
+  readonly #verbatim: string[] = [];
+
+  constructor(knownSecrets: Iterable<string>) {
+    for (const secret of knownSecrets) {
+      if (isKeyToken(secret)) this.#tokens.add(secret, true);
+      else if (secret !== '') this.#verbatim.push(secret);
+    }
   }
 
+  // Arrow properties: the redactor's functions are handed around on their own (`redactor.url`).
+  readonly url = (rawUrl: string): string => {
+    const { path, query } = splitRequestTarget(this.#maskVerbatim(rawUrl, ENCODED_ELLIPSIS));
+    const safePath =
+      this.#tokens.size > 0
+        ? path
+            .split('/')
+            .map((segment) => this.#maskSecrets(segment, ENCODED_ELLIPSIS))
+            .join('/')
+        : path;
+    if (query === undefined) return safePath;
+    const safeQuery = query
+      .split(QUERY_SEPARATOR)
+      .map((part) => (part === '&' || part === ';' ? part : this.#redactParam(part)))
+      .join('');
+    return `${safePath}?${safeQuery}`;
+  };
+
+  readonly headers = (headers: IncomingHttpHeaders, tokenHeader?: string): Record<string, string> => {
+    const safe: Record<string, string> = {};
+    for (const [name, value] of Object.entries(headers)) {
+      if (value === undefined) continue;
+      const joined = this.#maskVerbatim(Array.isArray(value) ? value.join(', ') : value, '…');
+      safe[this.#maskSecrets(name, '…')] = this.#redactHeaderValue(name.toLowerCase(), joined, tokenHeader);
+    }
+    return safe;
+  };
+
   /** Secrets that are not tokens, masked where they appear as they are, before text is split up. */
-  function maskVerbatim(text: string, ellipsis: string): string {
+  #maskVerbatim(text: string, ellipsis: string): string {
     let masked = text;
-    for (const secret of verbatim) masked = masked.replaceAll(secret, ellipsis);
+    for (const secret of this.#verbatim) masked = masked.replaceAll(secret, ellipsis);
     return masked;
   }
 
@@ -66,77 +101,48 @@ export function createRedactor(knownSecrets: Iterable<string> = []): Redactor {
    * `text` with every known token masked in place, showing its first characters; a token that
    * shows only once decoded masks the whole text, as nothing narrower is known.
    */
-  function maskSecrets(text: string, ellipsis: string): string {
-    if (tokens.size === 0) return text;
-    let masked = text;
+  #maskSecrets(text: string, ellipsis: string): string {
+    if (this.#tokens.size === 0) return text;
     let located = '';
     let copied = 0;
-    findKeys(masked, tokens, (_secret, start, end) => {
+    findKeys(text, this.#tokens, (_secret, start, end) => {
       if (start < 0) return;
-      located += masked.slice(copied, start) + shownPart(masked.slice(start, end)) + ellipsis;
+      located += text.slice(copied, start) + shownPart(text.slice(start, end)) + ellipsis;
       copied = end;
     });
-    if (copied > 0) masked = located + masked.slice(copied);
-    return containsKey(masked, tokens) ? ellipsis : masked;
+    const masked = copied > 0 ? located + text.slice(copied) : text;
+    return containsKey(masked, this.#tokens) ? ellipsis : masked;
   }
 
-  function redactParam(param: string): string {
+  #redactParam(param: string): string {
     const eq = param.indexOf('=');
     const rawName = eq === -1 ? param : param.slice(0, eq);
-    const name = maskSecrets(rawName, ENCODED_ELLIPSIS);
+    const name = this.#maskSecrets(rawName, ENCODED_ELLIPSIS);
     if (eq === -1) return name;
     const value = param.slice(eq + 1);
     if (isSecretName(decodeComponent(rawName.replace(/\+/g, ' ')).trim().toLowerCase())) {
       return `${name}=${encodeURIComponent(redactSecret(decodeComponent(value)))}`;
     }
-    return `${name}=${maskSecrets(value, ENCODED_ELLIPSIS)}`;
+    return `${name}=${this.#maskSecrets(value, ENCODED_ELLIPSIS)}`;
   }
 
-  function redactHeaderValue(name: string, value: string, tokenHeader: string | undefined): string {
+  #redactHeaderValue(name: string, value: string, tokenHeader: string | undefined): string {
     if (name === 'authorization' || name === 'proxy-authorization') {
       const match = /^(\w+)\s+(.*)$/.exec(value);
       return match ? `${match[1]} ${redactSecret(match[2]!)}` : redactSecret(value);
     }
     if (name === 'cookie' || name === 'set-cookie') {
       const masked = value.replace(/=([^;,]*)/g, (_all, secret: string) => `=${redactSecret(secret)}`);
-      return maskSecrets(masked, '…');
+      return this.#maskSecrets(masked, '…');
     }
     if (name === 'sec-websocket-protocol') {
       // Amp sends its wsToken inside `rivet_conn_params.<json>`.
       const masked = value.replace(/(rivet_conn_params\.)[^,\s]+/g, (_all, prefix: string) => `${prefix}…`);
-      return maskSecrets(masked, '…');
+      return this.#maskSecrets(masked, '…');
     }
     if (isSecretName(name) || name === tokenHeader) return redactSecret(value);
-    return maskSecrets(value, '…');
+    return this.#maskSecrets(value, '…');
   }
-
-  return {
-    url(rawUrl) {
-      const { path, query } = splitRequestTarget(maskVerbatim(rawUrl, ENCODED_ELLIPSIS));
-      const safePath =
-        tokens.size > 0
-          ? path
-              .split('/')
-              .map((segment) => maskSecrets(segment, ENCODED_ELLIPSIS))
-              .join('/')
-          : path;
-      if (query === undefined) return safePath;
-      const safeQuery = query
-        .split(QUERY_SEPARATOR)
-        .map((part) => (part === '&' || part === ';' ? part : redactParam(part)))
-        .join('');
-      return `${safePath}?${safeQuery}`;
-    },
-    headers(headers, tokenHeader) {
-      const safe: Record<string, string> = {};
-      for (const [name, value] of Object.entries(headers)) {
-        if (value === undefined) continue;
-        const joined = maskVerbatim(Array.isArray(value) ? value.join(', ') : value, '…');
-        safe[maskSecrets(name, '…')] = redactHeaderValue(name.toLowerCase(), joined, tokenHeader);
-      }
-      return safe;
-    },
-  };
 }
 
 /** Masks credential-like names and values; knows no secrets (see `createRedactor` for that). */
