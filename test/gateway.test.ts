@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { request } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -214,7 +214,7 @@ describe('amp-proxy command', () => {
     }
   });
 
-  it('--print-config prints the effective configuration with secrets redacted; bad config exits 2', async () => {
+  it('--print-config prints the configuration the gateway would run, secrets redacted; what it would refuse exits 2', async () => {
     const dir = await mkdtemp(join(tmpdir(), 'amp-bin-'));
     const run = (args: string[]) =>
       new Promise<{ code: number; out: string; err: string }>((resolve) => {
@@ -244,6 +244,26 @@ describe('amp-proxy command', () => {
       const bad = await run(['--config', 'bad.json']);
       assert.equal(bad.code, 2);
       assert.match(bad.err, /bad\.json: policies\.browser: .*never carry the server key/);
+      // What the gateway would refuse, --print-config refuses, naming the option.
+      const badPort = await run(['--config', 'good.json', '--port', '70000', '--print-config']);
+      assert.equal(badPort.code, 2);
+      assert.match(badPort.err, /--port: expected a port number from 0 to 65535, got "70000"/);
+      // A key the Amp CLI stored is shown by where it comes from, never itself.
+      await mkdir(join(dir, '.local/share/amp'), { recursive: true });
+      await writeFile(
+        join(dir, '.local/share/amp/secrets.json'),
+        '{"apiKey@https://ampcode.com/":"sk-cli-stored-key-0001"}',
+      );
+      const ambient = await run(['--print-config', '--port', '0']);
+      assert.equal(ambient.code, 0);
+      const effective = JSON.parse(ambient.out);
+      assert.equal(
+        effective.upstreamKeyOrigin,
+        `Amp CLI secrets file ${join(dir, '.local/share/amp/secrets.json')}`,
+      );
+      assert.equal(effective.upstreamKey, 'sk-c…');
+      assert.equal(effective.gateway.port, 0);
+      assert.ok(!ambient.out.includes('sk-cli-stored-key-0001'));
     } finally {
       await rm(dir, { recursive: true, force: true });
     }

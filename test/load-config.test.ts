@@ -108,6 +108,58 @@ describe('loadAmpConfig', () => {
     assert.deepEqual(loaded.gateway, { port: 9999, host: '0.0.0.0', metricsPath: undefined });
   });
 
+  it('with no key configured, says where the middleware will find one, and watches that file', async () => {
+    const cwd = await project({
+      'amp/secrets.json': '{"apiKey@https://amp.example":"sk-from-cli-secrets-0001"}',
+      '.amp-proxyrc.json': '{"upstream":"https://amp.example","secretsFile":"amp/secrets.json"}',
+    });
+    // The middleware reads AMP_API_KEY from the process, not from the env given to the loader.
+    const saved = process.env.AMP_API_KEY;
+    delete process.env.AMP_API_KEY;
+    try {
+      const loaded = await loadAmpConfig({ cwd, env: {} });
+      assert.equal(loaded.upstreamKeyOrigin, `Amp CLI secrets file ${join(cwd, 'amp/secrets.json')}`);
+      assert.equal(loaded.effective.upstreamKey, 'sk-f…');
+      assert.deepEqual(loaded.watchFiles, [join(cwd, '.amp-proxyrc.json'), join(cwd, 'amp/secrets.json')]);
+      const empty = await project({ '.amp-proxyrc.json': '{"secretsFile":"none.json"}' });
+      const none = await loadAmpConfig({ cwd: empty, env: {} });
+      assert.equal(none.upstreamKeyOrigin, 'none');
+      assert.equal(none.effective.upstreamKey, null);
+    } finally {
+      if (saved !== undefined) process.env.AMP_API_KEY = saved;
+    }
+  });
+
+  it('effective shows what the resolver resolved: defaults applied, secrets redacted', async () => {
+    const cwd = await project({
+      '.amp-proxyrc.json':
+        '{"upstream":"https://amp.example/","upstreamKey":"sk-file-key-0001","timeoutMs":5000}',
+    });
+    const { effective, upstreamKeyOrigin } = await loadAmpConfig({ cwd, env: {} });
+    assert.equal(upstreamKeyOrigin, 'config file');
+    assert.equal(effective.upstream, 'https://amp.example');
+    assert.equal(effective.upstreamKey, 'sk-f…');
+    assert.equal(effective.timeoutMs, 5000);
+    assert.equal(effective.tokenHeader, 'x-amp-token');
+    assert.equal(effective.policies.provider, 'inject');
+  });
+
+  it('command-line overrides win over env and the file, and are checked like them', async () => {
+    const cwd = await project({ '.amp-proxyrc.json': '{"port":1000,"host":"file.example"}' });
+    const loaded = await loadAmpConfig({
+      cwd,
+      env: { AMP_PROXY_PORT: '2000' },
+      overrides: { port: '3000', host: '0.0.0.0' },
+    });
+    assert.deepEqual(loaded.gateway, { port: 3000, host: '0.0.0.0', metricsPath: undefined });
+    await assert.rejects(loadAmpConfig({ cwd, env: {}, overrides: { port: '70000' } }), (error: unknown) => {
+      assert.ok(error instanceof AmpProxyConfigError);
+      assert.equal(error.option, '--port');
+      assert.match(error.message, /--port: expected a port number from 0 to 65535, got "70000"/);
+      return true;
+    });
+  });
+
   it('errors name the file, the option path and the expected value', async () => {
     const cwd = await project({ '.amp-proxyrc.yaml': 'policies:\n  management: pass\n' });
     await assert.rejects(loadAmpConfig({ cwd, env: {} }), (error: unknown) => {

@@ -1,8 +1,8 @@
 #!/usr/bin/env node
 import { parseArgs } from 'node:util';
-import { loadAmpConfig } from '../config/load-config.js';
-import { AmpProxyConfigError } from '../errors.js';
-import { printableConfig, startGateway } from '../gateway/gateway.js';
+import { printableConfig } from '../gateway/config-report.js';
+import { loadGatewayConfig, startGateway, type GatewayOptions } from '../gateway/gateway.js';
+import { AmpProxyConfigError } from '../index.js';
 
 const SHUTDOWN_GRACE_MS = 10_000;
 const USAGE = `Usage: amp-proxy [--config FILE] [--port N] [--host H] [--print-config]
@@ -15,7 +15,7 @@ directory, with env overrides: AMP_PROXY_UPSTREAM, AMP_API_KEY, AMP_PROXY_PORT, 
   --config FILE    load this config file instead of searching
   --port N         listen port (default 8317)
   --host H         listen address (default 127.0.0.1)
-  --print-config   print the effective configuration (secrets redacted) and exit
+  --print-config   print the configuration the gateway would run (secrets redacted) and exit
   --help           show this help`;
 
 function usageError(message: string): never {
@@ -23,19 +23,9 @@ function usageError(message: string): never {
   process.exit(2);
 }
 
-function parsePort(value: string | undefined): number | undefined {
-  if (value === undefined) return undefined;
-  const port = Number(value);
-  if (value.trim() === '' || !Number.isInteger(port) || port < 0 || port > 65_535) {
-    usageError(`--port: expected 0-65535, got "${value}"`);
-  }
-  return port;
-}
-
-async function main(): Promise<void> {
-  let values;
+function parseFlags() {
   try {
-    values = parseArgs({
+    return parseArgs({
       options: {
         config: { type: 'string' },
         port: { type: 'string' },
@@ -45,22 +35,24 @@ async function main(): Promise<void> {
       },
     }).values;
   } catch (error) {
-    usageError((error as Error).message);
+    return usageError((error as Error).message);
   }
-  if (values.help) {
+}
+
+async function main(): Promise<void> {
+  const flags = parseFlags();
+  if (flags.help) {
     process.stdout.write(`${USAGE}\n`);
     return;
   }
-  if (values['print-config']) {
-    const loaded = await loadAmpConfig({ configFile: values.config });
+  const options: GatewayOptions = { configFile: flags.config, port: flags.port, host: flags.host };
+  if (flags['print-config']) {
+    // Loaded as the gateway loads it: what it would refuse is refused here too.
+    const loaded = await loadGatewayConfig(options);
     process.stdout.write(`${JSON.stringify(printableConfig(loaded), null, 2)}\n`);
     return;
   }
-  const gateway = await startGateway({
-    configFile: values.config,
-    port: parsePort(values.port),
-    host: values.host,
-  });
+  const gateway = await startGateway(options);
   const shutdown = (): void => {
     void gateway.shutdown(SHUTDOWN_GRACE_MS).then(() => process.exit(0));
   };

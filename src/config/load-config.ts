@@ -2,9 +2,20 @@ import { readFile } from 'node:fs/promises';
 import { dirname, resolve as resolvePath } from 'node:path';
 import { AmpProxyConfigError } from '../errors.js';
 import type { AmpProxyOptions } from '../options.js';
-import { resolveOptions } from './resolve-options.js';
+import { describeOptions, findAmbientServerKey, type AmpEffectiveOptions } from './effective-options.js';
+import {
+  GATEWAY_SETTING_NAMES,
+  resolveGatewaySettings,
+  type AmpGatewayOverrides,
+  type AmpGatewaySettings,
+} from './gateway-settings.js';
+import { isPlainObject } from './plain-object.js';
+import { validateOptions, type ValidatedOptions } from './validate-options.js';
 
-const MODULE_NAME = 'amp-proxy';
+export type { AmpGatewayOverrides, AmpGatewaySettings } from './gateway-settings.js';
+export type { AmpEffectiveOptions } from './effective-options.js';
+
+const COSMICONFIG_NAME = 'amp-proxy';
 const SEARCH_PLACES = [
   'package.json',
   '.amp-proxyrc',
@@ -20,18 +31,7 @@ const SEARCH_PLACES = [
   'amp-proxy.config.json',
   'amp-proxy.config.yaml',
 ];
-export const DEFAULT_GATEWAY_PORT = 8317;
-export const DEFAULT_GATEWAY_HOST = '127.0.0.1';
-
-/** Settings of the standalone gateway, which the middleware itself does not take. */
-export interface AmpGatewaySettings {
-  /** Listen port. Defaults to 8317; env `AMP_PROXY_PORT` overrides the file. */
-  port: number;
-  /** Listen address. Defaults to `127.0.0.1`; env `AMP_PROXY_HOST` overrides the file. */
-  host: string;
-  /** Where Prometheus metrics are served, when `prom-client` is installed. Defaults to none. */
-  metricsPath: string | undefined;
-}
+const SECRET_REFERENCE_KINDS = new Set(['env', 'file']);
 
 export interface LoadedAmpConfig {
   /** Options for `ampRouter`, validated, with secret references resolved and env overrides applied. */
@@ -39,10 +39,15 @@ export interface LoadedAmpConfig {
   gateway: AmpGatewaySettings;
   /** The file the configuration came from; `undefined` when none was found (defaults apply). */
   filepath: string | undefined;
-  /** The config file and every secret file it references: a change to any of them calls for a reload. */
+  /**
+   * The files a change to which calls for a reload: the config file, every secret file it
+   * references, and the Amp CLI secrets file when no option names the server key.
+   */
   watchFiles: string[];
   /** Where the server key comes from, for humans: never the key itself. */
-  upstreamKeyOrigin: string | undefined;
+  upstreamKeyOrigin: string;
+  /** What the resolver made of `options`, secrets redacted: what `amp-proxy --print-config` shows. */
+  effective: AmpEffectiveOptions;
 }
 
 export interface LoadAmpConfigOptions {
@@ -52,32 +57,36 @@ export interface LoadAmpConfigOptions {
   configFile?: string;
   /** The environment to read overrides from. Defaults to `process.env`. */
   env?: NodeJS.ProcessEnv;
+  /** Gateway settings from the command line (`--port`, `--host`); they win over env and the file. */
+  overrides?: AmpGatewayOverrides;
 }
 
-const GATEWAY_KEYS = new Set(['port', 'host', 'metricsPath']);
-const SECRET_REFERENCE_KEYS = new Set(['env', 'file']);
-
-function isObject(value: unknown): value is Record<string, unknown> {
-  return typeof value === 'object' && value !== null && !Array.isArray(value);
+/** A secret value and where it came from, in words. */
+interface ReadSecret {
+  readonly value: unknown;
+  readonly origin: string;
 }
 
-class FileConfigReader {
-  readonly watchFiles: string[] = [];
+/** Reads the secrets a config file refers to, and remembers which files they are in. */
+class SecretReferenceReader {
+  readonly files: string[] = [];
 
   constructor(
-    private readonly file: string,
+    private readonly configFile: string,
     private readonly env: NodeJS.ProcessEnv,
   ) {}
 
-  fail(option: string, problem: string): never {
-    throw new AmpProxyConfigError(option, problem, this.file);
+  private fail(option: string, problem: string): never {
+    throw new AmpProxyConfigError(option, problem, this.configFile);
   }
 
   /** A secret given inline, as `{ env: NAME }`, or as `{ file: PATH }` (relative to the config file). */
-  async secret(option: string, value: unknown): Promise<{ value: unknown; origin: string }> {
-    if (!isObject(value)) return { value, origin: 'config file' };
-    const keys = Object.keys(value);
-    if (keys.length !== 1 || !SECRET_REFERENCE_KEYS.has(keys[0]!)) {
+  async read(option: string, value: unknown): Promise<ReadSecret> {
+    if (!isPlainObject(value)) {
+      return { value, origin: typeof value === 'function' ? 'function in the config file' : 'config file' };
+    }
+    const kinds = Object.keys(value);
+    if (kinds.length !== 1 || !SECRET_REFERENCE_KINDS.has(kinds[0]!)) {
       this.fail(option, 'expected a string, { env: "NAME" } or { file: "path" }');
     }
     if (typeof value.env === 'string') {
@@ -86,8 +95,8 @@ class FileConfigReader {
       return { value: fromEnv.trim(), origin: `env ${value.env} (named in the config file)` };
     }
     if (typeof value.file === 'string') {
-      const path = resolvePath(dirname(this.file), value.file);
-      this.watchFiles.push(path);
+      const path = resolvePath(dirname(this.configFile), value.file);
+      this.files.push(path);
       try {
         return {
           value: (await readFile(path, 'utf8')).trim(),
@@ -106,7 +115,7 @@ class FileConfigReader {
  * text around the error (a YAML code frame, a JSON snippet, a JavaScript token), and a config
  * file may hold keys inline.
  */
-function loadFailure(error: unknown): { problem: string; file: string | undefined } {
+function describeLoadFailure(error: unknown): { problem: string; file: string | undefined } {
   const { name, message, reason, mark } = error as {
     name?: string;
     message?: string;
@@ -130,45 +139,14 @@ function loadFailure(error: unknown): { problem: string; file: string | undefine
   return { problem, file };
 }
 
-function parsePort(value: unknown, fail: (problem: string) => never): number {
-  const port = typeof value === 'string' && value.trim() !== '' ? Number(value) : value;
-  if (typeof port !== 'number' || !Number.isInteger(port) || port < 0 || port > 65_535) {
-    fail(`expected a port number from 0 to 65535, got ${JSON.stringify(value)}`);
-  }
-  return port;
-}
-
-function gatewaySettings(raw: Record<string, unknown>, env: NodeJS.ProcessEnv, file: string | undefined) {
-  const fail = (option: string) => (problem: string) => {
-    throw new AmpProxyConfigError(option, problem, file);
-  };
-  const port = parsePort(
-    env.AMP_PROXY_PORT ?? raw.port ?? DEFAULT_GATEWAY_PORT,
-    fail(env.AMP_PROXY_PORT ? 'AMP_PROXY_PORT' : 'port'),
-  );
-  const host = env.AMP_PROXY_HOST ?? raw.host ?? DEFAULT_GATEWAY_HOST;
-  if (typeof host !== 'string' || host === '')
-    fail('host')(`expected a listen address, got ${JSON.stringify(host)}`);
-  const metricsPath = raw.metricsPath;
-  if (metricsPath !== undefined && (typeof metricsPath !== 'string' || !metricsPath.startsWith('/'))) {
-    fail('metricsPath')(`expected a path starting with "/", got ${JSON.stringify(metricsPath)}`);
-  }
-  return { port, host: host as string, metricsPath: metricsPath as string | undefined };
-}
-
-/**
- * Finds and loads the gateway configuration (cosmiconfig, name `amp-proxy`), resolves secret
- * references, applies environment overrides and validates the result with the same rules as the
- * factories. Never called by the library itself: config files are the host's choice.
- */
-export async function loadAmpConfig({
-  cwd = process.cwd(),
-  configFile,
-  env = process.env,
-}: LoadAmpConfigOptions = {}): Promise<LoadedAmpConfig> {
+/** The config file and its contents; none found means the defaults. */
+async function findConfigFile(
+  cwd: string,
+  configFile: string | undefined,
+): Promise<{ filepath: string | undefined; contents: Record<string, unknown> }> {
   // Loaded on demand: hosts that configure in code never pay for the config machinery.
   const { cosmiconfig } = await import('cosmiconfig');
-  const explorer = cosmiconfig(MODULE_NAME, {
+  const explorer = cosmiconfig(COSMICONFIG_NAME, {
     searchPlaces: SEARCH_PLACES,
     packageProp: 'ampProxy',
     searchStrategy: 'project',
@@ -178,35 +156,46 @@ export async function loadAmpConfig({
   try {
     found = configFile ? await explorer.load(resolvePath(cwd, configFile)) : await explorer.search(cwd);
   } catch (error) {
-    const { problem, file } = loadFailure(error);
+    const { problem, file } = describeLoadFailure(error);
     throw new AmpProxyConfigError(
       'config',
       `cannot be loaded: ${problem}`,
       file ?? (configFile ? resolvePath(cwd, configFile) : undefined),
     );
   }
-  const filepath = found?.filepath;
-  const raw: unknown = found?.config ?? {};
-  if (!isObject(raw)) throw new AmpProxyConfigError('config', 'expected an object of options', filepath);
+  const contents: unknown = found?.config ?? {};
+  if (!isPlainObject(contents))
+    throw new AmpProxyConfigError('config', 'expected an object of options', found?.filepath);
+  return { filepath: found?.filepath, contents };
+}
 
-  const reader = new FileConfigReader(filepath ?? resolvePath(cwd, 'amp-proxy.config'), env);
-  const options: Record<string, unknown> = {};
-  for (const [key, value] of Object.entries(raw)) if (!GATEWAY_KEYS.has(key)) options[key] = value;
-
+/**
+ * The middleware options of a config file with their secret references read and env overrides
+ * applied, and where the server key came from when an option names it.
+ */
+async function readMiddlewareOptions(
+  contents: Record<string, unknown>,
+  filepath: string | undefined,
+  reader: SecretReferenceReader,
+  env: NodeJS.ProcessEnv,
+): Promise<{ options: Record<string, unknown>; upstreamKeyOrigin: string | undefined }> {
+  const options = Object.fromEntries(
+    Object.entries(contents).filter(([name]) => !GATEWAY_SETTING_NAMES.has(name)),
+  );
   let upstreamKeyOrigin: string | undefined;
   if (options.upstreamKey !== undefined) {
-    const secret = await reader.secret('upstreamKey', options.upstreamKey);
+    const secret = await reader.read('upstreamKey', options.upstreamKey);
     options.upstreamKey = secret.value;
     upstreamKeyOrigin = secret.origin;
   }
   if (Array.isArray(options.clients)) {
     options.clients = await Promise.all(
       options.clients.map(async (client: unknown, index) => {
-        if (!isObject(client)) return client;
+        if (!isPlainObject(client)) return client;
         const resolved = { ...client };
         for (const field of ['key', 'upstreamKey'] as const) {
           if (resolved[field] !== undefined) {
-            resolved[field] = (await reader.secret(`clients[${index}].${field}`, resolved[field])).value;
+            resolved[field] = (await reader.read(`clients[${index}].${field}`, resolved[field])).value;
           }
         }
         return resolved;
@@ -221,19 +210,54 @@ export async function loadAmpConfig({
   if (typeof options.secretsFile === 'string' && filepath) {
     options.secretsFile = resolvePath(dirname(filepath), options.secretsFile);
   }
+  return { options, upstreamKeyOrigin };
+}
 
+function validateOptionsOfFile(
+  options: Record<string, unknown>,
+  filepath: string | undefined,
+): ValidatedOptions {
   try {
-    resolveOptions(options);
+    return validateOptions(options);
   } catch (error) {
     if (error instanceof AmpProxyConfigError)
       throw new AmpProxyConfigError(error.option, error.problem, filepath);
     throw error;
   }
+}
+
+/**
+ * Finds and loads the gateway configuration (cosmiconfig, name `amp-proxy`), resolves secret
+ * references, applies environment overrides and validates the result with the same rules as the
+ * factories. Never called by the library itself: config files are the host's choice.
+ */
+export async function loadAmpConfig({
+  cwd = process.cwd(),
+  configFile,
+  env = process.env,
+  overrides = {},
+}: LoadAmpConfigOptions = {}): Promise<LoadedAmpConfig> {
+  const { filepath, contents } = await findConfigFile(cwd, configFile);
+  const reader = new SecretReferenceReader(filepath ?? resolvePath(cwd, 'amp-proxy.config'), env);
+  const { options, upstreamKeyOrigin } = await readMiddlewareOptions(contents, filepath, reader, env);
+  const validated = validateOptionsOfFile(options, filepath);
+  const gateway = resolveGatewaySettings({ fromFile: contents, file: filepath, env, overrides });
+  const serverKey =
+    upstreamKeyOrigin === undefined
+      ? await findAmbientServerKey(validated)
+      : {
+          key: typeof validated.upstreamKey === 'string' ? validated.upstreamKey : undefined,
+          origin: upstreamKeyOrigin,
+        };
+  const watchFiles = filepath ? [filepath, ...reader.files] : reader.files;
+  // The middleware re-reads the Amp CLI secrets file by itself; a reload makes a new key count at once.
+  if (validated.upstreamKey === undefined) watchFiles.push(validated.secretsFile);
   return {
     options: options as AmpProxyOptions,
-    gateway: gatewaySettings(raw, env, filepath),
+    gateway,
     filepath,
-    watchFiles: filepath ? [filepath, ...reader.watchFiles] : reader.watchFiles,
-    upstreamKeyOrigin,
+    watchFiles,
+    upstreamKeyOrigin: serverKey.origin,
+    effective: describeOptions(validated, serverKey.key),
   };
 }

@@ -1,0 +1,87 @@
+import { readAmbientKey, type UpstreamKeySource } from '../auth/upstream-key.js';
+import type { AmpPolicyName, AmpProxyOptions } from '../options.js';
+import { redactSecret } from '../observability/redact.js';
+import type { AmpGroup } from '../routing/route-groups.js';
+import type { ValidatedOptions } from './validate-options.js';
+
+/**
+ * The options as the resolver resolved them, for people to read: every default applied, every
+ * secret cut to its first characters, code given as an option shown as `'custom'`. One entry per
+ * option: an option added to `AmpProxyOptions` does not compile until it is described here.
+ */
+export interface AmpEffectiveOptions extends Record<keyof AmpProxyOptions, unknown> {
+  upstream: string;
+  /** The server key the middleware spends, redacted; `'custom'` for a function; `null` when there is none. */
+  upstreamKey: string | null;
+  clients: { name: string | null; key: string; upstreamKey: string | null }[];
+  policies: Record<AmpGroup, AmpPolicyName | 'custom'>;
+  tokenHeader: string;
+  timeoutMs: number;
+  secretsFile: string;
+  restrictManagementToLocalhost: boolean;
+  trustedProxies: string[];
+  logger: 'custom' | null;
+  onProxyEvent: 'custom' | null;
+  modelMappings: { from: string; to: string; regex: boolean }[];
+  localProvider: 'custom' | null;
+  forceModelMappings: boolean;
+  maxBodyBytes: number;
+}
+
+/** A server key and where it comes from, in words. */
+export interface FoundServerKey {
+  readonly key: string | undefined;
+  readonly origin: string;
+}
+
+function customOrNone(value: unknown): 'custom' | null {
+  return value === undefined ? null : 'custom';
+}
+
+/** The key the middleware would spend now when no option names one, found the way it finds it. */
+export async function findAmbientServerKey(options: ValidatedOptions): Promise<FoundServerKey> {
+  const { key, source } = await readAmbientKey(options.upstream.asWritten, options.secretsFile);
+  const origins: Partial<Record<UpstreamKeySource, string>> = {
+    env: 'env AMP_API_KEY',
+    'secrets-file': `Amp CLI secrets file ${options.secretsFile}`,
+  };
+  return { key, origin: origins[source] ?? 'none' };
+}
+
+/** `serverKey` is the key in force: the options alone do not know it when it comes from env or the Amp CLI. */
+export function describeOptions(
+  options: ValidatedOptions,
+  serverKey: string | undefined,
+): AmpEffectiveOptions {
+  return {
+    upstream: options.upstream.base,
+    upstreamKey:
+      typeof options.upstreamKey === 'function' ? 'custom' : serverKey ? redactSecret(serverKey) : null,
+    clients: options.clients.list.map((client) => ({
+      name: client.name ?? null,
+      key: redactSecret(client.key),
+      upstreamKey: client.upstreamKey ? redactSecret(client.upstreamKey) : null,
+    })),
+    policies: Object.fromEntries(
+      Object.entries(options.policies).map(([group, policy]) => [
+        group,
+        typeof policy === 'function' ? 'custom' : policy,
+      ]),
+    ) as AmpEffectiveOptions['policies'],
+    tokenHeader: options.tokenHeader,
+    timeoutMs: options.timeoutMs,
+    secretsFile: options.secretsFile,
+    restrictManagementToLocalhost: options.restrictManagementToLocalhost,
+    trustedProxies: [...options.trustedProxies],
+    logger: customOrNone(options.logger),
+    onProxyEvent: customOrNone(options.onProxyEvent),
+    modelMappings: options.modelMappings.rules.map(({ from, to, regex }) => ({
+      from,
+      to,
+      regex: regex ?? false,
+    })),
+    localProvider: customOrNone(options.localProvider),
+    forceModelMappings: options.forceModelMappings,
+    maxBodyBytes: options.maxBodyBytes,
+  };
+}

@@ -1,0 +1,110 @@
+import { AmpProxyConfigError } from '../errors.js';
+
+/** Settings of the standalone gateway, which the middleware itself does not take. */
+export interface AmpGatewaySettings {
+  /** Listen port. Defaults to 8317; env `AMP_PROXY_PORT` overrides the file, `--port` both. */
+  port: number;
+  /** Listen address. Defaults to `127.0.0.1`; env `AMP_PROXY_HOST` overrides the file, `--host` both. */
+  host: string;
+  /** Where Prometheus metrics are served, when `prom-client` is installed. Defaults to none. */
+  metricsPath: string | undefined;
+}
+
+/** Gateway settings given on the command line, which win over env and the config file. */
+export interface AmpGatewayOverrides {
+  /** `--port`: a number, or the text given on the command line. */
+  port?: number | string;
+  /** `--host`. */
+  host?: string;
+}
+
+/** Everything a gateway setting may come from. */
+export interface GatewaySettingSources {
+  /** The config file's contents (its middleware options included). */
+  readonly fromFile: Readonly<Record<string, unknown>>;
+  readonly file: string | undefined;
+  readonly env: NodeJS.ProcessEnv;
+  readonly overrides: AmpGatewayOverrides;
+}
+
+/** Where one value came from: errors name the flag, variable or file entry the user can fix. */
+interface GivenSetting {
+  readonly option: string;
+  readonly value: unknown;
+  readonly file?: string;
+}
+
+const DEFAULT_PORT = 8317;
+const DEFAULT_HOST = '127.0.0.1';
+
+function invalid({ option, file }: GivenSetting, problem: string): never {
+  throw new AmpProxyConfigError(option, problem, file);
+}
+
+/** The command line wins over env, env over the file. A variable set to nothing counts as unset, as for AMP_PROXY_UPSTREAM. */
+function firstGiven(
+  setting: 'port' | 'host',
+  envName: string,
+  { fromFile, file, env, overrides }: GatewaySettingSources,
+): GivenSetting | undefined {
+  const fromEnv = env[envName]?.trim() ? env[envName] : undefined;
+  return [
+    { option: `--${setting}`, value: overrides[setting] },
+    { option: envName, value: fromEnv },
+    { option: setting, value: fromFile[setting], file },
+  ].find((given) => given.value !== undefined);
+}
+
+/** A port number, or its text from the command line or env. */
+function parsePort(given: GivenSetting): number {
+  const { value } = given;
+  const port = typeof value === 'string' && value.trim() !== '' ? Number(value) : value;
+  if (typeof port !== 'number' || !Number.isInteger(port) || port < 0 || port > 65_535) {
+    invalid(given, `expected a port number from 0 to 65535, got ${JSON.stringify(value)}`);
+  }
+  return port;
+}
+
+function parseHost(given: GivenSetting): string {
+  if (typeof given.value !== 'string' || given.value === '') {
+    invalid(given, `expected a listen address, got ${JSON.stringify(given.value)}`);
+  }
+  return given.value;
+}
+
+function parseMetricsPath(given: GivenSetting): string | undefined {
+  const { value } = given;
+  if (value !== undefined && (typeof value !== 'string' || !value.startsWith('/'))) {
+    invalid(given, `expected a path starting with "/", got ${JSON.stringify(value)}`);
+  }
+  return value;
+}
+
+/** Keyed by every setting: a setting added to AmpGatewaySettings does not compile until it is resolved here. */
+const SETTING_RESOLVERS: {
+  readonly [Setting in keyof AmpGatewaySettings]-?: (
+    sources: GatewaySettingSources,
+  ) => AmpGatewaySettings[Setting];
+} = {
+  port: (sources) => {
+    const given = firstGiven('port', 'AMP_PROXY_PORT', sources);
+    return given ? parsePort(given) : DEFAULT_PORT;
+  },
+  host: (sources) => {
+    const given = firstGiven('host', 'AMP_PROXY_HOST', sources);
+    return given ? parseHost(given) : DEFAULT_HOST;
+  },
+  metricsPath: ({ fromFile, file }) =>
+    parseMetricsPath({ option: 'metricsPath', value: fromFile.metricsPath, file }),
+};
+
+/** The entries of a config file that are the gateway's own, not middleware options. */
+export const GATEWAY_SETTING_NAMES: ReadonlySet<string> = new Set(Object.keys(SETTING_RESOLVERS));
+
+export function resolveGatewaySettings(sources: GatewaySettingSources): AmpGatewaySettings {
+  return {
+    port: SETTING_RESOLVERS.port(sources),
+    host: SETTING_RESOLVERS.host(sources),
+    metricsPath: SETTING_RESOLVERS.metricsPath(sources),
+  };
+}

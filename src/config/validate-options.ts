@@ -1,0 +1,397 @@
+import { isIP } from 'node:net';
+import { ClientTable, type ResolvedClient } from '../auth/clients.js';
+import { CREDENTIAL_HEADERS } from '../auth/credential-names.js';
+import { findKeys, isKeyToken, KEY_CHARACTERS } from '../auth/key-recognition.js';
+import { defaultSecretsFile, DEFAULT_UPSTREAM } from '../auth/upstream-key.js';
+import { AmpProxyConfigError } from '../errors.js';
+import type { AmpClient, AmpPolicy, AmpPolicyName, AmpProxyOptions } from '../options.js';
+import { compileModelMappings, type ModelMapper } from '../provider/model-mappings.js';
+import { AMP_GROUPS, type AmpGroup } from '../routing/route-groups.js';
+import { isPlainObject } from './plain-object.js';
+
+export interface ValidatedUpstream {
+  /** As written in the options: the Amp CLI names its secrets file entries after this spelling. */
+  readonly asWritten: string;
+  /** Where requests go: origin plus optional path prefix, without a trailing slash. */
+  readonly base: string;
+}
+
+export interface ValidatedClients {
+  /** In the order given, mapped keys trimmed. */
+  readonly list: readonly AmpClient[];
+  readonly table: ClientTable;
+  /** Every gateway key and mapped key, for the redactor. */
+  readonly secrets: readonly string[];
+  /**
+   * Why `secret` must never be sent upstream (`equals the key of clients[2]`), or `undefined`:
+   * the key would leave the gateway, and the gateway could not tell it from the client's.
+   */
+  gatewayKeyConflict(secret: string): string | undefined;
+}
+
+export interface ValidatedModelMappings {
+  /** As given, for people to read. */
+  readonly rules: NonNullable<AmpProxyOptions['modelMappings']>;
+  /** `undefined` when there is no rule, so that nothing needs the body read for them. */
+  readonly mapModel: ModelMapper | undefined;
+}
+
+/** Every option checked, with its default applied: the one place defaults are decided. */
+export interface ValidatedOptions {
+  readonly upstream: ValidatedUpstream;
+  readonly upstreamKey: AmpProxyOptions['upstreamKey'];
+  readonly clients: ValidatedClients;
+  readonly policies: Readonly<Record<AmpGroup, AmpPolicy>>;
+  readonly tokenHeader: string;
+  readonly timeoutMs: number;
+  readonly secretsFile: string;
+  readonly restrictManagementToLocalhost: boolean;
+  readonly trustedProxies: readonly string[];
+  readonly logger: AmpProxyOptions['logger'];
+  readonly onProxyEvent: AmpProxyOptions['onProxyEvent'];
+  readonly modelMappings: ValidatedModelMappings;
+  readonly localProvider: AmpProxyOptions['localProvider'];
+  readonly forceModelMappings: boolean;
+  readonly maxBodyBytes: number;
+}
+
+/** Keyed by every option: an option added to `AmpProxyOptions` does not compile until it is validated here. */
+type OptionValidators = {
+  readonly [Option in keyof AmpProxyOptions]-?: (value: unknown) => ValidatedOptions[Option];
+};
+
+const DEFAULT_POLICIES: Readonly<Record<AmpGroup, AmpPolicyName>> = {
+  provider: 'inject',
+  management: 'passthrough',
+  actors: 'passthrough',
+  browser: 'passthrough',
+};
+const DEFAULT_TOKEN_HEADER = 'x-amp-token';
+const DEFAULT_TIMEOUT_MS = 600_000;
+const DEFAULT_MAX_BODY_BYTES = 32 * 1024 * 1024;
+// setTimeout silently turns larger values into 1 ms.
+const MAX_TIMEOUT_MS = 2_147_483_647;
+
+const POLICY_NAMES: readonly AmpPolicyName[] = ['inject', 'passthrough', 'dual-token', 'redirect'];
+const HEADER_NAME = /^[!#$%&'*+\-.^_`|~0-9a-z]+$/;
+/** Headers that already have a meaning the gateway relies on. */
+const RESERVED_TOKEN_HEADERS = new Set<string>([
+  ...CREDENTIAL_HEADERS,
+  'proxy-authorization',
+  'host',
+  'connection',
+  'content-length',
+  'content-type',
+  'cookie',
+]);
+const CLIENT_FIELDS = new Set(['key', 'name', 'upstreamKey']);
+
+function describeValue(value: unknown): string {
+  if (typeof value === 'string') return JSON.stringify(value);
+  if (typeof value === 'function') return 'a function';
+  if (Array.isArray(value)) return 'an array';
+  if (value === null) return 'null';
+  return typeof value === 'object' ? 'an object' : String(value);
+}
+
+/** What a wrong secret is, without its value: an error message must never echo a key. */
+function describeSecret(value: unknown): string {
+  if (typeof value === 'string') return value.trim() === '' ? 'an empty string' : 'a string';
+  if (typeof value === 'number' || typeof value === 'boolean' || typeof value === 'bigint') {
+    return `a ${typeof value}`;
+  }
+  return describeValue(value);
+}
+
+/**
+ * An upstream URL as an error message may show it: userinfo and everything from the query or
+ * fragment on masked, since both can hold credentials (`https://user:key@host/?key=…`).
+ */
+function describeUpstream(value: string): string {
+  const tail = value.search(/[?#]/);
+  let shown = tail === -1 ? value : `${value.slice(0, tail + 1)}…`;
+  const slashes = shown.indexOf('//');
+  const authority = slashes === -1 ? 0 : slashes + 2;
+  const authorityEnd = shown.slice(authority).search(/[/?#]/);
+  const at = shown.lastIndexOf('@', authorityEnd === -1 ? undefined : authority + authorityEnd);
+  if (at >= authority) shown = `${shown.slice(0, authority)}…${shown.slice(at)}`;
+  return JSON.stringify(shown);
+}
+
+function fail(option: string, problem: string): never {
+  throw new AmpProxyConfigError(option, problem);
+}
+
+function validateUpstream(value: unknown): ValidatedUpstream {
+  if (value === undefined) return { asWritten: DEFAULT_UPSTREAM, base: DEFAULT_UPSTREAM };
+  if (typeof value !== 'string' || value.trim() === '') {
+    fail('upstream', `expected a URL such as "${DEFAULT_UPSTREAM}", got ${describeValue(value)}`);
+  }
+  let url: URL;
+  try {
+    url = new URL(value);
+  } catch {
+    fail(
+      'upstream',
+      `expected an absolute http(s) URL such as "${DEFAULT_UPSTREAM}", got ${describeUpstream(value)}`,
+    );
+  }
+  if (url.protocol !== 'http:' && url.protocol !== 'https:') {
+    fail('upstream', `expected an http: or https: URL, got ${describeUpstream(value)}`);
+  }
+  if (url.username || url.password) {
+    fail('upstream', 'must not contain credentials; use upstreamKey for the Amp key');
+  }
+  if (url.search || url.hash) {
+    fail('upstream', `must not contain a query string or fragment, got ${describeUpstream(value)}`);
+  }
+  return { asWritten: value, base: `${url.origin}${url.pathname}`.replace(/\/+$/, '') };
+}
+
+function validateUpstreamKey(value: unknown): AmpProxyOptions['upstreamKey'] {
+  if (value === undefined || typeof value === 'function') return value as AmpProxyOptions['upstreamKey'];
+  if (typeof value !== 'string' || value.trim() === '') {
+    fail(
+      'upstreamKey',
+      `expected a non-empty string or a function (req) => key, got ${describeSecret(value)}; omit it to use AMP_API_KEY or the Amp secrets file`,
+    );
+  }
+  return value.trim();
+}
+
+function validateClient(value: unknown, path: string): AmpClient {
+  if (!isPlainObject(value)) fail(path, `expected { key, name?, upstreamKey? }, got ${describeValue(value)}`);
+  for (const field of Object.keys(value)) {
+    if (!CLIENT_FIELDS.has(field))
+      fail(`${path}.${field}`, 'unknown field; a client has key, name and upstreamKey');
+  }
+  const { key, name, upstreamKey } = value;
+  if (typeof key !== 'string' || key === '')
+    fail(`${path}.key`, `expected a non-empty string, got ${describeSecret(key)}`);
+  if (!isKeyToken(key)) {
+    fail(
+      `${path}.key`,
+      `must contain only the characters ${KEY_CHARACTERS}, so that the gateway can recognise a key wherever it appears`,
+    );
+  }
+  if (name !== undefined && typeof name !== 'string')
+    fail(`${path}.name`, `expected a string, got ${describeValue(name)}`);
+  if (upstreamKey !== undefined && (typeof upstreamKey !== 'string' || upstreamKey.trim() === '')) {
+    fail(`${path}.upstreamKey`, `expected a non-empty string, got ${describeSecret(upstreamKey)}`);
+  }
+  return { key, name, upstreamKey: upstreamKey?.trim() };
+}
+
+function validateClients(value: unknown): ValidatedClients {
+  const table = new ClientTable();
+  const indexOf = new Map<ResolvedClient, number>();
+  const gatewayKeyConflict = (secret: string): string | undefined => {
+    let index: number | undefined;
+    findKeys(secret, table, (client) => {
+      index = indexOf.get(client);
+      return true;
+    });
+    if (index === undefined) return undefined;
+    // A key token found in a secret that is one token is that whole secret.
+    return `${isKeyToken(secret) ? 'equals' : 'contains'} the key of clients[${index}]`;
+  };
+  if (value === undefined) return { list: [], table, secrets: [], gatewayKeyConflict };
+  if (!Array.isArray(value))
+    fail('clients', `expected an array of { key, name?, upstreamKey? }, got ${describeValue(value)}`);
+  const list = value.map((entry: unknown, index) => {
+    const client = validateClient(entry, `clients[${index}]`);
+    const previous = table.lookup(client.key);
+    if (previous !== undefined) {
+      fail(
+        `clients[${index}].key`,
+        `duplicates clients[${indexOf.get(previous)}].key; every gateway key must identify one client`,
+      );
+    }
+    const resolved: ResolvedClient = { name: client.name, upstreamKey: client.upstreamKey };
+    table.add(client.key, resolved);
+    indexOf.set(resolved, index);
+    return client;
+  });
+  // Checked once every gateway key is known: clients[0].upstreamKey may be the key of clients[5].
+  list.forEach(({ upstreamKey }, index) => {
+    const conflict = upstreamKey === undefined ? undefined : gatewayKeyConflict(upstreamKey);
+    if (conflict) fail(`clients[${index}].upstreamKey`, conflict);
+  });
+  const secrets = [
+    ...list.map((client) => client.key),
+    ...list.flatMap((client) => (client.upstreamKey ? [client.upstreamKey] : [])),
+  ];
+  return { list, table, secrets, gatewayKeyConflict };
+}
+
+function policiesAllowedFor(group: AmpGroup): readonly AmpPolicyName[] {
+  return POLICY_NAMES.filter(
+    (name) => !(name === 'redirect' && group !== 'browser') && !(name === 'inject' && group === 'browser'),
+  );
+}
+
+function validatePolicies(value: unknown): Record<AmpGroup, AmpPolicy> {
+  const policies: Record<AmpGroup, AmpPolicy> = { ...DEFAULT_POLICIES };
+  if (value === undefined) return policies;
+  if (!isPlainObject(value))
+    fail('policies', `expected an object keyed by group, got ${describeValue(value)}`);
+  for (const [group, policy] of Object.entries(value)) {
+    const path = `policies.${group}`;
+    if (!(AMP_GROUPS as readonly string[]).includes(group)) {
+      fail(path, `unknown group; the groups are ${AMP_GROUPS.join(', ')}`);
+    }
+    if (policy === undefined) continue;
+    if (typeof policy === 'function') {
+      policies[group as AmpGroup] = policy as AmpPolicy;
+      continue;
+    }
+    const allowed = policiesAllowedFor(group as AmpGroup);
+    if (typeof policy !== 'string' || !(allowed as readonly string[]).includes(policy)) {
+      const why =
+        policy === 'inject'
+          ? ' (browser pages never carry the server key)'
+          : policy === 'redirect'
+            ? ' (only browser pages can be redirected)'
+            : '';
+      fail(path, `expected one of ${allowed.join(' | ')} or a function, got ${describeValue(policy)}${why}`);
+    }
+    policies[group as AmpGroup] = policy as AmpPolicyName;
+  }
+  return policies;
+}
+
+function validateTokenHeader(value: unknown): string {
+  if (value === undefined) return DEFAULT_TOKEN_HEADER;
+  const name = typeof value === 'string' ? value.trim().toLowerCase() : '';
+  if (!HEADER_NAME.test(name))
+    fail('tokenHeader', `expected an HTTP header name such as "x-amp-token", got ${describeValue(value)}`);
+  if (RESERVED_TOKEN_HEADERS.has(name)) {
+    fail(
+      'tokenHeader',
+      `"${name}" already has a meaning to the gateway; choose a dedicated header such as "x-amp-token"`,
+    );
+  }
+  return name;
+}
+
+function validateTimeout(value: unknown): number {
+  if (value === undefined) return DEFAULT_TIMEOUT_MS;
+  if (typeof value !== 'number' || !Number.isInteger(value) || value < 1 || value > MAX_TIMEOUT_MS) {
+    fail(
+      'timeoutMs',
+      `expected a whole number of milliseconds between 1 and ${MAX_TIMEOUT_MS}, got ${describeValue(value)}`,
+    );
+  }
+  return value;
+}
+
+function validateSecretsFile(value: unknown): string {
+  if (value === undefined) return defaultSecretsFile();
+  if (typeof value !== 'string' || value === '')
+    fail('secretsFile', `expected a file path, got ${describeValue(value)}`);
+  return value;
+}
+
+function validateFlag(value: unknown, option: string): boolean {
+  if (value === undefined) return false;
+  if (typeof value !== 'boolean') fail(option, `expected true or false, got ${describeValue(value)}`);
+  return value;
+}
+
+function validateTrustedProxies(value: unknown): readonly string[] {
+  if (value === undefined) return [];
+  if (!Array.isArray(value))
+    fail('trustedProxies', `expected an array of addresses or CIDR ranges, got ${describeValue(value)}`);
+  return value.map((entry: unknown, index) => {
+    const path = `trustedProxies[${index}]`;
+    if (typeof entry !== 'string')
+      fail(path, `expected an address or CIDR range, got ${describeValue(entry)}`);
+    const [address = '', prefix, extra] = entry.trim().split('/');
+    const family = isIP(address);
+    const maxPrefix = family === 6 ? 128 : 32;
+    const validPrefix = prefix === undefined || (/^\d+$/.test(prefix) && Number(prefix) <= maxPrefix);
+    if (family === 0 || !validPrefix || extra !== undefined) {
+      fail(path, `expected an IP address or CIDR range such as "10.0.0.0/8", got ${describeValue(entry)}`);
+    }
+    return entry.trim();
+  });
+}
+
+function validateLogger(value: unknown): AmpProxyOptions['logger'] {
+  if (value === undefined) return undefined;
+  const methods = isPlainObject(value) ? value : {};
+  const missing = ['info', 'warn', 'error'].filter((method) => typeof methods[method] !== 'function');
+  if (missing.length > 0) {
+    fail(
+      'logger',
+      `expected a pino-style logger with info, warn and error methods; missing ${missing.join(', ')}`,
+    );
+  }
+  return value as AmpProxyOptions['logger'];
+}
+
+const FUNCTION_SHAPES = {
+  onProxyEvent: 'a function',
+  localProvider: 'a function (model, req) => handler | undefined',
+};
+
+function validateFunction<Option extends keyof typeof FUNCTION_SHAPES>(
+  value: unknown,
+  option: Option,
+): AmpProxyOptions[Option] {
+  if (value !== undefined && typeof value !== 'function') {
+    fail(option, `expected ${FUNCTION_SHAPES[option]}, got ${describeValue(value)}`);
+  }
+  return value as AmpProxyOptions[Option];
+}
+
+function validateModelMappings(value: unknown): ValidatedModelMappings {
+  const mapModel = compileModelMappings(value);
+  return { rules: (value ?? []) as ValidatedModelMappings['rules'], mapModel };
+}
+
+function validateMaxBodyBytes(value: unknown): number {
+  if (value === undefined) return DEFAULT_MAX_BODY_BYTES;
+  if (typeof value !== 'number' || !Number.isInteger(value) || value < 1) {
+    fail('maxBodyBytes', `expected a positive whole number of bytes, got ${describeValue(value)}`);
+  }
+  return value;
+}
+
+/** In the order they are checked: the first problem found is the one reported. */
+const OPTION_VALIDATORS: OptionValidators = {
+  upstream: validateUpstream,
+  upstreamKey: validateUpstreamKey,
+  clients: validateClients,
+  policies: validatePolicies,
+  tokenHeader: validateTokenHeader,
+  timeoutMs: validateTimeout,
+  secretsFile: validateSecretsFile,
+  restrictManagementToLocalhost: (value) => validateFlag(value, 'restrictManagementToLocalhost'),
+  trustedProxies: validateTrustedProxies,
+  logger: validateLogger,
+  onProxyEvent: (value) => validateFunction(value, 'onProxyEvent'),
+  modelMappings: validateModelMappings,
+  localProvider: (value) => validateFunction(value, 'localProvider'),
+  forceModelMappings: (value) => validateFlag(value, 'forceModelMappings'),
+  maxBodyBytes: validateMaxBodyBytes,
+};
+const OPTION_NAMES = Object.keys(OPTION_VALIDATORS) as (keyof AmpProxyOptions)[];
+
+/** Checks every option (errors name the option path) and applies every default. */
+export function validateOptions(options: unknown = {}): ValidatedOptions {
+  if (!isPlainObject(options)) fail('options', `expected an object, got ${describeValue(options)}`);
+  for (const name of Object.keys(options)) {
+    if (!Object.hasOwn(OPTION_VALIDATORS, name))
+      fail(name, `unknown option; the options are ${OPTION_NAMES.join(', ')}`);
+  }
+  // OptionValidators makes each entry ValidatedOptions[name]; fromEntries cannot carry that type.
+  const validated = Object.fromEntries(
+    OPTION_NAMES.map((name) => [name, OPTION_VALIDATORS[name](options[name])]),
+  ) as unknown as ValidatedOptions;
+  if (typeof validated.upstreamKey === 'string') {
+    const conflict = validated.clients.gatewayKeyConflict(validated.upstreamKey);
+    if (conflict) fail('upstreamKey', conflict);
+  }
+  return validated;
+}

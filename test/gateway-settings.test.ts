@@ -1,0 +1,87 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { GATEWAY_SETTING_NAMES, resolveGatewaySettings } from '../src/config/gateway-settings.js';
+import { AmpProxyConfigError } from '../src/index.js';
+
+const FILE = '/srv/gateway/.amp-proxyrc.json';
+
+function refusal(run: () => unknown): AmpProxyConfigError {
+  try {
+    run();
+  } catch (error) {
+    assert.ok(error instanceof AmpProxyConfigError);
+    return error;
+  }
+  throw new Error('expected an AmpProxyConfigError');
+}
+
+describe('gateway settings (no sockets)', () => {
+  it('defaults to 127.0.0.1:8317 without metrics', () => {
+    assert.deepEqual(resolveGatewaySettings({ fromFile: {}, file: undefined, env: {}, overrides: {} }), {
+      port: 8317,
+      host: '127.0.0.1',
+      metricsPath: undefined,
+    });
+  });
+
+  it('takes the command line over env, and env over the file', () => {
+    const fromFile = { port: 1000, host: 'file.example', metricsPath: '/metrics', upstream: 'ignored' };
+    const env = { AMP_PROXY_PORT: '2000', AMP_PROXY_HOST: 'env.example' };
+    assert.deepEqual(resolveGatewaySettings({ fromFile, file: FILE, env: {}, overrides: {} }), {
+      port: 1000,
+      host: 'file.example',
+      metricsPath: '/metrics',
+    });
+    assert.deepEqual(resolveGatewaySettings({ fromFile, file: FILE, env, overrides: {} }), {
+      port: 2000,
+      host: 'env.example',
+      metricsPath: '/metrics',
+    });
+    assert.deepEqual(
+      resolveGatewaySettings({ fromFile, file: FILE, env, overrides: { port: '0', host: '::1' } }),
+      { port: 0, host: '::1', metricsPath: '/metrics' },
+    );
+  });
+
+  it('counts a variable set to nothing as unset', () => {
+    const settings = resolveGatewaySettings({
+      fromFile: { port: 1000 },
+      file: FILE,
+      env: { AMP_PROXY_PORT: '', AMP_PROXY_HOST: ' ' },
+      overrides: {},
+    });
+    assert.deepEqual([settings.port, settings.host], [1000, '127.0.0.1']);
+  });
+
+  it('names the flag, variable or file entry that is wrong, and the file only for the file', () => {
+    const flag = refusal(() =>
+      resolveGatewaySettings({ fromFile: {}, file: FILE, env: {}, overrides: { port: '70000' } }),
+    );
+    assert.equal(flag.option, '--port');
+    assert.equal(flag.file, undefined);
+    assert.equal(flag.problem, 'expected a port number from 0 to 65535, got "70000"');
+    const variable = refusal(() =>
+      resolveGatewaySettings({ fromFile: {}, file: FILE, env: { AMP_PROXY_PORT: '80.5' }, overrides: {} }),
+    );
+    assert.deepEqual([variable.option, variable.file], ['AMP_PROXY_PORT', undefined]);
+    const entry = refusal(() =>
+      resolveGatewaySettings({ fromFile: { port: 'http' }, file: FILE, env: {}, overrides: {} }),
+    );
+    assert.deepEqual([entry.option, entry.file], ['port', FILE]);
+    assert.equal(
+      refusal(() => resolveGatewaySettings({ fromFile: {}, file: FILE, env: {}, overrides: { host: '' } }))
+        .option,
+      '--host',
+    );
+    assert.equal(
+      refusal(() =>
+        resolveGatewaySettings({ fromFile: { metricsPath: 'metrics' }, file: FILE, env: {}, overrides: {} }),
+      ).option,
+      'metricsPath',
+    );
+  });
+
+  it('tells the gateway settings of a config file from middleware options', () => {
+    assert.deepEqual([...GATEWAY_SETTING_NAMES].sort(), ['host', 'metricsPath', 'port']);
+  });
+});
