@@ -1,53 +1,11 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { compileModelMappings } from '../src/provider/model-mappings.js';
-import { rewriteJsonText, SseRewriter, type RewriteSpec } from '../src/provider/response-rewriter.js';
-import { AmpProxyConfigError } from '../src/index.js';
-
-describe('model mappings', () => {
-  const map = compileModelMappings([
-    { from: 'claude-opus-4', to: 'claude-sonnet-4' },
-    { from: '^gpt-5.*$', to: 'gpt-5-mini', regex: true },
-    { from: 'gpt-5-codex', to: 'o4-mini' },
-    { from: 'gemini-.*-pro', to: 'gemini-2.5-flash(low)', regex: true },
-    { from: '^claude-.*$', to: 'claude-haiku', regex: true },
-  ])!;
-
-  const table: [requested: string, expected: string | undefined][] = [
-    ['claude-opus-4', 'claude-sonnet-4'],
-    ['CLAUDE-OPUS-4', 'claude-sonnet-4'], // exact rules ignore case
-    ['gpt-5-codex', 'o4-mini'], // exact wins over an earlier regex
-    ['GPT-5.1', 'gpt-5-mini'], // regex rules ignore case
-    ['gpt-5(high)', 'gpt-5-mini(high)'], // the thinking suffix carries over
-    ['gpt-5(8192)', 'gpt-5-mini(8192)'],
-    ['gpt-5()', 'gpt-5-mini'], // an empty suffix is dropped
-    ['gemini-2.5-pro(high)', 'gemini-2.5-flash(low)'], // the target's own suffix wins
-    ['claude-opus-4(high)', 'claude-sonnet-4(high)'],
-    ['claude-3-haiku', 'claude-haiku'], // first matching regex, in order
-    ['claude-haiku', undefined], // mapping onto itself is no mapping
-    ['o3', undefined],
-  ];
-  for (const [requested, expected] of table) {
-    it(`${requested} -> ${String(expected)}`, () => assert.equal(map(requested), expected));
-  }
-
-  it('invalid rules are refused in the factory, naming the rule', () => {
-    assert.throws(
-      () => compileModelMappings([{ from: '(', to: 'x', regex: true }]),
-      (error: unknown) => {
-        assert.ok(error instanceof AmpProxyConfigError);
-        assert.equal(error.option, 'modelMappings[0].from');
-        return true;
-      },
-    );
-    assert.throws(() => compileModelMappings([{ from: 'a' }]), /modelMappings\[0\]\.to/);
-    assert.throws(
-      () => compileModelMappings([{ from: 'a', to: 'b', regexp: true }]),
-      /modelMappings\[0\]\.regexp/,
-    );
-    assert.equal(compileModelMappings([]), undefined);
-  });
-});
+import {
+  rewriteJsonText,
+  rewriterFor,
+  SseRewriter,
+  type RewriteSpec,
+} from '../src/provider/response-rewriter.js';
 
 const spec: RewriteSpec = {
   requestedModel: 'claude-opus-4',
@@ -133,5 +91,29 @@ describe('SSE response rewriting', () => {
         assert.ok(expected.startsWith(out) && out.endsWith('\n'), `line held back at ${i}`);
     }
     assert.equal(out + String(rewriter.end()), expected);
+  });
+});
+
+describe('choosing a body rewriter', () => {
+  it('event streams are rewritten as they come, JSON whole, anything else not at all', () => {
+    assert.equal(rewriterFor('text/event-stream; charset=utf-8', spec, 10)?.holdsWholeBody, false);
+    for (const type of ['application/json', 'application/problem+json', 'Application/JSON; charset=utf-8'])
+      assert.equal(rewriterFor(type, spec, 10)?.holdsWholeBody, true, type);
+    for (const type of ['text/plain', 'application/octet-stream', ''])
+      assert.equal(rewriterFor(type, spec, 10), undefined, type);
+  });
+
+  it('JSON is held until complete, then rewritten', () => {
+    const json = rewriterFor('application/json', spec, 1024)!;
+    assert.equal(json.push(Buffer.from('{"model":"claude-'))?.length, 0);
+    assert.equal(json.push(Buffer.from('sonnet-4"}'))?.length, 0);
+    assert.equal(String(json.end()), '{"model":"claude-opus-4"}');
+  });
+
+  it('JSON past its cap is refused, and stays refused', () => {
+    const json = rewriterFor('application/json', spec, 8)!;
+    assert.equal(json.push(Buffer.from('{"model"'))?.length, 0);
+    assert.equal(json.push(Buffer.from(':')), undefined);
+    assert.equal(json.push(Buffer.from('"x"}')), undefined);
   });
 });

@@ -308,6 +308,18 @@ describe('provider routing by model', () => {
       assert.deepEqual(seenModels, ['claude-opus-4']);
     });
 
+    it('a body neither JSON nor an event stream passes untouched, in the encoding it was written in', async () => {
+      const app = await gateway({
+        localProvider: () => (_req: ModelRequest, res: ServerResponse) => {
+          res.setHeader('content-type', 'text/plain');
+          res.write('aGVsbG8g', 'base64');
+          res.end('d29ybGQ=', 'base64');
+        },
+      });
+      const res = await send(`${app.url}${MESSAGES}`, { method: 'POST', body: '{"model":"m"}' });
+      assert.equal(res.body, 'hello world');
+    });
+
     it('a failing local handler gives 500 amp_local_provider_error, not a crash', async () => {
       const app = await gateway({
         localProvider: () => async () => {
@@ -338,6 +350,24 @@ describe('provider routing by model', () => {
       const seen = upstream.only();
       assert.deepEqual(JSON.parse(seen.body.toString()), { model: 'claude-sonnet-4' });
       assert.equal(seen.headers['content-encoding'], undefined);
+      assert.equal(Number(seen.headers['content-length']), seen.body.length);
+    });
+
+    it(`an unmapped call behind express.json() goes upstream rebuilt from req.body (${name})`, async () => {
+      const app = await gateway({ modelMappings: mappings }, (router) => {
+        const host = express();
+        host.use(express.json());
+        host.use(router);
+        return host;
+      });
+      upstream.requests.length = 0;
+      await send(`${app.url}${MESSAGES}`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: '{ "model": "o3", "n": 1 }',
+      });
+      const seen = upstream.only();
+      assert.equal(seen.body.toString(), '{"model":"o3","n":1}');
       assert.equal(Number(seen.headers['content-length']), seen.body.length);
     });
   }

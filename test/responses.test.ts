@@ -34,12 +34,6 @@ describe('responses', () => {
           res.writeHead(200, { 'content-type': 'text/event-stream' });
           res.end(Buffer.from([0x1f, 0x8b, 0x08, 0x00]));
           return;
-        case '/api/bomb': {
-          const body = gzipSync(Buffer.alloc(300 * 1024 * 1024));
-          res.writeHead(200, { 'content-type': 'application/octet-stream', 'content-length': body.length });
-          res.end(body);
-          return;
-        }
         case '/api/headers':
           res.writeHead(201, 'Made It', {
             'set-cookie': ['a=1; Path=/', 'b=2; Path=/'],
@@ -107,21 +101,6 @@ describe('responses', () => {
       }).end();
     });
     assert.deepEqual(raw, Buffer.from([0x1f, 0x8b, 0x08, 0x00]));
-  });
-
-  it('an undeclared gzip body that inflates past the cap is cut off', async () => {
-    const outcome = await new Promise<string>((resolve) => {
-      const req = request(`${app.url}/api/bomb`, { agent: false }, (res) => {
-        let received = 0;
-        res.on('data', (c: Buffer) => (received += c.length));
-        res.on('end', () => resolve(`ended after ${received}`));
-        res.on('error', () => resolve('cut'));
-        res.on('aborted', () => resolve('cut'));
-      });
-      req.on('error', () => resolve('cut'));
-      req.end();
-    });
-    assert.equal(outcome, 'cut');
   });
 
   it('status, status message and repeated headers arrive as the upstream sent them', async () => {

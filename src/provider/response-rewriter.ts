@@ -1,3 +1,7 @@
+import { isPlainObject } from '../config/plain-object.js';
+import { isEventStream, isJson } from '../proxy/body-encoding.js';
+import type { Json } from './json-body.js';
+
 /** What to restore in a mapped or locally served response. */
 export interface RewriteSpec {
   /** The model the client asked for; replaces the served model's name. */
@@ -14,18 +18,30 @@ const MODEL_PATHS: readonly (readonly string[])[] = [
   ['modelVersion'],
   ['response', 'modelVersion'],
 ];
-/** Past this, a non-streamed mapped response is cut off rather than held in memory. */
+/** Past this, a JSON response to rewrite is cut off rather than held in memory. */
 export const MAX_REWRITTEN_BODY_BYTES = 32 * 1024 * 1024;
 
-type Json = Record<string, unknown>;
-
-function isObject(value: unknown): value is Json {
-  return typeof value === 'object' && value !== null && !Array.isArray(value);
+/**
+ * What to restore in the answer to a call for `requestedModel`: the model's name, and the
+ * request's tool names as the request spelled them (a served model may change their case).
+ */
+export function rewriteSpecFor(requestedModel: string, request: Json | undefined): RewriteSpec {
+  const toolNames = new Map<string, string>();
+  if (request && Array.isArray(request.tools)) {
+    for (const tool of request.tools as unknown[]) {
+      if (!isPlainObject(tool)) continue;
+      const { name, function: fn } = tool as { name?: unknown; function?: { name?: unknown } };
+      for (const candidate of [name, fn?.name]) {
+        if (typeof candidate === 'string') toolNames.set(candidate.toLowerCase(), candidate);
+      }
+    }
+  }
+  return { requestedModel, toolNames };
 }
 
 /** Amp's client needs `signature` on thinking blocks and the tool names it sent, as it sent them. */
 function fixContentBlock(block: unknown, spec: RewriteSpec): boolean {
-  if (!isObject(block)) return false;
+  if (!isPlainObject(block)) return false;
   if (block.type === 'tool_use' && typeof block.name === 'string') {
     const original = spec.toolNames.get(block.name.toLowerCase());
     if (original !== undefined && original !== block.name) {
@@ -45,14 +61,14 @@ function rewriteDocument(document: Json, spec: RewriteSpec): boolean {
   let changed = false;
   for (const path of MODEL_PATHS) {
     let holder: unknown = document;
-    for (const key of path.slice(0, -1)) holder = isObject(holder) ? holder[key] : undefined;
+    for (const key of path.slice(0, -1)) holder = isPlainObject(holder) ? holder[key] : undefined;
     const last = path[path.length - 1]!;
-    if (isObject(holder) && typeof holder[last] === 'string' && holder[last] !== spec.requestedModel) {
+    if (isPlainObject(holder) && typeof holder[last] === 'string' && holder[last] !== spec.requestedModel) {
       holder[last] = spec.requestedModel;
       changed = true;
     }
   }
-  const contents = [document.content, isObject(document.message) ? document.message.content : undefined];
+  const contents = [document.content, isPlainObject(document.message) ? document.message.content : undefined];
   for (const content of contents) {
     if (Array.isArray(content))
       for (const block of content) changed = fixContentBlock(block, spec) || changed;
@@ -69,7 +85,7 @@ export function rewriteJsonText(text: string, spec: RewriteSpec): string {
   } catch {
     return text;
   }
-  return isObject(document) && rewriteDocument(document, spec) ? JSON.stringify(document) : text;
+  return isPlainObject(document) && rewriteDocument(document, spec) ? JSON.stringify(document) : text;
 }
 
 const DATA_PREFIX = 'data:';
@@ -94,13 +110,27 @@ const NEWLINE = 0x0a;
 const EMPTY = Buffer.alloc(0);
 
 /**
+ * Rewrites a response body on its way to the client, whoever produced it (the upstream or a local
+ * handler): each chunk is pushed as it comes, and `end` is called once the body is complete.
+ */
+export interface BodyRewriter {
+  /** The body is held until complete, so its length is known only when `end` returns. */
+  readonly holdsWholeBody: boolean;
+  /** What can be sent now; `undefined` once a held body has grown past its cap. */
+  push(chunk: Buffer): Buffer | string | undefined;
+  /** What is left to send. */
+  end(): Buffer | string;
+}
+
+/**
  * An SSE rewriter that works line by line: every complete line goes out as soon as it arrives
  * (so no event waits for more than its own bytes), only a line still missing its end is held,
  * and everything but the JSON of `data:` lines — `event:`, `id:`, comments, blank-line framing,
  * CRLF or LF — passes byte for byte. Chunks are cut only at `\n` bytes, which never occur inside
  * a UTF-8 character, and chunks that cannot need a rewrite go out as the same bytes, undecoded.
  */
-export class SseRewriter {
+export class SseRewriter implements BodyRewriter {
+  readonly holdsWholeBody = false;
   #pending: Buffer = EMPTY;
 
   constructor(private readonly spec: RewriteSpec) {}
@@ -139,4 +169,45 @@ export class SseRewriter {
       })
       .join('\n');
   }
+}
+
+/** JSON is rewritten as one document: held until complete, which is when its new length is known. */
+class JsonRewriter implements BodyRewriter {
+  readonly holdsWholeBody = true;
+  #chunks: Buffer[] = [];
+  #size = 0;
+
+  constructor(
+    private readonly spec: RewriteSpec,
+    private readonly maxBytes: number,
+  ) {}
+
+  push(chunk: Buffer): Buffer | undefined {
+    this.#size += chunk.length;
+    if (this.#size > this.maxBytes) {
+      this.#chunks = [];
+      return undefined;
+    }
+    this.#chunks.push(chunk);
+    return EMPTY;
+  }
+
+  end(): Buffer {
+    return Buffer.from(rewriteJsonText(Buffer.concat(this.#chunks).toString('utf8'), this.spec));
+  }
+}
+
+/**
+ * The rewriter a response body of this `Content-Type` needs: event streams line by line, JSON
+ * whole (up to `maxJsonBytes`, so that its rewritten `Content-Length` can be sent), anything
+ * else none.
+ */
+export function rewriterFor(
+  contentType: string,
+  spec: RewriteSpec,
+  maxJsonBytes: number,
+): BodyRewriter | undefined {
+  if (isEventStream(contentType)) return new SseRewriter(spec);
+  if (isJson(contentType)) return new JsonRewriter(spec, maxJsonBytes);
+  return undefined;
 }
