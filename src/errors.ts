@@ -1,6 +1,7 @@
 import { STATUS_CODES, type ServerResponse } from 'node:http';
 import type { Duplex } from 'node:stream';
 import { isCorsHeader } from './access/cors.js';
+import type { AmpErrorBody, AmpErrorCode } from './types.js';
 
 /**
  * Every error the middleware answers with. The code is the stable contract (clients and
@@ -82,17 +83,7 @@ export const AMP_ERRORS = {
     status: 504,
     message: 'The Amp upstream did not answer in time.',
   },
-} as const satisfies Record<string, { status: number; message: string }>;
-
-export type AmpErrorCode = keyof typeof AMP_ERRORS;
-
-/** The JSON body of every error response. */
-export interface AmpErrorBody {
-  error: AmpErrorCode;
-  message: string;
-  /** Where the problem was found (a header name, `query`, `path`); never a secret. */
-  where?: string;
-}
+} as const satisfies Record<AmpErrorCode, { status: number; message: string }>;
 
 /**
  * Thrown by the factories, `reload` and `loadAmpConfig` when options are invalid. `option` names

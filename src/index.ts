@@ -1,54 +1,52 @@
 import type { IncomingMessage, Server } from 'node:http';
 import type { Duplex } from 'node:stream';
-import { createAmpMiddleware, type AmpMiddleware } from './middleware/amp-middleware.js';
-import type { AmpProxyOptions } from './options.js';
+import { createAmpMiddleware } from './middleware/amp-middleware.js';
 import { AMP_GROUPS, GROUP_MOUNT_PATH } from './routing/route-groups.js';
+import type { AmpMiddleware, AmpProxyOptions, AttachUpgradeOptions } from './types.js';
 
-export type { AmpMiddleware, NextFunction } from './middleware/amp-middleware.js';
 export type {
   AmpClient,
   AmpCustomPolicy,
+  AmpEffectiveOptions,
+  AmpErrorBody,
+  AmpErrorCode,
+  AmpGatewayOverrides,
+  AmpGatewaySettings,
+  AmpGroup,
+  AmpLogger,
+  AmpMetrics,
+  AmpMiddleware,
   AmpPolicies,
   AmpPolicy,
   AmpPolicyClient,
   AmpPolicyContext,
   AmpPolicyName,
   AmpPolicyResult,
-  AmpProxyOptions,
-} from './options.js';
-export type { AmpGroup } from './routing/route-groups.js';
-export type { UpstreamKeyFunction } from './auth/upstream-key.js';
-export type {
   AmpProxyEvent,
   AmpProxyEventListener,
+  AmpProxyOptions,
   AmpRequestEndEvent,
   AmpRequestOutcome,
   AmpRequestStartEvent,
   AmpWebSocketEvent,
-} from './observability/events.js';
-export type { AmpLogger } from './observability/logger.js';
-export {
-  createAmpMetrics,
-  type AmpMetrics,
-  type PromClientLike,
-  type PromRegistryLike,
-} from './observability/metrics.js';
-export {
-  createRedactor,
-  redactHeaders,
-  redactSecret,
-  redactUrl,
-  type Redactor,
-} from './observability/redact.js';
-export type { ModelMapping } from './provider/model-mappings.js';
-export type { LocalProvider, LocalProviderHandler } from './provider/provider-routing.js';
-export { AMP_ERRORS, AmpProxyConfigError, type AmpErrorBody, type AmpErrorCode } from './errors.js';
-export {
-  loadAmpConfig,
-  type AmpGatewaySettings,
-  type LoadAmpConfigOptions,
-  type LoadedAmpConfig,
-} from './config/load-config.js';
+  AttachUpgradeOptions,
+  KeySource,
+  LoadAmpConfigOptions,
+  LoadedAmpConfig,
+  LocalProvider,
+  LocalProviderHandler,
+  ModelMapping,
+  NextFunction,
+  PromClientLike,
+  PromRegistryLike,
+  Redactor,
+  UpstreamKeyFunction,
+  UpstreamKeySource,
+} from './types.js';
+export { createAmpMetrics } from './observability/metrics.js';
+export { createRedactor, redactHeaders, redactSecret, redactUrl } from './observability/redact.js';
+export { AMP_ERRORS, AmpProxyConfigError } from './errors.js';
+export { loadAmpConfig } from './config/load-config.js';
 
 /**
  * Every Amp route group behind one middleware. Mount it where the Amp server root should be
@@ -74,11 +72,6 @@ export function ampManagementProxy(options?: AmpProxyOptions): AmpMiddleware {
     groups: ['management'],
     mountPath: GROUP_MOUNT_PATH.management,
   });
-}
-
-export interface AttachUpgradeOptions {
-  /** The path the middleware is mounted under in the host app, such as `/amp`. Defaults to none. */
-  prefix?: string;
 }
 
 /**

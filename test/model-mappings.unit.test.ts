@@ -8,10 +8,10 @@ import { AmpProxyConfigError } from '../src/index.js';
 import { compileModelMappings } from '../src/provider/model-mappings.js';
 import {
   routeProviderCall,
-  type LocalProvider,
   type ProviderRoute,
   type ProviderRoutingConfig,
 } from '../src/provider/provider-routing.js';
+import type { LocalProvider } from '../src/types.js';
 
 describe('model mappings', () => {
   const map = compileModelMappings([

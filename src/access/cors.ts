@@ -1,4 +1,4 @@
-import type { AmpGroup } from '../routing/route-groups.js';
+import type { AmpGroup } from '../types.js';
 
 /** Identity routes are for the Amp client, never for a cross-origin page in a browser. */
 const NO_CROSS_ORIGIN = new Set<AmpGroup>(['management', 'actors']);

@@ -1,8 +1,7 @@
 import type { IncomingMessage } from 'node:http';
 import { BlockList, isIP } from 'node:net';
-import type { AmpErrorCode } from '../errors.js';
-import type { AmpGroup } from '../routing/route-groups.js';
 import { forbidsCrossOrigin } from './cors.js';
+import type { AmpErrorCode, AmpGroup } from '../types.js';
 
 /** Decides, before any credential is read, whether a request may use its group at all. */
 export type RequestGate = (req: IncomingMessage) => AmpErrorCode | undefined;

@@ -2,16 +2,12 @@ import { readFile } from 'node:fs/promises';
 import type { IncomingMessage } from 'node:http';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
-
-/** Where the server key of a request came from; logged instead of the key itself. */
-export type UpstreamKeySource = 'config' | 'function' | 'env' | 'secrets-file' | 'none';
+import type { UpstreamKeyFunction, UpstreamKeySource } from '../types.js';
 
 export interface ResolvedUpstreamKey {
   readonly key: string | undefined;
   readonly source: UpstreamKeySource;
 }
-
-export type UpstreamKeyFunction = (req: IncomingMessage) => string | undefined | Promise<string | undefined>;
 
 /** Resolves the server key; synchronous whenever the answer is known without I/O. */
 export type ServerKeyResolver = (req: IncomingMessage) => ResolvedUpstreamKey | Promise<ResolvedUpstreamKey>;

@@ -1,32 +1,7 @@
-import { readAmbientKey, type UpstreamKeySource } from '../auth/upstream-key.js';
-import type { AmpPolicyName, AmpProxyOptions } from '../options.js';
+import { readAmbientKey } from '../auth/upstream-key.js';
 import { redactSecret } from '../observability/redact.js';
-import type { AmpGroup } from '../routing/route-groups.js';
 import type { ValidatedOptions } from './validate-options.js';
-
-/**
- * The options as the resolver resolved them, for people to read: every default applied, every
- * secret cut to its first characters, code given as an option shown as `'custom'`. One entry per
- * option: an option added to `AmpProxyOptions` does not compile until it is described here.
- */
-export interface AmpEffectiveOptions extends Record<keyof AmpProxyOptions, unknown> {
-  upstream: string;
-  /** The server key the middleware spends, redacted; `'custom'` for a function; `null` when there is none. */
-  upstreamKey: string | null;
-  clients: { name: string | null; key: string; upstreamKey: string | null }[];
-  policies: Record<AmpGroup, AmpPolicyName | 'custom'>;
-  tokenHeader: string;
-  timeoutMs: number;
-  secretsFile: string;
-  restrictManagementToLocalhost: boolean;
-  trustedProxies: string[];
-  logger: 'custom' | null;
-  onProxyEvent: 'custom' | null;
-  modelMappings: { from: string; to: string; regex: boolean }[];
-  localProvider: 'custom' | null;
-  forceModelMappings: boolean;
-  maxBodyBytes: number;
-}
+import type { AmpEffectiveOptions, UpstreamKeySource } from '../types.js';
 
 /** A server key and where it comes from, in words. */
 export interface FoundServerKey {

@@ -1,22 +1,5 @@
 import { AmpProxyConfigError } from '../errors.js';
-
-/** Settings of the standalone gateway, which the middleware itself does not take. */
-export interface AmpGatewaySettings {
-  /** Listen port. Defaults to 8317; env `AMP_PROXY_PORT` overrides the file, `--port` both. */
-  port: number;
-  /** Listen address. Defaults to `127.0.0.1`; env `AMP_PROXY_HOST` overrides the file, `--host` both. */
-  host: string;
-  /** Where Prometheus metrics are served, when `prom-client` is installed. Defaults to none. */
-  metricsPath: string | undefined;
-}
-
-/** Gateway settings given on the command line, which win over env and the config file. */
-export interface AmpGatewayOverrides {
-  /** `--port`: a number, or the text given on the command line. */
-  port?: number | string;
-  /** `--host`. */
-  host?: string;
-}
+import type { AmpGatewayOverrides, AmpGatewaySettings } from '../types.js';
 
 /** Everything a gateway setting may come from. */
 export interface GatewaySettingSources {

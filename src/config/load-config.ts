@@ -1,19 +1,11 @@
 import { readFile } from 'node:fs/promises';
 import { dirname, resolve as resolvePath } from 'node:path';
 import { AmpProxyConfigError } from '../errors.js';
-import type { AmpProxyOptions } from '../options.js';
-import { describeOptions, findAmbientServerKey, type AmpEffectiveOptions } from './effective-options.js';
-import {
-  GATEWAY_SETTING_NAMES,
-  resolveGatewaySettings,
-  type AmpGatewayOverrides,
-  type AmpGatewaySettings,
-} from './gateway-settings.js';
-import { isPlainObject } from './plain-object.js';
+import { describeOptions, findAmbientServerKey } from './effective-options.js';
+import { GATEWAY_SETTING_NAMES, resolveGatewaySettings } from './gateway-settings.js';
+import { isPlainObject } from '../plain-object.js';
 import { validateOptions, type ValidatedOptions } from './validate-options.js';
-
-export type { AmpGatewayOverrides, AmpGatewaySettings } from './gateway-settings.js';
-export type { AmpEffectiveOptions } from './effective-options.js';
+import type { AmpProxyOptions, LoadAmpConfigOptions, LoadedAmpConfig } from '../types.js';
 
 const COSMICONFIG_NAME = 'amp-proxy';
 const SEARCH_PLACES = [
@@ -32,34 +24,6 @@ const SEARCH_PLACES = [
   'amp-proxy.config.yaml',
 ];
 const SECRET_REFERENCE_KINDS = new Set(['env', 'file']);
-
-export interface LoadedAmpConfig {
-  /** Options for `ampRouter`, validated, with secret references resolved and env overrides applied. */
-  options: AmpProxyOptions;
-  gateway: AmpGatewaySettings;
-  /** The file the configuration came from; `undefined` when none was found (defaults apply). */
-  filepath: string | undefined;
-  /**
-   * The files a change to which calls for a reload: the config file, every secret file it
-   * references, and the Amp CLI secrets file when no option names the server key.
-   */
-  watchFiles: string[];
-  /** Where the server key comes from, for humans: never the key itself. */
-  upstreamKeyOrigin: string;
-  /** What the resolver made of `options`, secrets redacted: what `amp-proxy --print-config` shows. */
-  effective: AmpEffectiveOptions;
-}
-
-export interface LoadAmpConfigOptions {
-  /** Where the search starts. Defaults to `process.cwd()`. */
-  cwd?: string;
-  /** Load this file instead of searching. */
-  configFile?: string;
-  /** The environment to read overrides from. Defaults to `process.env`. */
-  env?: NodeJS.ProcessEnv;
-  /** Gateway settings from the command line (`--port`, `--host`); they win over env and the file. */
-  overrides?: AmpGatewayOverrides;
-}
 
 /** A secret value and where it came from, in words. */
 interface ReadSecret {

@@ -1,12 +1,10 @@
 import type { ClientTable } from '../auth/clients.js';
 import { createServerKeyResolver, type ServerKeyResolver } from '../auth/upstream-key.js';
-import type { AmpCustomPolicy, AmpPolicyName } from '../options.js';
-import type { AmpProxyEventListener } from '../observability/events.js';
 import { loggingListener } from '../observability/logger.js';
-import { createRedactor, type Redactor } from '../observability/redact.js';
+import { createRedactor } from '../observability/redact.js';
 import type { ProviderRoutingConfig } from '../provider/provider-routing.js';
-import type { AmpGroup } from '../routing/route-groups.js';
 import { validateOptions, type ValidatedOptions } from './validate-options.js';
+import type { AmpCustomPolicy, AmpGroup, AmpPolicyName, AmpProxyEventListener, Redactor } from '../types.js';
 
 /** Options after validation, with everything that can be computed once computed. */
 export interface ResolvedConfig {

@@ -4,10 +4,10 @@ import { CREDENTIAL_HEADERS } from '../auth/credential-names.js';
 import { findKeys, isKeyToken, KEY_CHARACTERS } from '../auth/key-recognition.js';
 import { defaultSecretsFile, DEFAULT_UPSTREAM } from '../auth/upstream-key.js';
 import { AmpProxyConfigError } from '../errors.js';
-import type { AmpClient, AmpPolicy, AmpPolicyName, AmpProxyOptions } from '../options.js';
 import { compileModelMappings, type ModelMapper } from '../provider/model-mappings.js';
-import { AMP_GROUPS, type AmpGroup } from '../routing/route-groups.js';
-import { isPlainObject } from './plain-object.js';
+import { AMP_GROUPS } from '../routing/route-groups.js';
+import { isPlainObject } from '../plain-object.js';
+import type { AmpClient, AmpGroup, AmpPolicy, AmpPolicyName, AmpProxyOptions } from '../types.js';
 
 export interface ValidatedUpstream {
   /** As written in the options: the Amp CLI names its secrets file entries after this spelling. */

@@ -1,25 +1,21 @@
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { Writable } from 'node:stream';
-import {
-  ampRouter,
-  AmpProxyConfigError,
-  attachUpgrade,
-  createAmpMetrics,
-  loadAmpConfig,
-  type AmpGatewaySettings,
-  type AmpLogger,
-  type AmpMetrics,
-  type AmpProxyOptions,
-  type LoadedAmpConfig,
-  type PromClientLike,
-} from '../index.js';
+import { ampRouter, AmpProxyConfigError, attachUpgrade, createAmpMetrics, loadAmpConfig } from '../index.js';
 import { startTable } from './config-report.js';
 import { watchConfigFiles } from './config-watcher.js';
 import { jsonLogger } from './json-logger.js';
 import { reloadConfig } from './reload.js';
 import { gatewayRoutes } from './routes.js';
 import { shutDown } from './shutdown.js';
+import type {
+  AmpGatewaySettings,
+  AmpLogger,
+  AmpMetrics,
+  AmpProxyOptions,
+  LoadedAmpConfig,
+  PromClientLike,
+} from '../types.js';
 
 export interface GatewayOptions {
   cwd?: string;

@@ -1,5 +1,6 @@
-import { AmpProxyConfigError, type AmpLogger, type LoadedAmpConfig } from '../index.js';
+import { AmpProxyConfigError } from '../index.js';
 import { printableConfig } from './config-report.js';
+import type { AmpLogger, LoadedAmpConfig } from '../types.js';
 
 /** The paths at which two JSON values differ, for a reload log that never shows a value. */
 export function changedPaths(before: unknown, after: unknown, path = ''): string[] {

@@ -1,6 +1,6 @@
 import { request as httpRequest, type RequestListener, type ServerResponse } from 'node:http';
 import { request as httpsRequest } from 'node:https';
-import type { AmpMetrics, AmpMiddleware, LoadedAmpConfig } from '../index.js';
+import type { AmpMetrics, AmpMiddleware, LoadedAmpConfig } from '../types.js';
 
 const READY_PROBE_TIMEOUT_MS = 3000;
 

@@ -3,37 +3,14 @@ import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { resolveOptions } from '../config/resolve-options.js';
 import { AmpProxyConfigError, rejectUpgrade, sendAmpError } from '../errors.js';
-import type { AmpProxyOptions } from '../options.js';
 import { forbidsCrossOrigin } from '../access/cors.js';
 import { createGroupProxy, endTunnel, type GroupProxy } from '../proxy/group-proxy.js';
 import { createUpstreamHeaderBuilder } from '../proxy/upstream-headers.js';
 import { isAmbiguousPath, isPlainPath, normalisedPath } from '../routing/path-safety.js';
 import { splitRequestTarget } from '../routing/request-target.js';
-import { classifyAmpPath, type AmpGroup } from '../routing/route-groups.js';
+import { classifyAmpPath } from '../routing/route-groups.js';
 import { createGroupHandler, type GroupHandler } from './group-handler.js';
-
-export type NextFunction = (error?: unknown) => void;
-
-/** What every factory returns: Express/Connect middleware with WebSocket and shutdown hooks. */
-export interface AmpMiddleware {
-  (req: IncomingMessage, res: ServerResponse, next?: NextFunction): void;
-  /**
-   * Proxies a WebSocket upgrade whose path (relative to the Amp server root) this middleware
-   * owns, and returns `true`. Returns `false` and leaves the socket alone otherwise, so the
-   * host's other upgrade handlers can take it.
-   */
-  upgrade(req: IncomingMessage, socket: Duplex, head: Buffer): boolean;
-  /**
-   * Validates `options` and swaps them in atomically: requests already under way finish with the
-   * options they started with. Invalid options throw an `AmpProxyConfigError` and change nothing.
-   */
-  reload(options?: AmpProxyOptions): void;
-  /**
-   * For shutdown: ends open WebSocket tunnels with close code 1001 and closes idle upstream
-   * connections. Requests under way finish; their connections close as they do.
-   */
-  close(): Promise<void>;
-}
+import type { AmpGroup, AmpMiddleware, NextFunction } from '../types.js';
 
 /** Amp's own URLs are short; a much longer one is a probe or a mistake (Node's header cap is 16 KiB). */
 const MAX_URL_LENGTH = 8192;

@@ -2,8 +2,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
 import { readCredentials, type PresentedCredentials } from '../auth/credentials.js';
 import type { ResolvedConfig } from '../config/resolve-options.js';
-import type { AmpCustomPolicy } from '../options.js';
-import { rejectUpgrade, sendAmpError, type AmpErrorCode } from '../errors.js';
+import { rejectUpgrade, sendAmpError } from '../errors.js';
 import {
   createPolicy,
   createServerKeyStage,
@@ -23,7 +22,8 @@ import {
 import type { RewriteSpec } from '../provider/response-rewriter.js';
 import type { GroupProxy } from '../proxy/group-proxy.js';
 import { OutboundRequest, type Destination } from '../proxy/outbound-request.js';
-import { recoverConsumedBody, type HeldBody } from '../proxy/request-body.js';
+import type { HeldBody } from '../http/held-body.js';
+import { recoverConsumedBody } from '../proxy/request-body.js';
 import {
   announcesBody,
   framingOf,
@@ -31,7 +31,7 @@ import {
   type RequestFraming,
 } from '../proxy/request-framing.js';
 import type { UpstreamHeaderBuilder } from '../proxy/upstream-headers.js';
-import type { AmpGroup } from '../routing/route-groups.js';
+import type { AmpCustomPolicy, AmpErrorCode, AmpGroup } from '../types.js';
 
 /**
  * Serves one route group. Requests go through named stages — framing, admission (gate and

@@ -1,54 +1,12 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Duplex } from 'node:stream';
-import type { AmpErrorCode } from '../errors.js';
-import type { KeySource } from '../policy/policies.js';
-import type { AmpGroup } from '../routing/route-groups.js';
-
-/** How a proxied request ended. */
-export type AmpRequestOutcome = 'completed' | 'refused' | 'client-aborted' | 'upstream-error' | 'timeout';
-
-export interface AmpRequestStartEvent {
-  readonly type: 'request-start';
-  readonly group: AmpGroup;
-  readonly method: string;
-  /** Path and query relative to the Amp root, credential parameters redacted. */
-  readonly path: string;
-}
-
-export interface AmpRequestEndEvent {
-  readonly type: 'request-end';
-  readonly group: AmpGroup;
-  /** The group's policy: a built-in name, or `custom`. */
-  readonly policy: string;
-  readonly method: string;
-  readonly path: string;
-  /** The status sent to the client; `undefined` when no response was sent (the client left first). */
-  readonly status: number | undefined;
-  readonly durationMs: number;
-  /** Bytes written to the client connection for this response, headers included. */
-  readonly bytesSent: number;
-  /** Which key the request spent: `config`, `function`, `env`, `secrets-file`, `client:<name>`, `user`, `custom`. */
-  readonly keySource: KeySource | undefined;
-  /** The `name` of the gateway client the request identified itself as, if any. */
-  readonly client: string | undefined;
-  /** Provider calls: `upstream`, `mapped:<from>-><to>` or `local:<model>`. */
-  readonly route: string | undefined;
-  readonly outcome: AmpRequestOutcome;
-  /** The error code the gateway answered with, if it answered one. */
-  readonly error: AmpErrorCode | undefined;
-}
-
-export interface AmpWebSocketEvent {
-  readonly type: 'websocket-open' | 'websocket-close';
-  readonly group: AmpGroup;
-  readonly path: string;
-  /** On `websocket-close`: how long the tunnel was open. */
-  readonly durationMs: number | undefined;
-}
-
-/** Everything the middleware reports to `logger`, `onProxyEvent` and metrics. */
-export type AmpProxyEvent = AmpRequestStartEvent | AmpRequestEndEvent | AmpWebSocketEvent;
-export type AmpProxyEventListener = (event: AmpProxyEvent) => void;
+import type {
+  AmpErrorCode,
+  AmpGroup,
+  AmpProxyEventListener,
+  AmpRequestOutcome,
+  KeySource,
+} from '../types.js';
 
 /** What the pipeline tells a request's trace as it goes. */
 export interface RequestTrace {

@@ -1,14 +1,4 @@
-import type { AmpProxyEventListener } from './events.js';
-
-type LogMethod = (object: object, message?: string) => void;
-
-/** A pino-style logger: an object first, then a message. pino, bunyan-likes and console-shaped wrappers fit. */
-export interface AmpLogger {
-  info: LogMethod;
-  warn: LogMethod;
-  error: LogMethod;
-  debug?: LogMethod;
-}
+import type { AmpLogger, AmpProxyEventListener } from '../types.js';
 
 /** One structured line per finished request or WebSocket; failures of the upstream at `warn`. */
 export function loggingListener(logger: AmpLogger): AmpProxyEventListener {

@@ -1,38 +1,4 @@
-import type { AmpProxyEventListener } from './events.js';
-
-/**
- * The part of `prom-client` this uses. Taking the module as an argument keeps `prom-client` an
- * optional peer: the library never imports it, and the host's own copy (and registry) is used.
- */
-export interface PromClientLike {
-  Registry: new () => PromRegistryLike;
-  Counter: new (config: MetricConfig) => { inc(labels: Record<string, string>, value?: number): void };
-  Gauge: new (config: MetricConfig) => {
-    inc(labels: Record<string, string>): void;
-    dec(labels: Record<string, string>): void;
-  };
-  Histogram: new (config: MetricConfig & { buckets: number[] }) => {
-    observe(labels: Record<string, string>, value: number): void;
-  };
-}
-
-export interface PromRegistryLike {
-  metrics(): Promise<string>;
-  readonly contentType: string;
-}
-
-interface MetricConfig {
-  name: string;
-  help: string;
-  labelNames: string[];
-  registers: PromRegistryLike[];
-}
-
-export interface AmpMetrics {
-  /** Pass as `onProxyEvent` (or call from yours). */
-  readonly onProxyEvent: AmpProxyEventListener;
-  readonly registry: PromRegistryLike;
-}
+import type { AmpMetrics, PromClientLike, PromRegistryLike } from '../types.js';
 
 /** Sources that mean the gateway spent a server-side key rather than the user's own. */
 const SERVER_KEY_SOURCES = new Set(['config', 'function', 'env', 'secrets-file']);

@@ -2,6 +2,7 @@ import type { IncomingHttpHeaders } from 'node:http';
 import { isSecretName } from '../auth/credential-names.js';
 import { containsKey, findKeys, isKeyToken, KeyTable } from '../auth/key-recognition.js';
 import { splitRequestTarget } from '../routing/request-target.js';
+import type { Redactor } from '../types.js';
 
 /**
  * The one redaction step every log line and event passes through: a secret shows at most its
@@ -18,20 +19,6 @@ function shownPart(secret: string): string {
 /** `…` as it is written in a URL. */
 const ENCODED_ELLIPSIS = encodeURIComponent('…');
 const QUERY_SEPARATOR = /([&;])/;
-
-export interface Redactor {
-  /**
-   * A path with query string, safe to log: the value of every parameter whose name looks like a
-   * credential (see `isSecretName`; names are decoded first, `&` and `;` both separate), and every
-   * known secret anywhere in the path or query, masked.
-   */
-  url(url: string): string;
-  /**
-   * A copy of `headers` that is safe to log: credential headers (by name, plus `tokenHeader`),
-   * cookie values, WebSocket conn params, and every known secret in any other value, masked.
-   */
-  headers(headers: IncomingHttpHeaders, tokenHeader?: string): Record<string, string>;
-}
 
 function decodeComponent(component: string): string {
   try {

@@ -2,13 +2,8 @@ import type { IncomingMessage } from 'node:http';
 import type { ClientTable } from '../auth/clients.js';
 import type { PresentedCredentials } from '../auth/credentials.js';
 import { containsKey } from '../auth/key-recognition.js';
-import type { ServerKeyResolver, UpstreamKeySource } from '../auth/upstream-key.js';
-import type { AmpErrorCode } from '../errors.js';
-import type { AmpCustomPolicy, AmpPolicyName } from '../options.js';
-import type { AmpGroup } from '../routing/route-groups.js';
-
-/** Which key a forwarded request spends: the server's, a mapped client's, or the user's own. */
-export type KeySource = UpstreamKeySource | `client:${string}` | 'user' | 'custom';
+import type { ServerKeyResolver } from '../auth/upstream-key.js';
+import type { AmpCustomPolicy, AmpErrorCode, AmpGroup, AmpPolicyName, KeySource } from '../types.js';
 
 /**
  * Forward upstream with these credential headers (`null` removes a header); every credential the

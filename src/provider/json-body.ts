@@ -1,7 +1,7 @@
 import type { IncomingMessage } from 'node:http';
-import { isPlainObject } from '../config/plain-object.js';
-import { decodeWhole, decoderFor } from '../proxy/body-encoding.js';
-import type { HeldBody } from '../proxy/request-body.js';
+import { isPlainObject } from '../plain-object.js';
+import { decodeWhole, decoderFor } from '../http/body-encoding.js';
+import type { HeldBody } from '../http/held-body.js';
 
 export type Json = Record<string, unknown>;
 

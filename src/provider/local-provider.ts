@@ -1,21 +1,6 @@
-import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { IncomingMessage } from 'node:http';
 import type { Json } from './json-body.js';
-
-/**
- * An Express-style handler that serves a provider call inside the host app; `req.body` holds the
- * parsed JSON body. Declared through a method so that handlers typed with Express's own `Request`
- * and `Response` fit (method parameters are compared bivariantly).
- */
-export type LocalProviderHandler = {
-  handle(
-    // eslint-disable-next-line @typescript-eslint/no-explicit-any -- the parsed body, typed as Express types it
-    req: IncomingMessage & { body?: any },
-    res: ServerResponse,
-    next: (error?: unknown) => void,
-  ): unknown;
-}['handle'];
-/** Returns the handler that serves `model` locally, or `undefined` to send the call upstream. */
-export type LocalProvider = (model: string, req: IncomingMessage) => LocalProviderHandler | undefined;
+import type { LocalProvider, LocalProviderHandler } from '../types.js';
 
 /**
  * The host's handler for `model`, if it serves that model. Called, it finds in `req.body` what an

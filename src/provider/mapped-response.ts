@@ -1,5 +1,5 @@
 import type { IncomingMessage, OutgoingHttpHeaders, ServerResponse } from 'node:http';
-import { decoderFor } from '../proxy/body-encoding.js';
+import { decoderFor } from '../http/body-encoding.js';
 import { rewriterFor, type RewriteSpec } from './response-rewriter.js';
 
 /**

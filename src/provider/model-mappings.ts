@@ -1,15 +1,5 @@
 import { AmpProxyConfigError } from '../errors.js';
 
-/** Send calls for `from` to `to` instead. */
-export interface ModelMapping {
-  /** The model name a client asks for; case-insensitive. With `regex`, a regular expression. */
-  from: string;
-  /** The model to use instead. A thinking suffix of its own (`name(high)`) wins over the request's. */
-  to: string;
-  /** Treat `from` as a case-insensitive regular expression. Defaults to `false`. */
-  regex?: boolean;
-}
-
 /** The target of `model` (suffix carried over), or `undefined` when no rule maps it. */
 export type ModelMapper = (model: string) => string | undefined;
 

@@ -1,11 +1,10 @@
 import type { IncomingMessage } from 'node:http';
-import type { HeldBody } from '../proxy/request-body.js';
+import type { HeldBody } from '../http/held-body.js';
 import { readJsonBody, type Json, type JsonBody } from './json-body.js';
-import { localHandlerFor, type LocalProvider, type LocalProviderHandler } from './local-provider.js';
+import { localHandlerFor } from './local-provider.js';
 import type { ModelMapper } from './model-mappings.js';
 import { rewriteSpecFor, type RewriteSpec } from './response-rewriter.js';
-
-export type { LocalProvider, LocalProviderHandler } from './local-provider.js';
+import type { LocalProvider, LocalProviderHandler } from '../types.js';
 
 export interface ProviderRoutingConfig {
   readonly mapModel: ModelMapper | undefined;

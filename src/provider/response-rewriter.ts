@@ -1,5 +1,5 @@
-import { isPlainObject } from '../config/plain-object.js';
-import { isEventStream, isJson } from '../proxy/body-encoding.js';
+import { isPlainObject } from '../plain-object.js';
+import { isEventStream, isJson } from '../http/body-encoding.js';
 import type { Json } from './json-body.js';
 
 /** What to restore in a mapped or locally served response. */

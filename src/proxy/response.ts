@@ -4,7 +4,7 @@ import { createGunzip } from 'node:zlib';
 import { isCorsHeader } from '../access/cors.js';
 import { forwardRewritten } from '../provider/mapped-response.js';
 import { MAX_REWRITTEN_BODY_BYTES, type RewriteSpec } from '../provider/response-rewriter.js';
-import { isEventStream, SizeCap } from './body-encoding.js';
+import { isEventStream, SizeCap } from '../http/body-encoding.js';
 
 /** Hop-by-hop response headers: Node frames the client response itself. */
 const HOP_BY_HOP = new Set([

@@ -1,8 +1,4 @@
-/**
- * The one place that decides which route group a request belongs to. Everything downstream
- * (policy, proxy instance, logging) keys off the group chosen here.
- */
-export type AmpGroup = 'provider' | 'management' | 'actors' | 'browser';
+import type { AmpGroup } from '../types.js';
 
 export const AMP_GROUPS: readonly AmpGroup[] = ['provider', 'management', 'actors', 'browser'];
 

@@ -1,0 +1,423 @@
+// The public types, in one module that imports nothing at run time and nothing of the library's:
+// every other module may depend on it, so it can be part of no import cycle.
+import type { IncomingHttpHeaders, IncomingMessage, ServerResponse } from 'node:http';
+import type { Duplex } from 'node:stream';
+
+/** A gateway key that the host hands to one of its users. */
+export interface AmpClient {
+  /**
+   * The key the user's Amp CLI sends (as `AMP_API_KEY`). Must be unique and made of A-Z, a-z,
+   * 0-9, `_` and `-` only, so that the gateway recognises it wherever it appears; make it long
+   * and random (a common word as a key would be found in ordinary requests).
+   */
+  key: string;
+  /** A label for logs. Defaults to none. */
+  name?: string;
+  /**
+   * This user's own Amp key. Defaults to none: `inject` routes then spend the server key, and
+   * `passthrough`/`dual-token` routes need the user's own token on the request.
+   */
+  upstreamKey?: string;
+}
+
+/** The gateway client a request identified itself as, as seen by a custom policy. */
+export interface AmpPolicyClient {
+  readonly name: string | undefined;
+  readonly upstreamKey: string | undefined;
+}
+
+/** What a custom policy knows about the request, beyond the request itself. */
+export interface AmpPolicyContext {
+  readonly group: AmpGroup;
+  /** The gateway client identified by a presented gateway key, if any. */
+  readonly client: AmpPolicyClient | undefined;
+  /** The `Authorization` token without its scheme, unless it is a gateway key. */
+  readonly userToken: string | undefined;
+  /** The `tokenHeader` value, unless it is a gateway key. */
+  readonly ampToken: string | undefined;
+  /**
+   * Resolves the server key (option `upstreamKey`, env, secrets file). A key that turns out to be
+   * a gateway key is not handed out: this resolves to `undefined` and the request fails with
+   * `503 amp_upstream_key_conflict`.
+   */
+  serverKey(): Promise<string | undefined>;
+}
+
+/** What a custom policy decides. */
+export interface AmpPolicyResult {
+  /**
+   * Headers to send upstream (names are case-insensitive). A string sets the header, `null`
+   * removes it. The request's own credential headers are already removed before this applies.
+   */
+  headers?: Record<string, string | null>;
+  /** Refuse the request with this error instead of forwarding it. */
+  reject?: 'amp_client_unauthorized' | 'amp_token_required';
+}
+
+/**
+ * A policy written by the host. It starts from a request with every client credential removed;
+ * whatever it returns is checked so that a gateway key never leaves the gateway.
+ */
+export type AmpCustomPolicy = (
+  req: IncomingMessage,
+  context: AmpPolicyContext,
+) => AmpPolicyResult | undefined | Promise<AmpPolicyResult | undefined>;
+
+export type AmpPolicyName = 'inject' | 'passthrough' | 'dual-token' | 'redirect';
+export type AmpPolicy = AmpPolicyName | AmpCustomPolicy;
+
+/** The auth-header policy of each route group. */
+export interface AmpPolicies {
+  /** `/api/provider/**`. Defaults to `'inject'`. */
+  provider?: Exclude<AmpPolicy, 'redirect'>;
+  /** Every other `/api/**` path. Defaults to `'passthrough'`. */
+  management?: Exclude<AmpPolicy, 'redirect'>;
+  /** `/actors/**`. Defaults to `'passthrough'`. */
+  actors?: Exclude<AmpPolicy, 'redirect'>;
+  /**
+   * Browser pages (`/auth`, `/threads`, `/docs`, `/settings`, their sub-paths, `/threads.rss`,
+   * `/news.rss`). Defaults to `'passthrough'`. `'inject'` is refused: these pages never carry
+   * the server key.
+   */
+  browser?: Exclude<AmpPolicy, 'inject'>;
+}
+
+export interface AmpProxyOptions {
+  /** The Amp server. A path in it is a prefix for every forwarded path. Defaults to `https://ampcode.com`. */
+  upstream?: string;
+  /**
+   * The server-side Amp key that `inject` routes spend: a string, or a function of the request.
+   * Defaults to env `AMP_API_KEY`, then the Amp CLI's secrets file (entry `apiKey@<upstream>`),
+   * re-read at most every 30 s.
+   */
+  upstreamKey?: string | UpstreamKeyFunction;
+  /** Gateway keys handed to users. Defaults to none: `inject` routes then accept any caller. */
+  clients?: readonly AmpClient[];
+  /** The auth-header policy of each group. Defaults to `inject` for provider, `passthrough` elsewhere. */
+  policies?: AmpPolicies;
+  /** The header that carries the user's Amp token under `dual-token`. Defaults to `x-amp-token`. */
+  tokenHeader?: string;
+  /**
+   * How long the upstream may stay silent (before answering, or between two chunks of a stream)
+   * before the request fails with `504 amp_upstream_timeout`. Defaults to 600000 (10 minutes).
+   */
+  timeoutMs?: number;
+  /** The Amp CLI secrets file read when `upstreamKey` is not set. Defaults to `~/.local/share/amp/secrets.json`. */
+  secretsFile?: string;
+  /**
+   * Answer `403 amp_localhost_only` on the management, actors and browser groups to clients that
+   * are not on this machine (127.0.0.0/8, ::1), judged by the TCP peer address. Defaults to `false`.
+   */
+  restrictManagementToLocalhost?: boolean;
+  /**
+   * Addresses or CIDR ranges of reverse proxies in front of the gateway. Only when the TCP peer is
+   * one of them is `X-Forwarded-For` consulted to find the client's address. Defaults to none.
+   */
+  trustedProxies?: readonly string[];
+  /**
+   * A pino-style logger (`info`/`warn`/`error`/`debug`, object first). It gets one line per
+   * finished request and WebSocket, with group, policy, method, redacted path, status, duration,
+   * bytes, key source and outcome. Defaults to none: the middleware logs nothing.
+   */
+  logger?: AmpLogger;
+  /** Called with every request and WebSocket event, for hosts that do their own accounting. Defaults to none. */
+  onProxyEvent?: AmpProxyEventListener;
+  /**
+   * Provider group: send calls for one model as calls for another. Exact rules (case-insensitive)
+   * win over `regex` rules, which are tried in order. Responses name the requested model again.
+   * Defaults to none.
+   */
+  modelMappings?: readonly ModelMapping[];
+  /**
+   * Provider group: return an Express-style handler to serve a call for `model` inside the host
+   * app, or `undefined` to send it upstream. The handler finds the parsed body in `req.body`.
+   * Defaults to none.
+   */
+  localProvider?: LocalProvider;
+  /**
+   * Apply `modelMappings` before asking `localProvider` about the requested model. Defaults to
+   * `false`: a model served locally is served as requested, and mappings apply to the rest.
+   */
+  forceModelMappings?: boolean;
+  /**
+   * The largest request body read to find a provider call's model (only when `modelMappings` or
+   * `localProvider` is set); larger ones get `413 amp_body_too_large`. Defaults to 33554432 (32 MiB).
+   */
+  maxBodyBytes?: number;
+}
+
+export type NextFunction = (error?: unknown) => void;
+
+/** What every factory returns: Express/Connect middleware with WebSocket and shutdown hooks. */
+export interface AmpMiddleware {
+  (req: IncomingMessage, res: ServerResponse, next?: NextFunction): void;
+  /**
+   * Proxies a WebSocket upgrade whose path (relative to the Amp server root) this middleware
+   * owns, and returns `true`. Returns `false` and leaves the socket alone otherwise, so the
+   * host's other upgrade handlers can take it.
+   */
+  upgrade(req: IncomingMessage, socket: Duplex, head: Buffer): boolean;
+  /**
+   * Validates `options` and swaps them in atomically: requests already under way finish with the
+   * options they started with. Invalid options throw an `AmpProxyConfigError` and change nothing.
+   */
+  reload(options?: AmpProxyOptions): void;
+  /**
+   * For shutdown: ends open WebSocket tunnels with close code 1001 and closes idle upstream
+   * connections. Requests under way finish; their connections close as they do.
+   */
+  close(): Promise<void>;
+}
+
+/**
+ * The one place that decides which route group a request belongs to. Everything downstream
+ * (policy, proxy instance, logging) keys off the group chosen here.
+ */
+export type AmpGroup = 'provider' | 'management' | 'actors' | 'browser';
+
+/** Where the server key of a request came from; logged instead of the key itself. */
+export type UpstreamKeySource = 'config' | 'function' | 'env' | 'secrets-file' | 'none';
+
+export type UpstreamKeyFunction = (req: IncomingMessage) => string | undefined | Promise<string | undefined>;
+
+/** Which key a forwarded request spends: the server's, a mapped client's, or the user's own. */
+export type KeySource = UpstreamKeySource | `client:${string}` | 'user' | 'custom';
+
+/** How a proxied request ended. */
+export type AmpRequestOutcome = 'completed' | 'refused' | 'client-aborted' | 'upstream-error' | 'timeout';
+
+export interface AmpRequestStartEvent {
+  readonly type: 'request-start';
+  readonly group: AmpGroup;
+  readonly method: string;
+  /** Path and query relative to the Amp root, credential parameters redacted. */
+  readonly path: string;
+}
+
+export interface AmpRequestEndEvent {
+  readonly type: 'request-end';
+  readonly group: AmpGroup;
+  /** The group's policy: a built-in name, or `custom`. */
+  readonly policy: string;
+  readonly method: string;
+  readonly path: string;
+  /** The status sent to the client; `undefined` when no response was sent (the client left first). */
+  readonly status: number | undefined;
+  readonly durationMs: number;
+  /** Bytes written to the client connection for this response, headers included. */
+  readonly bytesSent: number;
+  /** Which key the request spent: `config`, `function`, `env`, `secrets-file`, `client:<name>`, `user`, `custom`. */
+  readonly keySource: KeySource | undefined;
+  /** The `name` of the gateway client the request identified itself as, if any. */
+  readonly client: string | undefined;
+  /** Provider calls: `upstream`, `mapped:<from>-><to>` or `local:<model>`. */
+  readonly route: string | undefined;
+  readonly outcome: AmpRequestOutcome;
+  /** The error code the gateway answered with, if it answered one. */
+  readonly error: AmpErrorCode | undefined;
+}
+
+export interface AmpWebSocketEvent {
+  readonly type: 'websocket-open' | 'websocket-close';
+  readonly group: AmpGroup;
+  readonly path: string;
+  /** On `websocket-close`: how long the tunnel was open. */
+  readonly durationMs: number | undefined;
+}
+
+/** Everything the middleware reports to `logger`, `onProxyEvent` and metrics. */
+export type AmpProxyEvent = AmpRequestStartEvent | AmpRequestEndEvent | AmpWebSocketEvent;
+
+export type AmpProxyEventListener = (event: AmpProxyEvent) => void;
+
+export type LogMethod = (object: object, message?: string) => void;
+
+/** A pino-style logger: an object first, then a message. pino, bunyan-likes and console-shaped wrappers fit. */
+export interface AmpLogger {
+  info: LogMethod;
+  warn: LogMethod;
+  error: LogMethod;
+  debug?: LogMethod;
+}
+
+/** What prom-client's metric constructors take (the part the gateway uses). */
+interface MetricConfig {
+  name: string;
+  help: string;
+  labelNames: string[];
+  registers: PromRegistryLike[];
+}
+
+/**
+ * The part of `prom-client` this uses. Taking the module as an argument keeps `prom-client` an
+ * optional peer: the library never imports it, and the host's own copy (and registry) is used.
+ */
+export interface PromClientLike {
+  Registry: new () => PromRegistryLike;
+  Counter: new (config: MetricConfig) => { inc(labels: Record<string, string>, value?: number): void };
+  Gauge: new (config: MetricConfig) => {
+    inc(labels: Record<string, string>): void;
+    dec(labels: Record<string, string>): void;
+  };
+  Histogram: new (config: MetricConfig & { buckets: number[] }) => {
+    observe(labels: Record<string, string>, value: number): void;
+  };
+}
+
+export interface PromRegistryLike {
+  metrics(): Promise<string>;
+  readonly contentType: string;
+}
+
+export interface AmpMetrics {
+  /** Pass as `onProxyEvent` (or call from yours). */
+  readonly onProxyEvent: AmpProxyEventListener;
+  readonly registry: PromRegistryLike;
+}
+
+export interface Redactor {
+  /**
+   * A path with query string, safe to log: the value of every parameter whose name looks like a
+   * credential (see `isSecretName`; names are decoded first, `&` and `;` both separate), and every
+   * known secret anywhere in the path or query, masked.
+   */
+  url(url: string): string;
+  /**
+   * A copy of `headers` that is safe to log: credential headers (by name, plus `tokenHeader`),
+   * cookie values, WebSocket conn params, and every known secret in any other value, masked.
+   */
+  headers(headers: IncomingHttpHeaders, tokenHeader?: string): Record<string, string>;
+}
+
+/** Send calls for `from` to `to` instead. */
+export interface ModelMapping {
+  /** The model name a client asks for; case-insensitive. With `regex`, a regular expression. */
+  from: string;
+  /** The model to use instead. A thinking suffix of its own (`name(high)`) wins over the request's. */
+  to: string;
+  /** Treat `from` as a case-insensitive regular expression. Defaults to `false`. */
+  regex?: boolean;
+}
+
+/**
+ * An Express-style handler that serves a provider call inside the host app; `req.body` holds the
+ * parsed JSON body. Declared through a method so that handlers typed with Express's own `Request`
+ * and `Response` fit (method parameters are compared bivariantly).
+ */
+export type LocalProviderHandler = {
+  handle(
+    // eslint-disable-next-line @typescript-eslint/no-explicit-any -- the parsed body, typed as Express types it
+    req: IncomingMessage & { body?: any },
+    res: ServerResponse,
+    next: (error?: unknown) => void,
+  ): unknown;
+}['handle'];
+
+/** Returns the handler that serves `model` locally, or `undefined` to send the call upstream. */
+export type LocalProvider = (model: string, req: IncomingMessage) => LocalProviderHandler | undefined;
+
+/** The JSON body of every error response. */
+export interface AmpErrorBody {
+  error: AmpErrorCode;
+  message: string;
+  /** Where the problem was found (a header name, `query`, `path`); never a secret. */
+  where?: string;
+}
+
+/** Settings of the standalone gateway, which the middleware itself does not take. */
+export interface AmpGatewaySettings {
+  /** Listen port. Defaults to 8317; env `AMP_PROXY_PORT` overrides the file, `--port` both. */
+  port: number;
+  /** Listen address. Defaults to `127.0.0.1`; env `AMP_PROXY_HOST` overrides the file, `--host` both. */
+  host: string;
+  /** Where Prometheus metrics are served, when `prom-client` is installed. Defaults to none. */
+  metricsPath: string | undefined;
+}
+
+/** Gateway settings given on the command line, which win over env and the config file. */
+export interface AmpGatewayOverrides {
+  /** `--port`: a number, or the text given on the command line. */
+  port?: number | string;
+  /** `--host`. */
+  host?: string;
+}
+
+/**
+ * The options as the resolver resolved them, for people to read: every default applied, every
+ * secret cut to its first characters, code given as an option shown as `'custom'`. One entry per
+ * option: an option added to `AmpProxyOptions` does not compile until it is described here.
+ */
+export interface AmpEffectiveOptions extends Record<keyof AmpProxyOptions, unknown> {
+  upstream: string;
+  /** The server key the middleware spends, redacted; `'custom'` for a function; `null` when there is none. */
+  upstreamKey: string | null;
+  clients: { name: string | null; key: string; upstreamKey: string | null }[];
+  policies: Record<AmpGroup, AmpPolicyName | 'custom'>;
+  tokenHeader: string;
+  timeoutMs: number;
+  secretsFile: string;
+  restrictManagementToLocalhost: boolean;
+  trustedProxies: string[];
+  logger: 'custom' | null;
+  onProxyEvent: 'custom' | null;
+  modelMappings: { from: string; to: string; regex: boolean }[];
+  localProvider: 'custom' | null;
+  forceModelMappings: boolean;
+  maxBodyBytes: number;
+}
+
+export interface LoadedAmpConfig {
+  /** Options for `ampRouter`, validated, with secret references resolved and env overrides applied. */
+  options: AmpProxyOptions;
+  gateway: AmpGatewaySettings;
+  /** The file the configuration came from; `undefined` when none was found (defaults apply). */
+  filepath: string | undefined;
+  /**
+   * The files a change to which calls for a reload: the config file, every secret file it
+   * references, and the Amp CLI secrets file when no option names the server key.
+   */
+  watchFiles: string[];
+  /** Where the server key comes from, for humans: never the key itself. */
+  upstreamKeyOrigin: string;
+  /** What the resolver made of `options`, secrets redacted: what `amp-proxy --print-config` shows. */
+  effective: AmpEffectiveOptions;
+}
+
+export interface LoadAmpConfigOptions {
+  /** Where the search starts. Defaults to `process.cwd()`. */
+  cwd?: string;
+  /** Load this file instead of searching. */
+  configFile?: string;
+  /** The environment to read overrides from. Defaults to `process.env`. */
+  env?: NodeJS.ProcessEnv;
+  /** Gateway settings from the command line (`--port`, `--host`); they win over env and the file. */
+  overrides?: AmpGatewayOverrides;
+}
+
+export interface AttachUpgradeOptions {
+  /** The path the middleware is mounted under in the host app, such as `/amp`. Defaults to none. */
+  prefix?: string;
+}
+
+/**
+ * Every error the middleware answers with (see `AMP_ERRORS` for each one's status and message).
+ * The code is the stable contract: clients and dashboards match on it.
+ */
+export type AmpErrorCode =
+  | 'amp_bad_request'
+  | 'amp_gateway_key_misplaced'
+  | 'amp_bad_path'
+  | 'amp_client_unauthorized'
+  | 'amp_localhost_only'
+  | 'amp_preflight_forbidden'
+  | 'amp_body_too_large'
+  | 'amp_uri_too_long'
+  | 'amp_token_required'
+  | 'amp_upstream_key_conflict'
+  | 'amp_upstream_key_missing'
+  | 'amp_body_unavailable'
+  | 'amp_local_provider_error'
+  | 'amp_policy_error'
+  | 'amp_internal_error'
+  | 'amp_upstream_proxy_error'
+  | 'amp_upstream_timeout';
