@@ -110,7 +110,7 @@ export type KeyVisitor<T> = (value: T, start: number, end: number) => unknown;
 export function findKeys<T>(text: string, table: KeyTable<T>, visit: KeyVisitor<T>): boolean {
   // Decoding only ever shortens a text, so a text shorter than every key holds none in any form.
   if (text.length < table.shortest) return false;
-  return examine(text, table, visit, 0, true);
+  return examine(text, { table, visit }, 0, true);
 }
 
 /** Whether `text` holds any key of `table`, in any of the forms `findKeys` recognises. */
@@ -120,20 +120,20 @@ export function containsKey(text: string, table: KeyTable<unknown>): boolean {
 
 const stop = (): boolean => true;
 
-function examine<T>(
-  text: string,
-  table: KeyTable<T>,
-  visit: KeyVisitor<T>,
-  basicDepth: number,
-  located: boolean,
-): boolean {
-  if (scanTokens(text, table, visit, basicDepth, located)) return true;
+/** What a search looks for and whom it tells. */
+interface Search<T> {
+  readonly table: KeyTable<T>;
+  readonly visit: KeyVisitor<T>;
+}
+
+function examine<T>(text: string, search: Search<T>, basicDepth: number, located: boolean): boolean {
+  if (scanTokens(text, search, basicDepth, located)) return true;
   let form = text;
   for (let round = 0; round < MAX_DECODING_ROUNDS; round++) {
     const decoded = decodeEscapes(form);
     if (decoded === form) break;
     form = decoded;
-    if (scanTokens(form, table, visit, basicDepth, false)) return true;
+    if (scanTokens(form, search, basicDepth, false)) return true;
   }
   return false;
 }
@@ -147,8 +147,7 @@ function examine<T>(
  */
 function scanTokens<T>(
   text: string,
-  table: KeyTable<T>,
-  visit: KeyVisitor<T>,
+  { table, visit }: Search<T>,
   basicDepth: number,
   located: boolean,
 ): boolean {
@@ -178,7 +177,7 @@ function scanTokens<T>(
       start = ++i; // past one of `+/=`
     }
     if (basicDepth < MAX_BASIC_DEPTH && followsBasicScheme(text, chunkStart)) {
-      if (examineBasic(text.slice(chunkStart, i), table, visit, basicDepth)) return true;
+      if (examineBasic(text.slice(chunkStart, i), { table, visit }, basicDepth)) return true;
     }
     // `i` is a separator: the next chunk long enough to matter covers `i + stride`.
     probe = i + stride;
@@ -207,15 +206,10 @@ function followsBasicScheme(text: string, at: number): boolean {
 }
 
 /** `Basic` credentials: base64 of `user:password`, where either may be a key. */
-function examineBasic<T>(
-  payload: string,
-  table: KeyTable<T>,
-  visit: KeyVisitor<T>,
-  basicDepth: number,
-): boolean {
+function examineBasic<T>(payload: string, search: Search<T>, basicDepth: number): boolean {
   // Node decodes base64 and base64url alike and skips what is neither.
   const decoded = Buffer.from(payload, 'base64').toString('latin1');
-  return examine(decoded, table, visit, basicDepth + 1, false);
+  return examine(decoded, search, basicDepth + 1, false);
 }
 
 /**
