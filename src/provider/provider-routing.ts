@@ -36,6 +36,14 @@ const GEMINI_MODEL_IN_PATH = /^(\/api\/provider\/google\/.*\/models\/)([^/:]+)(:
 const BODY_METHODS = new Set(['POST', 'PUT', 'PATCH']);
 const TOO_LARGE: ProviderRoute = { kind: 'too-large' };
 
+/**
+ * Only a JSON body (or one whose type is not given) can name a model. Anything else — a file
+ * upload, a multipart form — is streamed to the upstream untouched, never held in memory.
+ */
+function mayNameModel(contentType: string | undefined): boolean {
+  return contentType === undefined || contentType.trim() === '' || /json/i.test(contentType);
+}
+
 function modelInPath(match: RegExpExecArray): string {
   try {
     return decodeURIComponent(match[2]!);
@@ -51,7 +59,7 @@ function serialised(json: Json): HeldBody {
 /**
  * Decides where a provider call goes: served by the host (`localProvider`), sent upstream under
  * another model name (`modelMappings`), or sent upstream as it came. The body is read only when
- * the model can be in it, with a size cap.
+ * the model can be in it (JSON, or no type given), with a size cap.
  */
 export async function routeProviderCall(
   req: IncomingMessage & { body?: unknown },
@@ -60,7 +68,7 @@ export async function routeProviderCall(
 ): Promise<ProviderRoute> {
   const inPath = GEMINI_MODEL_IN_PATH.exec(ampPath);
   let body: JsonBody | undefined;
-  if (!inPath && BODY_METHODS.has(req.method ?? '')) {
+  if (!inPath && BODY_METHODS.has(req.method ?? '') && mayNameModel(req.headers['content-type'])) {
     const read = await readJsonBody(req, config.maxBodyBytes);
     if (read === 'too-large') return TOO_LARGE;
     body = read;
