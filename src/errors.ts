@@ -18,6 +18,11 @@ export const AMP_ERRORS = {
     message:
       'A gateway key was found where it would be forwarded upstream; send it only in Authorization, X-Api-Key, X-Goog-Api-Key or the token header.',
   },
+  amp_websocket_not_attached: {
+    status: 426,
+    message:
+      'This route is a WebSocket endpoint, but upgrades do not reach the gateway: the host must call attachUpgrade(server, middleware) once its HTTP server exists.',
+  },
   amp_bad_path: {
     status: 400,
     message:
@@ -70,6 +75,11 @@ export const AMP_ERRORS = {
   amp_policy_error: {
     status: 500,
     message: 'The auth policy for this route failed.',
+  },
+  amp_factory_not_called: {
+    status: 500,
+    message:
+      'The gateway was mounted without being created: write app.use(ampRouter()) (or ampProviderProxy(), ampManagementProxy()), not app.use(ampRouter).',
   },
   amp_internal_error: {
     status: 500,

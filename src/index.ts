@@ -48,30 +48,33 @@ export { createRedactor, redactHeaders, redactSecret, redactUrl } from './observ
 export { AMP_ERRORS, AmpProxyConfigError } from './errors.js';
 export { loadAmpConfig } from './config/load-config.js';
 
+// The factories' `never` rest parameter makes `app.use(ampRouter)` (the factory itself, not the
+// middleware it returns) a type error in both Express majors; see `answerFactoryCalledAsMiddleware`.
+
 /**
  * Every Amp route group behind one middleware. Mount it where the Amp server root should be
  * (`app.use(ampRouter())` or `app.use('/amp', ampRouter())`); paths that are not Amp's go to `next()`.
  */
-export function ampRouter(options?: AmpProxyOptions): AmpMiddleware {
-  return createAmpMiddleware(options, { name: 'ampRouter', groups: AMP_GROUPS });
+export function ampRouter(options?: AmpProxyOptions, ...notAMiddleware: never[]): AmpMiddleware {
+  return createAmpMiddleware(options, { name: 'ampRouter', groups: AMP_GROUPS }, notAMiddleware);
 }
 
 /** The provider group (`/api/provider/**`) alone. Mount it at `/api/provider` (under any prefix) or at the root. */
-export function ampProviderProxy(options?: AmpProxyOptions): AmpMiddleware {
-  return createAmpMiddleware(options, {
-    name: 'ampProviderProxy',
-    groups: ['provider'],
-    mountPath: GROUP_MOUNT_PATH.provider,
-  });
+export function ampProviderProxy(options?: AmpProxyOptions, ...notAMiddleware: never[]): AmpMiddleware {
+  return createAmpMiddleware(
+    options,
+    { name: 'ampProviderProxy', groups: ['provider'], mountPath: GROUP_MOUNT_PATH.provider },
+    notAMiddleware,
+  );
 }
 
 /** The management group (every `/api/**` path but the provider's) alone. Mount it at `/api` (under any prefix) or at the root. */
-export function ampManagementProxy(options?: AmpProxyOptions): AmpMiddleware {
-  return createAmpMiddleware(options, {
-    name: 'ampManagementProxy',
-    groups: ['management'],
-    mountPath: GROUP_MOUNT_PATH.management,
-  });
+export function ampManagementProxy(options?: AmpProxyOptions, ...notAMiddleware: never[]): AmpMiddleware {
+  return createAmpMiddleware(
+    options,
+    { name: 'ampManagementProxy', groups: ['management'], mountPath: GROUP_MOUNT_PATH.management },
+    notAMiddleware,
+  );
 }
 
 /**

@@ -406,6 +406,7 @@ export interface AttachUpgradeOptions {
 export type AmpErrorCode =
   | 'amp_bad_request'
   | 'amp_gateway_key_misplaced'
+  | 'amp_websocket_not_attached'
   | 'amp_bad_path'
   | 'amp_client_unauthorized'
   | 'amp_localhost_only'
@@ -418,6 +419,7 @@ export type AmpErrorCode =
   | 'amp_body_unavailable'
   | 'amp_local_provider_error'
   | 'amp_policy_error'
+  | 'amp_factory_not_called'
   | 'amp_internal_error'
   | 'amp_upstream_proxy_error'
   | 'amp_upstream_timeout';

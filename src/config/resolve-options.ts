@@ -21,6 +21,8 @@ export interface ResolvedConfig {
   readonly emit: AmpProxyEventListener | undefined;
   /** Masks credentials in logs and events, including every key this config knows. */
   readonly redactor: Redactor;
+  /** Tells the host about a mistake in how it uses the middleware: its logger, else a process warning. */
+  readonly warn: (code: string, message: string) => void;
   /** How provider calls are routed by model; `undefined` when nothing needs the body read. */
   readonly providerRouting: ProviderRoutingConfig | undefined;
 }
@@ -70,5 +72,8 @@ export function resolveOptions(options: unknown): ResolvedConfig {
       typeof upstreamKey === 'string' ? [...clients.secrets, upstreamKey] : clients.secrets,
     ),
     providerRouting: providerRouting(validated),
+    warn: logger
+      ? (code, message) => logger.warn({ code }, message)
+      : (code, message) => process.emitWarning(message, { code }),
   };
 }

@@ -1,7 +1,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
-import { resolveOptions } from '../config/resolve-options.js';
+import { resolveOptions, type ResolvedConfig } from '../config/resolve-options.js';
 import { AmpProxyConfigError, rejectUpgrade, sendAmpError } from '../errors.js';
 import { forbidsCrossOrigin } from '../access/cors.js';
 import { createGroupProxy, endTunnel, type GroupProxy } from '../proxy/group-proxy.js';
@@ -33,6 +33,34 @@ function looksLikeRequest(value: unknown): boolean {
   );
 }
 
+/** Factories already reported as passed to `app.use()` without being called. */
+const reportedUncalled = new Set<string>();
+
+/**
+ * `app.use(ampRouter)` (JavaScript only: the types refuse it) makes Express call the factory with
+ * each request. The first request gets a 500 that says what to write, and a process warning says
+ * it too; later ones go on to the host's other routes, which a thrown error would break.
+ */
+function answerFactoryCalledAsMiddleware(name: string, [res, next]: readonly unknown[]): AmpMiddleware {
+  const error = new AmpProxyConfigError(
+    name,
+    `was passed to app.use() without being called; write app.use(${name}()) or app.use(${name}(options))`,
+  );
+  if (typeof (res as ServerResponse | undefined)?.writeHead !== 'function') throw error;
+  if (reportedUncalled.has(name)) {
+    if (typeof next === 'function') (next as NextFunction)();
+  } else {
+    reportedUncalled.add(name);
+    process.emitWarning(error.message, { code: 'amp_factory_not_called' });
+    sendAmpError(res as ServerResponse, 'amp_factory_not_called');
+  }
+  // Express ignores what a middleware returns; this one only answers that it was never set up.
+  return Object.assign(
+    (_req: IncomingMessage, answer: ServerResponse) => sendAmpError(answer, 'amp_factory_not_called'),
+    { upgrade: () => false, reload: () => undefined, close: async () => undefined },
+  );
+}
+
 function notFound(res: ServerResponse): NextFunction {
   return () => {
     res.writeHead(404, { 'content-type': 'text/plain; charset=utf-8' });
@@ -54,6 +82,12 @@ function ampPathOf(req: IncomingMessage, pathname: string, mountPath: string | u
 /** Everything built from one set of options; `reload` swaps it whole. */
 interface Runtime {
   readonly handlers: ReadonlyMap<AmpGroup, GroupHandler>;
+  readonly warn: ResolvedConfig['warn'];
+}
+
+/** A WebSocket handshake that Node handed to the request handler: no `upgrade` listener took it. */
+function isUpgradeRequest(req: IncomingMessage): boolean {
+  return req.headers.upgrade !== undefined && /\bupgrade\b/i.test(req.headers.connection ?? '');
 }
 
 /**
@@ -80,20 +114,19 @@ function buildRuntime(
   const handlers = new Map(
     groups.map((group) => [group, createGroupHandler(group, config, pool.proxyFor(group), buildHeaders)]),
   );
-  return { handlers };
+  return { handlers, warn: config.warn };
 }
 
 /**
  * The middleware and its hooks share one closure over `runtime`, the value `reload` swaps; each of
  * the parts below is short.
  */
-export function createAmpMiddleware(options: unknown, scope: MiddlewareScope): AmpMiddleware {
-  if (looksLikeRequest(options)) {
-    throw new AmpProxyConfigError(
-      scope.name,
-      `was passed to app.use() without being called; write app.use(${scope.name}()) or app.use(${scope.name}(options))`,
-    );
-  }
+export function createAmpMiddleware(
+  options: unknown,
+  scope: MiddlewareScope,
+  middlewareArguments: readonly unknown[] = [],
+): AmpMiddleware {
+  if (looksLikeRequest(options)) return answerFactoryCalledAsMiddleware(scope.name, middlewareArguments);
   const pool = createProxyPool(scope.groups);
   let runtime = buildRuntime(options, scope.groups, pool);
   const tunnels = new Set<Duplex>();
@@ -115,15 +148,48 @@ export function createAmpMiddleware(options: unknown, scope: MiddlewareScope): A
     return handler && { group, handler };
   }
 
+  const warned = new Set<string>();
+  const warnOnce = (code: string, message: string): void => {
+    if (warned.has(code)) return;
+    warned.add(code);
+    runtime.warn(code, message);
+  };
+
+  /**
+   * A single-group middleware mounted where its paths cannot arrive (`ampProviderProxy` at `/api`)
+   * would hand every Amp call to the host's 404 without a word; looked at only for requests that
+   * fall through, so served requests pay nothing.
+   */
+  function warnIfMountedWhereNothingMatches(req: IncomingMessage, pathname: string): void {
+    const baseUrl = (req as { baseUrl?: string }).baseUrl;
+    if (scope.mountPath === undefined || !baseUrl || warned.has('amp_mount_path')) return;
+    const group = classifyAmpPath(baseUrl + pathname);
+    if (group === undefined || !scope.groups.includes(group)) return;
+    warnOnce(
+      'amp_mount_path',
+      `amp-proxy-middleware: ${scope.name} is mounted at ${baseUrl}, where it never sees its paths; mount it at ${scope.mountPath} (under any prefix) or at the root`,
+    );
+  }
+
   const middleware = {
     [scope.name](req: IncomingMessage, res: ServerResponse, next?: NextFunction): void {
       const url = req.url ?? '/';
       const { path: pathname, query = '' } = splitRequestTarget(url);
       const ampPath = ampPathOf(req, pathname, scope.mountPath);
       const target = route(ampPath);
-      if (target === undefined) return (next ?? notFound(res))();
+      if (target === undefined) {
+        warnIfMountedWhereNothingMatches(req, pathname);
+        return (next ?? notFound(res))();
+      }
       if (target === 'bad-path' || query.includes('#')) return sendAmpError(res, 'amp_bad_path');
       if (url.length > MAX_URL_LENGTH) return sendAmpError(res, 'amp_uri_too_long');
+      if (target.handler.upgrade && isUpgradeRequest(req)) {
+        warnOnce(
+          'amp_websocket_not_attached',
+          `amp-proxy-middleware: ${scope.name} got a WebSocket upgrade as a plain request (answered 426): call attachUpgrade(server, middleware) once the HTTP server exists`,
+        );
+        return sendAmpError(res, 'amp_websocket_not_attached');
+      }
       target.handler.http(req, res, ampPath, query);
     },
   }[scope.name] as AmpMiddleware;

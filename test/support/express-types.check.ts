@@ -25,3 +25,9 @@ app5.use(ampRouter());
 const router5 = express5.Router();
 router5.use('/api/provider', ampProviderProxy());
 app5.use('/amp', router5);
+
+// The factory itself is not a middleware: passing it uncalled is a compile error in both majors.
+// @ts-expect-error app.use(ampRouter) instead of app.use(ampRouter())
+app4.use(ampRouter);
+// @ts-expect-error the same with Express 5 and a single-group factory
+app5.use('/api/provider', ampProviderProxy);
