@@ -148,6 +148,16 @@ export function sendAmpError(res: ServerResponse, code: AmpErrorCode, where?: st
   res.end(body);
 }
 
+/**
+ * Why a request to the upstream failed, as a code an operator can act on: Node's system and TLS
+ * error codes (`ECONNREFUSED`, `ENOTFOUND`, `CERT_HAS_EXPIRED`, …) are short upper-case words;
+ * anything else is `unknown`, since a message could hold a URL or a header.
+ */
+export function upstreamFailureCause(error: unknown): string {
+  const code = (error as NodeJS.ErrnoException | undefined)?.code;
+  return typeof code === 'string' && /^[A-Z][A-Z0-9_]{1,63}$/.test(code) ? code : 'unknown';
+}
+
 /** Answers a WebSocket upgrade request with the JSON error for `code` and closes the socket. */
 export function rejectUpgrade(socket: Duplex, code: AmpErrorCode, where?: string): void {
   if (socket.destroyed) return;

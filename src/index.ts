@@ -45,7 +45,7 @@ export type {
 } from './types.js';
 export { createAmpMetrics } from './observability/metrics.js';
 export { createRedactor, redactHeaders, redactSecret, redactUrl } from './observability/redact.js';
-export { AMP_ERRORS, AmpProxyConfigError } from './errors.js';
+export { AMP_ERRORS, AmpProxyConfigError, upstreamFailureCause } from './errors.js';
 export { loadAmpConfig } from './config/load-config.js';
 
 // The factories' `never` rest parameter makes `app.use(ampRouter)` (the factory itself, not the

@@ -215,6 +215,12 @@ export interface AmpRequestEndEvent {
   readonly outcome: AmpRequestOutcome;
   /** The error code the gateway answered with, if it answered one. */
   readonly error: AmpErrorCode | undefined;
+  /**
+   * Why the upstream failed, on `upstream-error` and `timeout`: the system or TLS error code
+   * (`ECONNREFUSED`, `ENOTFOUND`, `ETIMEDOUT`, `CERT_HAS_EXPIRED`, `UNABLE_TO_VERIFY_LEAF_SIGNATURE`,
+   * …), `timeout`, or `reset` when the upstream cut a response short. Never a message or a key.
+   */
+  readonly cause?: string | undefined;
 }
 
 export interface AmpWebSocketEvent {

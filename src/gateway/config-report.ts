@@ -1,4 +1,4 @@
-import type { LoadedAmpConfig } from '../types.js';
+import type { LoadedAmpConfig } from '../index.js';
 
 /**
  * The configuration as the gateway runs it, secrets redacted: what `--print-config` prints and

@@ -15,7 +15,7 @@ import type {
   AmpProxyOptions,
   LoadedAmpConfig,
   PromClientLike,
-} from '../types.js';
+} from '../index.js';
 
 export interface GatewayOptions {
   cwd?: string;

@@ -1,5 +1,5 @@
 import type { Writable } from 'node:stream';
-import type { AmpLogger } from '../types.js';
+import type { AmpLogger } from '../index.js';
 
 /** The standalone gateway's logger: one JSON object per line, in pino's shape, without pino. */
 export function jsonLogger(stream: Writable): Required<AmpLogger> {

@@ -1,6 +1,6 @@
 import { AmpProxyConfigError } from '../index.js';
 import { printableConfig } from './config-report.js';
-import type { AmpLogger, LoadedAmpConfig } from '../types.js';
+import type { AmpLogger, LoadedAmpConfig } from '../index.js';
 
 /** The paths at which two JSON values differ, for a reload log that never shows a value. */
 export function changedPaths(before: unknown, after: unknown, path = ''): string[] {

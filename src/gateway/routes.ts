@@ -1,6 +1,7 @@
 import { request as httpRequest, type RequestListener, type ServerResponse } from 'node:http';
 import { request as httpsRequest } from 'node:https';
-import type { AmpMetrics, AmpMiddleware, LoadedAmpConfig } from '../types.js';
+import { upstreamFailureCause } from '../index.js';
+import type { AmpMetrics, AmpMiddleware, LoadedAmpConfig } from '../index.js';
 
 const READY_PROBE_TIMEOUT_MS = 3000;
 
@@ -10,23 +11,27 @@ function sendJson(res: ServerResponse, status: number, body: object): void {
   res.end(text);
 }
 
-/** Whether the upstream answers at all: any HTTP status counts, since the gateway only forwards. */
-function probeUpstream(upstream: string): Promise<boolean> {
+/**
+ * Whether the upstream answers at all (any HTTP status counts, since the gateway only forwards),
+ * and if not, why: the error code a request would fail with, as in the request log.
+ */
+function probeUpstream(upstream: string): Promise<{ ready: true } | { ready: false; cause: string }> {
   return new Promise((resolve) => {
     const request = upstream.startsWith('https:') ? httpsRequest : httpRequest;
     const req = request(upstream, { method: 'HEAD', timeout: READY_PROBE_TIMEOUT_MS }, (res) => {
       res.resume();
-      resolve(true);
+      resolve({ ready: true });
     });
-    req.on('timeout', () => req.destroy());
-    req.on('error', () => resolve(false));
+    req.on('timeout', () => req.destroy(Object.assign(new Error('timed out'), { code: 'ETIMEDOUT' })));
+    req.on('error', (error) => resolve({ ready: false, cause: upstreamFailureCause(error) }));
     req.end();
   });
 }
 
 async function answerReadiness(res: ServerResponse, upstream: string): Promise<void> {
-  const ready = await probeUpstream(upstream);
-  sendJson(res, ready ? 200 : 503, { status: ready ? 'ready' : 'upstream unreachable' });
+  const probe = await probeUpstream(upstream);
+  if (probe.ready) sendJson(res, 200, { status: 'ready' });
+  else sendJson(res, 503, { status: 'upstream unreachable', cause: probe.cause });
 }
 
 async function serveMetrics(res: ServerResponse, metrics: AmpMetrics): Promise<void> {

@@ -1,6 +1,6 @@
 import type { Server } from 'node:http';
 import type { ConfigWatcher } from './config-watcher.js';
-import type { AmpMiddleware } from '../types.js';
+import type { AmpMiddleware } from '../index.js';
 
 /**
  * Stops accepting and reloading, ends WebSockets with 1001 (the router's `close`), lets requests

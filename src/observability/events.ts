@@ -12,7 +12,7 @@ import type {
 export interface RequestTrace {
   keySpent(source: KeySource | undefined, client: string | undefined): void;
   answered(code: AmpErrorCode): void;
-  failed(outcome: 'upstream-error' | 'timeout'): void;
+  failed(outcome: 'upstream-error' | 'timeout', cause: string): void;
   routed(route: string): void;
 }
 
@@ -44,13 +44,17 @@ export function createTracer(
       let route: string | undefined;
       let error: AmpErrorCode | undefined;
       let failure: 'upstream-error' | 'timeout' | undefined;
+      let cause: string | undefined;
       const trace: RequestTrace = {
         keySpent: (source, clientName) => {
           keySource = source;
           client = clientName;
         },
         answered: (code) => (error = code),
-        failed: (outcome) => (failure = outcome),
+        failed: (outcome, why) => {
+          failure = outcome;
+          cause = why;
+        },
         routed: (taken) => (route = taken),
       };
       // Attached before any asynchronous step, so no ending can be missed.
@@ -78,6 +82,7 @@ export function createTracer(
           route,
           outcome,
           error,
+          cause,
         });
       });
       emit({ type: 'request-start', group, method, path });

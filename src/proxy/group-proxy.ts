@@ -9,7 +9,7 @@ import { Agent as HttpsAgent } from 'node:https';
 import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { createProxyMiddleware, type RequestHandler } from 'http-proxy-middleware';
-import { rejectUpgrade, sendAmpError } from '../errors.js';
+import { rejectUpgrade, sendAmpError, upstreamFailureCause } from '../errors.js';
 import { isCorsHeader } from '../access/cors.js';
 import type { OutboundRequest } from './outbound-request.js';
 import { forwardResponse } from './response.js';
@@ -84,7 +84,7 @@ function onProxyRes(stripCors: boolean) {
     // A reset mid-stream ends the piped source without `end`; without this the client would hang.
     proxyRes.once('close', () => {
       if (proxyRes.complete || res.destroyed) return;
-      outbound.trace?.failed('upstream-error');
+      outbound.trace?.failed('upstream-error', 'reset');
       res.destroy();
     });
     forwardResponse(proxyRes, outbound.method, res, stripCors, outbound.rewrite);
@@ -145,7 +145,10 @@ function onError(error: Error, outbound: OutboundRequest, target: ServerResponse
   }
   // A client that went away is not an upstream failure: there is nobody to answer.
   if (outbound.client.socket.destroyed || target.destroyed || target.writableEnded) return;
-  outbound.trace?.failed(timedOut ? 'timeout' : 'upstream-error');
+  outbound.trace?.failed(
+    timedOut ? 'timeout' : 'upstream-error',
+    timedOut ? 'timeout' : upstreamFailureCause(error),
+  );
   sendAmpError(target, code);
 }
 
