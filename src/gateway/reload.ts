@@ -1,6 +1,26 @@
+import { createHash } from 'node:crypto';
 import { AmpProxyConfigError } from '../index.js';
-import { printableConfig } from './config-report.js';
 import type { AmpLogger, LoadedAmpConfig } from '../index.js';
+import { printableConfig } from './config-report.js';
+
+/** A secret as something to compare: its digest, never the value. */
+function digest(value: unknown): unknown {
+  return typeof value === 'string' ? createHash('sha256').update(value).digest('base64') : typeof value;
+}
+
+/**
+ * The secrets of a configuration by digest. The printed configuration shows a key's first 4
+ * characters only, so a rotated key that keeps them would otherwise not count as a change.
+ */
+function secretDigests({ options }: LoadedAmpConfig): unknown {
+  return {
+    upstreamKey: digest(options.upstreamKey),
+    clients: options.clients?.map((client) => ({
+      key: digest(client.key),
+      upstreamKey: digest(client.upstreamKey),
+    })),
+  };
+}
 
 /** The paths at which two JSON values differ, for a reload log that never shows a value. */
 export function changedPaths(before: unknown, after: unknown, path = ''): string[] {
@@ -40,10 +60,14 @@ export async function reloadConfig(
     if (next.gateway.port !== current.gateway.port || next.gateway.host !== current.gateway.host) {
       logger.warn({ changed: ['port', 'host'] }, 'listen address changes need a restart');
     }
-    logger.info(
-      { changed: changedPaths(printableConfig(current), printableConfig(next)) },
-      'configuration reloaded',
-    );
+    const changed = [
+      ...new Set([
+        ...changedPaths(printableConfig(current), printableConfig(next)),
+        ...changedPaths(secretDigests(current), secretDigests(next)),
+      ]),
+    ];
+    // An editor's save can touch a file without changing it: only a change is news.
+    if (changed.length > 0) logger.info({ changed }, 'configuration reloaded');
     return next;
   } catch (error) {
     const detail = error instanceof AmpProxyConfigError ? { option: error.option, file: error.file } : {};
