@@ -87,7 +87,7 @@ export interface AmpProxyOptions {
   upstream?: string;
   /**
    * The server-side Amp key that `inject` routes spend: a string, or a function of the request.
-   * Defaults to env `AMP_API_KEY`, then the Amp CLI's secrets file (entry `apiKey@<upstream>`),
+   * Defaults to env `AMP_PROXY_UPSTREAM_KEY`, else `AMP_API_KEY`, then the Amp CLI's secrets file (entry `apiKey@<upstream>`),
    * re-read at most every 30 s.
    */
   upstreamKey?: string | UpstreamKeyFunction;

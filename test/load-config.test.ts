@@ -108,6 +108,22 @@ describe('loadAmpConfig', () => {
     assert.deepEqual(loaded.gateway, { port: 9999, host: '0.0.0.0', metricsPath: undefined });
   });
 
+  it("AMP_PROXY_UPSTREAM_KEY is the gateway's server key; AMP_API_KEY (the CLI user's key) only when it is unset", async () => {
+    const cwd = await project({ '.amp-proxyrc.json': '{"upstreamKey":"file-key"}' });
+    const both = await loadAmpConfig({
+      cwd,
+      env: { AMP_PROXY_UPSTREAM_KEY: 'gateway-key', AMP_API_KEY: 'cli-user-key' },
+    });
+    assert.equal(both.options.upstreamKey, 'gateway-key');
+    assert.equal(both.upstreamKeyOrigin, 'env AMP_PROXY_UPSTREAM_KEY');
+    const empty = await loadAmpConfig({
+      cwd,
+      env: { AMP_PROXY_UPSTREAM_KEY: ' ', AMP_API_KEY: 'cli-user-key' },
+    });
+    assert.equal(empty.options.upstreamKey, 'cli-user-key');
+    assert.equal(empty.upstreamKeyOrigin, 'env AMP_API_KEY');
+  });
+
   it('with no key configured, says where the middleware will find one, and watches that file', async () => {
     const cwd = await project({
       'amp/secrets.json': '{"apiKey@https://amp.example":"sk-from-cli-secrets-0001"}',

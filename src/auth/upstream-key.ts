@@ -7,6 +7,27 @@ import type { UpstreamKeyFunction, UpstreamKeySource } from '../types.js';
 export interface ResolvedUpstreamKey {
   readonly key: string | undefined;
   readonly source: UpstreamKeySource;
+  /** With `source: 'env'`: the variable the key came from. */
+  readonly variable?: ServerKeyVariable;
+}
+
+/**
+ * The variables that can hold the server key, in order. The gateway's own comes first: in a shell
+ * set up for the Amp CLI, `AMP_API_KEY` is the user's key, which would otherwise silently become
+ * the gateway's server key.
+ */
+export const SERVER_KEY_VARIABLES = ['AMP_PROXY_UPSTREAM_KEY', 'AMP_API_KEY'] as const;
+export type ServerKeyVariable = (typeof SERVER_KEY_VARIABLES)[number];
+
+/** The first of `SERVER_KEY_VARIABLES` set to a non-empty value in `env`. */
+export function serverKeyFromEnv(
+  env: Readonly<Record<string, string | undefined>>,
+): { key: string; variable: ServerKeyVariable } | undefined {
+  for (const variable of SERVER_KEY_VARIABLES) {
+    const key = env[variable]?.trim();
+    if (key) return { key, variable };
+  }
+  return undefined;
 }
 
 /** Resolves the server key; synchronous whenever the answer is known without I/O. */
@@ -53,16 +74,17 @@ function nonEmpty(value: string | undefined): string | undefined {
   return trimmed ? trimmed : undefined;
 }
 
-/** Env `AMP_API_KEY`, else the secrets file entry for `upstream`, read now. */
+/** Env `AMP_PROXY_UPSTREAM_KEY` or `AMP_API_KEY`, else the secrets file entry for `upstream`, read now. */
 export async function readAmbientKey(upstream: string, secretsFile: string): Promise<ResolvedUpstreamKey> {
-  const fromEnv = nonEmpty(process.env.AMP_API_KEY);
-  if (fromEnv) return { key: fromEnv, source: 'env' };
+  const fromEnv = serverKeyFromEnv(process.env);
+  if (fromEnv) return { key: fromEnv.key, source: 'env', variable: fromEnv.variable };
   const fromFile = await readSecretsFile(secretsFile, secretsFileEntries(upstream));
   return fromFile ? { key: fromFile, source: 'secrets-file' } : NO_KEY;
 }
 
 /**
- * The server key when no `upstreamKey` option is given: env `AMP_API_KEY`, then the secrets
+ * The server key when no `upstreamKey` option is given: env (`AMP_PROXY_UPSTREAM_KEY`, then
+ * `AMP_API_KEY`), then the secrets
  * file. Both are re-read at most every 30 s so that a rotated key is picked up without a
  * restart, and concurrent requests share one read.
  */

@@ -10,7 +10,7 @@ const USAGE = `Usage: amp-proxy [--config FILE] [--port N] [--host H] [--print-c
 A standalone Amp gateway. Provider routes spend the server key; every other route forwards the
 user's own token. Configuration comes from an amp-proxy config file (.amp-proxyrc, .amp-proxyrc.json,
 .amp-proxyrc.yaml, amp-proxy.config.js, package.json "ampProxy", ...) searched from the current
-directory, with env overrides: AMP_PROXY_UPSTREAM, AMP_API_KEY, AMP_PROXY_PORT, AMP_PROXY_HOST.
+directory, with env overrides: AMP_PROXY_UPSTREAM, AMP_PROXY_UPSTREAM_KEY (else AMP_API_KEY), AMP_PROXY_PORT, AMP_PROXY_HOST.
 
   --config FILE    load this config file instead of searching
   --port N         listen port (default 8317)

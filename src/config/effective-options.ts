@@ -15,9 +15,9 @@ function customOrNone(value: unknown): 'custom' | null {
 
 /** The key the middleware would spend now when no option names one, found the way it finds it. */
 export async function findAmbientServerKey(options: ValidatedOptions): Promise<FoundServerKey> {
-  const { key, source } = await readAmbientKey(options.upstream.asWritten, options.secretsFile);
+  const { key, source, variable } = await readAmbientKey(options.upstream.asWritten, options.secretsFile);
   const origins: Partial<Record<UpstreamKeySource, string>> = {
-    env: 'env AMP_API_KEY',
+    env: `env ${variable}`,
     'secrets-file': `Amp CLI secrets file ${options.secretsFile}`,
   };
   return { key, origin: origins[source] ?? 'none' };

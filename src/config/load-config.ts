@@ -1,6 +1,7 @@
 import { readFile } from 'node:fs/promises';
 import { dirname, resolve as resolvePath } from 'node:path';
 import { AmpProxyConfigError } from '../errors.js';
+import { serverKeyFromEnv } from '../auth/upstream-key.js';
 import { describeOptions, findAmbientServerKey } from './effective-options.js';
 import { GATEWAY_SETTING_NAMES, resolveGatewaySettings } from './gateway-settings.js';
 import { isPlainObject } from '../plain-object.js';
@@ -167,9 +168,10 @@ async function readMiddlewareOptions(
     );
   }
   if (env.AMP_PROXY_UPSTREAM) options.upstream = env.AMP_PROXY_UPSTREAM;
-  if (env.AMP_API_KEY?.trim()) {
-    options.upstreamKey = env.AMP_API_KEY.trim();
-    upstreamKeyOrigin = 'env AMP_API_KEY';
+  const keyFromEnv = serverKeyFromEnv(env);
+  if (keyFromEnv) {
+    options.upstreamKey = keyFromEnv.key;
+    upstreamKeyOrigin = `env ${keyFromEnv.variable}`;
   }
   if (typeof options.secretsFile === 'string' && filepath) {
     options.secretsFile = resolvePath(dirname(filepath), options.secretsFile);

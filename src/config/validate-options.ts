@@ -153,7 +153,7 @@ function validateUpstreamKey(value: unknown): AmpProxyOptions['upstreamKey'] {
   if (typeof value !== 'string' || value.trim() === '') {
     fail(
       'upstreamKey',
-      `expected a non-empty string or a function (req) => key, got ${describeSecret(value)}; omit it to use AMP_API_KEY or the Amp secrets file`,
+      `expected a non-empty string or a function (req) => key, got ${describeSecret(value)}; omit it to use AMP_PROXY_UPSTREAM_KEY, AMP_API_KEY or the Amp secrets file`,
     );
   }
   return value.trim();
