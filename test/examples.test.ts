@@ -16,6 +16,7 @@ import { fileURLToPath } from 'node:url';
 import { gzipSync } from 'node:zlib';
 import { WebSocket, WebSocketServer } from 'ws';
 import { send } from './support/client.js';
+import { WaitableList } from './support/events.js';
 import { startUpstream, type FakeUpstream } from './support/upstream.js';
 
 // The examples are plain JavaScript: the shapes the tests rely on are declared here.
@@ -71,7 +72,7 @@ interface Handshake {
  * `rivet` subprotocol). Paths containing `stream` answer with server-sent events spaced
  * EVENT_GAP_MS apart, paths containing `big` with a large JSON body.
  */
-async function startAmpUpstream(): Promise<FakeUpstream & { handshakes: Handshake[] }> {
+async function startAmpUpstream(): Promise<FakeUpstream & { handshakes: WaitableList<Handshake> }> {
   const upstream = await startUpstream((req, res, recorded) => {
     if (req.url?.includes('stream')) {
       res.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-cache' });
@@ -85,7 +86,7 @@ async function startAmpUpstream(): Promise<FakeUpstream & { handshakes: Handshak
     res.writeHead(200, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) });
     res.end(body);
   });
-  const handshakes: Handshake[] = [];
+  const handshakes = new WaitableList<Handshake>();
   const wss = new WebSocketServer({
     server: upstream.server,
     handleProtocols: (protocols) => (protocols.has('rivet') ? 'rivet' : false),
@@ -168,7 +169,7 @@ describe('examples/existing-app', () => {
   });
 
   it("the app's own routes still work, and express.json() still parses their bodies", async () => {
-    const before = upstream.requests.length;
+    const received = upstream.record();
     assert.equal((await send(`${app.url}/health`)).status, 200);
     assert.equal((await send(`${app.url}/api-docs`)).status, 200);
 
@@ -188,10 +189,11 @@ describe('examples/existing-app', () => {
     assert.deepEqual((await send(`${app.url}/v1/orders`)).json(), {
       orders: [{ id: 1, sku: 'A-1', quantity: 2 }],
     });
-    assert.equal(upstream.requests.length, before, 'the app routes never reach Amp');
+    assert.deepEqual(received.requests, [], 'the app routes never reach Amp');
   });
 
   it('provider routes spend the server key; management routes keep the user token', async () => {
+    const received = upstream.record();
     const body = JSON.stringify({ model: 'claude', messages: [] });
     const provider = await send(`${app.url}/api/provider/anthropic/v1/messages`, {
       method: 'POST',
@@ -199,7 +201,7 @@ describe('examples/existing-app', () => {
       body,
     });
     assert.equal(provider.status, 200);
-    const toProvider = upstream.requests.at(-1)!;
+    const toProvider = received.only();
     assert.equal(toProvider.url, '/api/provider/anthropic/v1/messages');
     assert.equal(toProvider.headers.authorization, 'Bearer server-key');
     assert.equal(toProvider.headers['x-api-key'], 'server-key');
@@ -209,13 +211,14 @@ describe('examples/existing-app', () => {
       headers: { authorization: 'Bearer user-token' },
     });
     assert.equal(management.status, 200);
-    const toManagement = upstream.requests.at(-1)!;
+    const toManagement = received.last();
     assert.equal(toManagement.url, '/api/internal?getUserInfo');
     assert.equal(toManagement.headers.authorization, 'Bearer user-token');
     assert.equal(toManagement.headers['x-api-key'], undefined);
   });
 
   it('a gzip request body reaches Amp byte for byte: the router runs before express.json()', async () => {
+    const received = upstream.record();
     const gzipped = gzipSync(JSON.stringify({ method: 'webSearch2', params: { q: 'x'.repeat(30_000) } }));
     const res = await send(`${app.url}/api/internal?webSearch2`, {
       method: 'POST',
@@ -227,7 +230,7 @@ describe('examples/existing-app', () => {
       body: gzipped,
     });
     assert.equal(res.status, 200);
-    const seen = upstream.requests.at(-1)!;
+    const seen = received.only();
     assert.equal(seen.headers['content-encoding'], 'gzip');
     assert.ok(seen.body.equals(gzipped));
   });
@@ -266,24 +269,26 @@ describe('examples/existing-app', () => {
     assert.equal(amp.status, 200);
     assert.equal(amp.headers['access-control-allow-origin'], undefined);
 
-    const before = upstream.requests.length;
+    const received = upstream.record();
     const ampPreflight = await send(`${app.url}/api/internal`, {
       method: 'OPTIONS',
       headers: { origin, 'access-control-request-method': 'POST' },
     });
     assert.equal(ampPreflight.status, 403);
     assert.equal(ampPreflight.headers['access-control-allow-origin'], undefined);
-    assert.equal(upstream.requests.length, before);
+    assert.deepEqual(received.requests, []);
   });
 
   it("Amp's agent WebSocket is tunnelled through attachUpgrade; other upgrades get 404", async () => {
+    const handshakes = upstream.handshakes.mark();
     const socket = await openSocket(`ws://127.0.0.1:${new URL(app.url).port}${ACTOR_PATH}`, {
       authorization: 'Bearer user-token',
     });
     assert.equal(socket.protocol, 'rivet');
     await echoes(socket, '"ping"');
     await closeSocket(socket);
-    const seen = upstream.handshakes.at(-1)!;
+    const [seen] = upstream.handshakes.since(handshakes);
+    assert.ok(seen);
     assert.equal(seen.url, ACTOR_PATH);
     assert.equal(seen.headers.authorization, 'Bearer user-token');
     assert.equal(seen.headers['sec-websocket-protocol'], PROTOCOLS.join(','));
@@ -326,7 +331,7 @@ describe('examples/internal-gateway', () => {
     });
 
   it('SSO refuses provider calls without an employee identity, before Amp is contacted', async () => {
-    const before = upstream.requests.length;
+    const received = upstream.record();
     const anonymous = await callProvider({ authorization: `Bearer ${alice.key}` });
     assert.equal(anonymous.status, 401);
     assert.equal((anonymous.json() as { error: string }).error, 'employee_sso_required');
@@ -347,19 +352,19 @@ describe('examples/internal-gateway', () => {
       const hidden = await callProvider({ authorization: `Bearer ${alice.key}` }, path);
       assert.equal(hidden.status, 400, path);
     }
-    assert.equal(upstream.requests.length, before);
+    assert.deepEqual(received.requests, []);
   });
 
   it("an employee's provider call needs a gateway key and spends that client's own Amp key", async () => {
-    const before = upstream.requests.length;
+    const received = upstream.record();
     const keyless = await callProvider(sso);
     assert.equal(keyless.status, 401);
     assert.equal((keyless.json() as { error: string }).error, 'amp_client_unauthorized');
-    assert.equal(upstream.requests.length, before);
+    assert.deepEqual(received.requests, []);
 
     const res = await callProvider({ ...sso, authorization: `Bearer ${alice.key}` });
     assert.equal(res.status, 200);
-    const seen = upstream.requests.at(-1)!;
+    const seen = received.only();
     assert.equal(seen.url, MESSAGES);
     assert.equal(seen.headers.authorization, 'Bearer amp-alice');
     assert.equal(seen.headers['x-api-key'], 'amp-alice');
@@ -367,11 +372,12 @@ describe('examples/internal-gateway', () => {
   });
 
   it('management is dual-token: the gateway key is required, the user token wins over the mapping', async () => {
+    const received = upstream.record();
     const withToken = await send(`${gateway.url}/api/internal?getUserInfo`, {
       headers: { authorization: `Bearer ${bob.key}`, 'x-amp-token': 'bob-own-amp-token' },
     });
     assert.equal(withToken.status, 200, 'no SSO needed: Amp checks the token');
-    let seen = upstream.requests.at(-1)!;
+    let seen = received.only();
     assert.equal(seen.headers.authorization, 'Bearer bob-own-amp-token');
     assert.equal(seen.headers['x-amp-token'], undefined);
 
@@ -380,17 +386,17 @@ describe('examples/internal-gateway', () => {
       headers: { authorization: `Bearer ${bob.key}` },
     });
     assert.equal(cli.status, 200);
-    seen = upstream.requests.at(-1)!;
+    seen = received.last();
     assert.equal(seen.url, '/api/threads/T-1');
     assert.equal(seen.headers.authorization, 'Bearer amp-bob');
 
-    const before = upstream.requests.length;
+    const afterCli = upstream.record();
     const tokenOnly = await send(`${gateway.url}/api/internal?getUserInfo`, {
       headers: { 'x-amp-token': 'someone-elses-token' },
     });
     assert.equal(tokenOnly.status, 401);
     assert.equal((tokenOnly.json() as { error: string }).error, 'amp_client_unauthorized');
-    assert.equal(upstream.requests.length, before);
+    assert.deepEqual(afterCli.requests, []);
   });
 
   it('counts provider calls per client, from onProxyEvent', async () => {
@@ -412,23 +418,28 @@ describe('examples/internal-gateway', () => {
   });
 
   it('WebSockets: actors are tunnelled with the mapped key; provider upgrades need SSO too', async () => {
+    const actor = upstream.handshakes.mark();
     const socket = await openSocket(`${wsBase}${ACTOR_PATH}`, { authorization: `Bearer ${alice.key}` });
     await echoes(socket, '"ping"');
     await closeSocket(socket);
-    assert.equal(upstream.handshakes.at(-1)!.headers.authorization, 'Bearer amp-alice');
+    assert.deepEqual(
+      upstream.handshakes.since(actor).map((h) => h.headers.authorization),
+      ['Bearer amp-alice'],
+    );
 
-    const handshakes = upstream.handshakes.length;
+    const handshakes = upstream.handshakes.mark();
     const realtime = `${wsBase}/api/provider/openai/v1/realtime`;
     await assert.rejects(openSocket(realtime, { authorization: `Bearer ${alice.key}` }), /HTTP 401/);
     await assert.rejects(
       openSocket(`${wsBase}/api/%70rovider/openai/v1/realtime`, { authorization: `Bearer ${alice.key}` }),
       /HTTP 400/,
     );
-    assert.equal(upstream.handshakes.length, handshakes);
+    assert.deepEqual(upstream.handshakes.since(handshakes), []);
 
     const allowed = await openSocket(realtime, { ...sso, authorization: `Bearer ${alice.key}` });
     await closeSocket(allowed);
-    const seen = upstream.handshakes.at(-1)!;
+    const [seen] = upstream.handshakes.since(handshakes);
+    assert.ok(seen);
     assert.equal(seen.url, '/api/provider/openai/v1/realtime');
     assert.equal(seen.headers.authorization, 'Bearer amp-alice');
   });
@@ -436,9 +447,9 @@ describe('examples/internal-gateway', () => {
   it('no gateway key and no employee identity ever reached the upstream', () => {
     const everything = [
       ...upstream.requests.map((r) => [r.url, ...r.rawHeaders, r.body.toString('latin1')].join('\n')),
-      ...upstream.handshakes.map((h) => [h.url, JSON.stringify(h.headers)].join('\n')),
+      ...upstream.handshakes.items.map((h) => [h.url, JSON.stringify(h.headers)].join('\n')),
     ].join('\n');
-    assert.ok(upstream.requests.length > 5 && upstream.handshakes.length > 1);
+    assert.ok(upstream.requests.length > 5 && upstream.handshakes.items.length > 1);
     for (const secret of [alice.key, bob.key, 'x-auth-request-email', '@example.com']) {
       assert.ok(!everything.toLowerCase().includes(secret), `${secret} reached the upstream`);
     }

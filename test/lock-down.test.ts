@@ -33,13 +33,13 @@ describe('restrictManagementToLocalhost', () => {
 
   it('behind a trusted proxy, a remote client is refused on identity and browser routes only', async () => {
     const app = await gateway({ restrictManagementToLocalhost: true, trustedProxies: ['127.0.0.0/8'] });
-    upstream.requests.length = 0;
+    const received = upstream.record();
     for (const path of ['/api/threads', '/actors/gateway/x', '/settings']) {
       const res = await send(`${app.url}${path}`, { headers: { 'x-forwarded-for': '203.0.113.9' } });
       assert.equal(res.status, 403, path);
       assert.equal((res.json() as { error: string }).error, 'amp_localhost_only');
     }
-    assert.equal(upstream.requests.length, 0);
+    assert.equal(received.requests.length, 0);
     const provider = await send(`${app.url}/api/provider/x`, {
       headers: { 'x-forwarded-for': '203.0.113.9' },
     });
@@ -100,7 +100,7 @@ for (const [name, express] of EXPRESS_VERSIONS) {
     });
 
     it('preflights to management and actors routes get 403 and never reach the upstream', async () => {
-      upstream.requests.length = 0;
+      const received = upstream.record();
       for (const path of ['/api/threads', '/actors/gateway/x']) {
         const res = await send(`${app.url}${path}`, {
           method: 'OPTIONS',
@@ -109,7 +109,7 @@ for (const [name, express] of EXPRESS_VERSIONS) {
         assert.equal(res.status, 403, path);
         assert.equal((res.json() as { error: string }).error, 'amp_preflight_forbidden');
       }
-      assert.equal(upstream.requests.length, 0);
+      assert.equal(received.requests.length, 0);
     });
 
     it("the gateway's own error answers carry no CORS permission that the host's cors() set", async () => {
@@ -133,6 +133,32 @@ for (const [name, express] of EXPRESS_VERSIONS) {
       assert.equal(res.headers['access-control-allow-origin'], '*');
     });
   });
+
+  describe(`CORS with the router mounted before the host's cors(), the documented order (${name})`, () => {
+    let upstream: FakeUpstream;
+    let app: RunningApp;
+    before(async () => {
+      upstream = await startUpstream();
+      const host = express();
+      host.use(ampRouter({ upstream: upstream.url, upstreamKey: 'k' }));
+      host.use(cors());
+      app = await listen(host);
+    });
+    after(async () => {
+      await app.close();
+      await upstream.close();
+    });
+
+    it("a preflight to an identity route gets the router's 403, not the host's permission", async () => {
+      const received = upstream.record();
+      const preflight = await send(`${app.url}/api/threads`, {
+        method: 'OPTIONS',
+        headers: { origin: 'https://evil.example', 'access-control-request-method': 'POST' },
+      });
+      assert.equal(preflight.status, 403);
+      assert.equal(received.requests.length, 0);
+    });
+  });
 }
 
 describe('URL length', () => {
@@ -140,11 +166,12 @@ describe('URL length', () => {
     const upstream = await startUpstream();
     const router = ampRouter({ upstream: upstream.url });
     const app = await listen((req, res) => router(req, res));
+    const received = upstream.record();
     try {
       const res = await send(`${app.url}/api/threads?q=${'a'.repeat(9000)}`);
       assert.equal(res.status, 414);
       assert.equal((res.json() as { error: string }).error, 'amp_uri_too_long');
-      assert.equal(upstream.requests.length, 0);
+      assert.equal(received.requests.length, 0);
     } finally {
       await app.close();
       await upstream.close();

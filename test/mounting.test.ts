@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-import { ampManagementProxy, ampProviderProxy, ampRouter, AmpProxyConfigError } from '../src/index.js';
+import { ampManagementProxy, ampProviderProxy, ampRouter } from '../src/index.js';
 import { EXPRESS_VERSIONS, listen, type RunningApp } from './support/apps.js';
 import { send } from './support/client.js';
 import { startUpstream, type FakeUpstream } from './support/upstream.js';
@@ -34,13 +34,13 @@ for (const [name, express] of EXPRESS_VERSIONS) {
         host.get('/apiary', (_req, res) => void res.send('host apiary'));
         host.get('/threadsafe', (_req, res) => void res.send('host threadsafe'));
       });
-      upstream.requests.length = 0;
+      const received = upstream.record();
       assert.equal((await send(`${app.url}/before`)).body, 'host before');
       assert.equal((await send(`${app.url}/after`)).body, 'host after');
       assert.equal((await send(`${app.url}/apiary`)).body, 'host apiary');
       assert.equal((await send(`${app.url}/threadsafe`)).body, 'host threadsafe');
       assert.equal((await send(`${app.url}/nothing-here`)).status, 404);
-      assert.equal(upstream.requests.length, 0);
+      assert.equal(received.requests.length, 0);
 
       for (const path of [
         '/api/internal?getUserInfo',
@@ -57,18 +57,18 @@ for (const [name, express] of EXPRESS_VERSIONS) {
       ]) {
         const res = await send(`${app.url}${path}`);
         assert.equal(res.status, 200, path);
-        assert.equal(upstream.requests.at(-1)?.url, path);
+        assert.equal(received.last().url, path);
       }
     });
 
     it('under a mount path, it forwards paths relative to it', async () => {
       const app = await start((host) => host.use('/amp', ampRouter(options())));
-      upstream.requests.length = 0;
+      const received = upstream.record();
       const res = await send(`${app.url}/amp/api/threads/T-1?x=1`, {
         headers: { authorization: 'Bearer user' },
       });
       assert.equal(res.status, 200);
-      assert.equal(upstream.only().url, '/api/threads/T-1?x=1');
+      assert.equal(received.only().url, '/api/threads/T-1?x=1');
       assert.equal((await send(`${app.url}/api/threads/T-1`)).status, 404);
     });
 
@@ -78,9 +78,9 @@ for (const [name, express] of EXPRESS_VERSIONS) {
         router.use(ampRouter(options()));
         host.use('/gateway', router);
       });
-      upstream.requests.length = 0;
+      const received = upstream.record();
       assert.equal((await send(`${app.url}/gateway/api/provider/openai/v1/responses`)).status, 200);
-      assert.equal(upstream.only().url, '/api/provider/openai/v1/responses');
+      assert.equal(received.only().url, '/api/provider/openai/v1/responses');
     });
 
     it('single-group factories at their documented mount points, with host middleware in front of one group', async () => {
@@ -96,23 +96,23 @@ for (const [name, express] of EXPRESS_VERSIONS) {
         router.use('/api', ampManagementProxy(options()));
         host.use(router);
       });
-      upstream.requests.length = 0;
+      const received = upstream.record();
       assert.equal((await send(`${app.url}/api/provider/anthropic/v1/messages`)).status, 403);
-      assert.equal(upstream.requests.length, 0);
+      assert.equal(received.requests.length, 0);
 
       const provider = await send(`${app.url}/api/provider/anthropic/v1/messages`, {
         headers: { 'x-sso': 'ok', authorization: 'Bearer user' },
       });
       assert.equal(provider.status, 200);
-      assert.equal(upstream.requests.at(-1)?.url, '/api/provider/anthropic/v1/messages');
-      assert.equal(upstream.requests.at(-1)?.headers.authorization, 'Bearer server-key');
+      assert.equal(received.last().url, '/api/provider/anthropic/v1/messages');
+      assert.equal(received.last().headers.authorization, 'Bearer server-key');
 
       const management = await send(`${app.url}/api/threads/find?q=x&limit=5`, {
         headers: { authorization: 'Bearer user' },
       });
       assert.equal(management.status, 200);
-      assert.equal(upstream.requests.at(-1)?.url, '/api/threads/find?q=x&limit=5');
-      assert.equal(upstream.requests.at(-1)?.headers.authorization, 'Bearer user');
+      assert.equal(received.last().url, '/api/threads/find?q=x&limit=5');
+      assert.equal(received.last().headers.authorization, 'Bearer user');
       assert.deepEqual(seenBySso, [
         '/api/provider/anthropic/v1/messages',
         '/api/provider/anthropic/v1/messages',
@@ -124,12 +124,12 @@ for (const [name, express] of EXPRESS_VERSIONS) {
         host.use('/api', ampManagementProxy(options()));
         host.use((_req, res) => void res.status(418).send('fell through'));
       });
-      upstream.requests.length = 0;
+      const received = upstream.record();
       const res = await send(`${app.url}/api/provider/anthropic/v1/messages`, {
         headers: { authorization: 'Bearer user' },
       });
       assert.equal(res.status, 418);
-      assert.equal(upstream.requests.length, 0);
+      assert.equal(received.requests.length, 0);
     });
 
     it('single-group factories also work mounted at the root', async () => {
@@ -137,11 +137,11 @@ for (const [name, express] of EXPRESS_VERSIONS) {
         host.use(ampProviderProxy(options()));
         host.use(ampManagementProxy(options()));
       });
-      upstream.requests.length = 0;
+      const received = upstream.record();
       await send(`${app.url}/api/provider/google/v1beta/models/gemini:streamGenerateContent?alt=sse`);
       await send(`${app.url}/api/internal?listThreads`, { method: 'POST', body: '{}' });
       assert.deepEqual(
-        upstream.requests.map((r) => [r.url, r.headers.authorization]),
+        received.requests.map((r) => [r.url, r.headers.authorization]),
         [
           ['/api/provider/google/v1beta/models/gemini:streamGenerateContent?alt=sse', 'Bearer server-key'],
           ['/api/internal?listThreads', undefined],
@@ -151,27 +151,11 @@ for (const [name, express] of EXPRESS_VERSIONS) {
 
     it('route groups ignore case, so a case-insensitive upstream cannot be reached under a laxer policy', async () => {
       const app = await start((host) => host.use(ampRouter(options())));
-      upstream.requests.length = 0;
+      const received = upstream.record();
       await send(`${app.url}/API/Provider/anthropic/v1/messages`, {
         headers: { authorization: 'Bearer user' },
       });
-      assert.equal(upstream.only().headers.authorization, 'Bearer server-key');
-    });
-
-    it('app.use(ampRouter) without the call fails with a message that says how to fix it', async () => {
-      const errors: unknown[] = [];
-      const app = await start((host) => {
-        host.use(ampRouter as never);
-        host.use(
-          (error: unknown, _req: unknown, res: { status(n: number): { end(): void } }, _next: unknown) => {
-            errors.push(error);
-            res.status(500).end();
-          },
-        );
-      });
-      await send(`${app.url}/api/threads`);
-      assert.ok(errors[0] instanceof AmpProxyConfigError);
-      assert.match((errors[0] as Error).message, /app\.use\(ampRouter\(\)\)/);
+      assert.equal(received.only().headers.authorization, 'Bearer server-key');
     });
   });
 }

@@ -1,11 +1,11 @@
 import assert from 'node:assert/strict';
 import { request } from 'node:http';
 import { after, before, describe, it } from 'node:test';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { ampRouter, type AmpProxyEvent } from '../src/index.js';
 import { createRedactor, redactHeaders, redactSecret, redactUrl } from '../src/observability/redact.js';
 import { listen, type RunningApp } from './support/apps.js';
 import { send } from './support/client.js';
+import { WaitableList } from './support/events.js';
 import { startUpstream, type FakeUpstream } from './support/upstream.js';
 
 const SECRETS = ['server-key-abcdef', 'gw-alice-123456', 'alice-amp-789012', 'user-token-345678'];
@@ -13,8 +13,8 @@ const SECRETS = ['server-key-abcdef', 'gw-alice-123456', 'alice-amp-789012', 'us
 describe('request events and logging', () => {
   let upstream: FakeUpstream;
   let app: RunningApp;
-  const events: AmpProxyEvent[] = [];
-  const lines: { level: string; object: object; message?: string }[] = [];
+  const events = new WaitableList<AmpProxyEvent>();
+  const lines = new WaitableList<{ level: string; object: object; message?: string }>();
   const logger = {
     info: (object: object, message?: string) => lines.push({ level: 'info', object, message }),
     warn: (object: object, message?: string) => lines.push({ level: 'warn', object, message }),
@@ -52,22 +52,27 @@ describe('request events and logging', () => {
     await upstream.close();
   });
 
-  const ends = () => events.filter((e) => e.type === 'request-end');
-  const settle = () => sleep(50);
+  const endsOf = (list: AmpProxyEvent[]) => list.filter((e) => e.type === 'request-end');
+  /** The events since `mark`, once `count` requests have ended: the `request-end` event is the last one. */
+  const afterEnds = (mark: number, count: number) =>
+    events.until(mark, (list) => endsOf(list).length >= count);
+  /** The log lines since `mark`, once `count` of them are request lines. */
+  const untilRequestLines = (mark: number, count: number) =>
+    lines.until(mark, (list) => list.filter((l) => l.message === 'amp request').length >= count);
 
   it('one request-end event per request, with group, policy, key source and redacted path', async () => {
-    events.length = 0;
+    const mark = events.mark();
     await send(`${app.url}/api/provider/anthropic/v1/messages?key=AIzaSy1234567890&x=1`, {
       method: 'POST',
       headers: { authorization: `Bearer ${SECRETS[1]}` },
       body: '{}',
     });
-    await settle();
+    const seen = await afterEnds(mark, 1);
     assert.deepEqual(
-      events.map((e) => e.type),
+      seen.map((e) => e.type),
       ['request-start', 'request-end'],
     );
-    const end = ends()[0]!;
+    const end = endsOf(seen)[0]!;
     assert.equal(end.type, 'request-end');
     if (end.type !== 'request-end') return;
     assert.equal(end.group, 'provider');
@@ -83,13 +88,12 @@ describe('request events and logging', () => {
   });
 
   it("every key the config knows is masked wherever it appears in an event's path", async () => {
-    events.length = 0;
+    const mark = events.mark();
     // A misplaced gateway key is refused, a server or mapped key in a path is forwarded: both are logged.
     await send(`${app.url}/api/threads/${SECRETS[1]}?x=1`);
     await send(`${app.url}/api/threads?note=${encodeURIComponent(`see ${SECRETS[1]}`)}`);
     await send(`${app.url}/api/threads/${SECRETS[0]}/x?${SECRETS[2]}`);
-    await settle();
-    const paths = ends().map((e) => e.path);
+    const paths = endsOf(await afterEnds(mark, 3)).map((e) => e.path);
     assert.equal(paths.length, 3);
     for (const path of paths) for (const secret of SECRETS) assert.ok(!path.includes(secret), path);
     assert.equal(paths[0], '/api/threads/gw-a%E2%80%A6?x=1');
@@ -98,7 +102,7 @@ describe('request events and logging', () => {
   });
 
   it('refusals, client aborts and upstream failures have their own outcomes', async () => {
-    events.length = 0;
+    const mark = events.mark();
     await send(`${app.url}/api/provider/x`, { headers: { authorization: 'Bearer wrong' } });
     await new Promise<void>((resolve) => {
       const req = request(
@@ -114,8 +118,9 @@ describe('request events and logging', () => {
       req.on('error', () => undefined);
       req.end();
     });
-    await sleep(100);
-    const outcomes = ends().map((e) => (e.type === 'request-end' ? [e.outcome, e.error ?? null] : []));
+    const outcomes = endsOf(await afterEnds(mark, 2)).map((e) =>
+      e.type === 'request-end' ? [e.outcome, e.error ?? null] : [],
+    );
     assert.deepEqual(outcomes, [
       ['refused', 'amp_client_unauthorized'],
       ['client-aborted', null],
@@ -123,7 +128,7 @@ describe('request events and logging', () => {
   });
 
   it('the logger gets one line per request; upstream failures at warn; no line contains a secret', async () => {
-    lines.length = 0;
+    const mark = lines.mark();
     const unreachable = ampRouter({
       upstream: 'http://127.0.0.1:9',
       upstreamKey: SECRETS[0],
@@ -134,24 +139,27 @@ describe('request events and logging', () => {
       await send(`${broken.url}/api/threads?auth_token=${SECRETS[3]}`, {
         headers: { authorization: `Bearer ${SECRETS[3]}` },
       });
-      await settle();
+      await untilRequestLines(mark, 1);
     } finally {
       await broken.close();
     }
     await send(`${app.url}/api/threads`, { headers: { authorization: `Bearer ${SECRETS[3]}` } });
-    await settle();
-    const requestLines = lines.filter((l) => l.message === 'amp request');
+    const logged = await untilRequestLines(mark, 2);
+    const requestLines = logged.filter((l) => l.message === 'amp request');
     assert.equal(requestLines.length, 2);
     assert.equal(requestLines[0]!.level, 'warn');
     assert.equal((requestLines[0]!.object as { outcome: string }).outcome, 'upstream-error');
     assert.equal(requestLines[1]!.level, 'info');
-    const everything = JSON.stringify(lines);
+    const everything = JSON.stringify(logged);
     for (const secret of SECRETS) assert.ok(!everything.includes(secret), `a log line contains ${secret}`);
   });
 
   it('a throwing listener breaks nothing', async () => {
+    const mark = events.mark();
     const res = await send(`${app.url}/api/throw`);
     assert.equal(res.status, 200);
+    // The request still ends as usual, its request-end event included.
+    await afterEnds(mark, 1);
   });
 
   it('no listener, no tracing: options without logger work unchanged', async () => {

@@ -100,12 +100,12 @@ for (const [expressName, express] of EXPRESS_VERSIONS) {
       k: string,
       extra = {},
     ) {
-      upstream.requests.length = 0;
+      const received = upstream.record();
       const query = ['rvt-key=T%2D1', placement.query(k)].filter(Boolean).join('&');
       const res = await send(`${app.url}${path}?${query}`, {
         headers: { ...placement.headers(k), ...extra },
       });
-      return { res, seen: upstream.requests[0] };
+      return { res, seen: received.requests[0] };
     }
 
     before(async () => {
@@ -169,23 +169,23 @@ for (const [expressName, express] of EXPRESS_VERSIONS) {
       }
 
       it('no credential at all is refused with the same shape as a wrong one', async () => {
-        upstream.requests.length = 0;
+        const received = upstream.record();
         const res = await send(`${guarded.url}${GROUP_PATHS.provider}`);
         assert.equal(res.status, 401);
         assert.deepEqual(res.json(), {
           error: 'amp_client_unauthorized',
           message: 'A valid gateway client key is required for this route.',
         });
-        assert.equal(upstream.requests.length, 0);
+        assert.equal(received.requests.length, 0);
       });
 
       it('keys of two different clients together are refused', async () => {
-        upstream.requests.length = 0;
+        const received = upstream.record();
         const res = await send(`${guarded.url}${GROUP_PATHS.provider}`, {
           headers: { authorization: 'Bearer gw-alice-key', 'x-api-key': 'gw-bob-key' },
         });
         assert.equal(res.status, 401);
-        assert.equal(upstream.requests.length, 0);
+        assert.equal(received.requests.length, 0);
       });
     });
 
@@ -235,21 +235,21 @@ for (const [expressName, express] of EXPRESS_VERSIONS) {
       }
 
       it("the user's token passes while a gateway key beside it is dropped", async () => {
-        upstream.requests.length = 0;
+        const received = upstream.record();
         const res = await send(`${guarded.url}${GROUP_PATHS.management}`, {
           headers: { authorization: 'Bearer user-token-xyz', 'x-api-key': 'gw-bob-key' },
         });
         assert.equal(res.status, 200);
-        const seen = upstream.only();
+        const seen = received.only();
         assert.equal(seen.headers.authorization, 'Bearer user-token-xyz');
         assertNoGatewayKey(seen);
       });
 
       it('a request without credentials is forwarded without any', async () => {
-        upstream.requests.length = 0;
+        const received = upstream.record();
         const res = await send(`${guarded.url}/api/auth/oauth-config`);
         assert.equal(res.status, 200);
-        const seen = upstream.only();
+        const seen = received.only();
         assert.equal(seen.headers.authorization, undefined);
         assert.equal(seen.headers['x-api-key'], undefined);
       });
@@ -265,12 +265,12 @@ for (const [expressName, express] of EXPRESS_VERSIONS) {
 
       for (const [group, path] of Object.entries(GROUP_PATHS)) {
         it(`${group}: the Amp token from x-amp-token becomes Authorization; the gateway key stays behind`, async () => {
-          upstream.requests.length = 0;
+          const received = upstream.record();
           const res = await send(`${guarded.url}${path}?key=user-query-key`, {
             headers: { authorization: 'Bearer gw-bob-key', 'X-Amp-Token': 'user-amp-token' },
           });
           assert.equal(res.status, 200);
-          const seen = upstream.only();
+          const seen = received.only();
           assert.equal(seen.headers.authorization, 'Bearer user-amp-token');
           assert.equal(seen.headers['x-amp-token'], undefined);
           assert.equal(seen.headers['x-api-key'], undefined);
@@ -280,57 +280,57 @@ for (const [expressName, express] of EXPRESS_VERSIONS) {
         });
 
         it(`${group}: a gateway key in the query beside the header is refused, not dropped`, async () => {
-          upstream.requests.length = 0;
+          const received = upstream.record();
           const res = await send(`${guarded.url}${path}?key=gw-bob-key`, {
             headers: { authorization: 'Bearer gw-bob-key', 'X-Amp-Token': 'user-amp-token' },
           });
-          assertMisplaced(res, upstream.requests[0]);
+          assertMisplaced(res, received.requests[0]);
         });
 
         it(`${group}: without an Amp token the client's mapped key is used`, async () => {
-          upstream.requests.length = 0;
+          const received = upstream.record();
           const res = await send(`${guarded.url}${path}`, { headers: { 'x-api-key': 'gw-alice-key' } });
           assert.equal(res.status, 200);
-          assert.equal(upstream.only().headers.authorization, 'Bearer alice-amp-key');
+          assert.equal(received.only().headers.authorization, 'Bearer alice-amp-key');
         });
 
         it(`${group}: without an Amp token or a mapped key the request is refused`, async () => {
-          upstream.requests.length = 0;
+          const received = upstream.record();
           const res = await send(`${guarded.url}${path}`, {
             headers: { authorization: 'Bearer gw-bob-key' },
           });
           assert.equal(res.status, 401);
           assert.equal((res.json() as { error: string }).error, 'amp_token_required');
-          assert.equal(upstream.requests.length, 0);
+          assert.equal(received.requests.length, 0);
         });
 
         it(`${group}: an unknown gateway key is refused`, async () => {
-          upstream.requests.length = 0;
+          const received = upstream.record();
           const res = await send(`${guarded.url}${path}`, {
             headers: { authorization: 'Bearer nope', 'x-amp-token': 'user-amp-token' },
           });
           assert.equal(res.status, 401);
           assert.equal((res.json() as { error: string }).error, 'amp_client_unauthorized');
-          assert.equal(upstream.requests.length, 0);
+          assert.equal(received.requests.length, 0);
         });
 
         it(`${group}: a gateway key put in x-amp-token is never forwarded`, async () => {
-          upstream.requests.length = 0;
+          const received = upstream.record();
           const res = await send(`${guarded.url}${path}`, {
             headers: { authorization: 'Bearer gw-bob-key', 'x-amp-token': 'gw-alice-key' },
           });
           assert.equal(res.status, 401);
-          assert.equal(upstream.requests.length, 0);
+          assert.equal(received.requests.length, 0);
         });
       }
 
       it('without clients, any gateway credential is accepted and removed', async () => {
-        upstream.requests.length = 0;
+        const received = upstream.record();
         const res = await send(`${open.url}${GROUP_PATHS.provider}`, {
           headers: { authorization: 'Bearer anything', 'x-amp-token': 'Bearer user-amp-token' },
         });
         assert.equal(res.status, 200);
-        const seen = upstream.only();
+        const seen = received.only();
         assert.equal(seen.headers.authorization, 'Bearer user-amp-token');
         assert.ok(!everythingSent(seen).includes('anything'));
       });

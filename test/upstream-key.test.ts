@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { after, afterEach, before, describe, it } from 'node:test';
+import { after, afterEach, before, beforeEach, describe, it } from 'node:test';
 import { ampRouter, type AmpProxyOptions } from '../src/index.js';
 import { listen } from './support/apps.js';
 import { send } from './support/client.js';
@@ -12,14 +12,22 @@ describe('where the server key comes from', () => {
   let upstream: FakeUpstream;
   let dir: string;
   const savedEnv = process.env.AMP_API_KEY;
+  const savedGatewayEnv = process.env.AMP_PROXY_UPSTREAM_KEY;
 
   before(async () => {
     upstream = await startUpstream();
     dir = await mkdtemp(join(tmpdir(), 'amp-secrets-'));
   });
+  // The gateway's own variable comes before AMP_API_KEY: one set where the suite runs must not
+  // decide these tests.
+  beforeEach(() => {
+    delete process.env.AMP_PROXY_UPSTREAM_KEY;
+  });
   afterEach(() => {
     if (savedEnv === undefined) delete process.env.AMP_API_KEY;
     else process.env.AMP_API_KEY = savedEnv;
+    if (savedGatewayEnv === undefined) delete process.env.AMP_PROXY_UPSTREAM_KEY;
+    else process.env.AMP_PROXY_UPSTREAM_KEY = savedGatewayEnv;
   });
   after(async () => {
     await upstream.close();
@@ -30,10 +38,10 @@ describe('where the server key comes from', () => {
     const router = ampRouter({ upstream: upstream.url, ...options });
     const app = await listen((req, res) => router(req, res));
     try {
-      upstream.requests.length = 0;
+      const received = upstream.record();
       const res = await send(`${app.url}/api/provider/anthropic/v1/messages`, { method: 'POST', body: '{}' });
       if (res.status === 503) return undefined;
-      return upstream.only().headers['x-api-key'] as string;
+      return received.only().headers['x-api-key'] as string;
     } finally {
       await app.close();
     }
@@ -79,6 +87,15 @@ describe('where the server key comes from', () => {
       }),
       'no-slash',
     );
+  });
+
+  it("the configured upstream's entry is used, not the default server's beside it", async () => {
+    delete process.env.AMP_API_KEY;
+    const file = await secrets({
+      'apiKey@https://ampcode.com/': 'wrong-server',
+      [`apiKey@${upstream.url}/`]: 'right-server',
+    });
+    assert.equal(await keySent({ secretsFile: file }), 'right-server');
   });
 
   it("another server's entry is not used", async () => {

@@ -7,6 +7,7 @@ import { WebSocket, WebSocketServer } from 'ws';
 import { ampRouter, attachUpgrade, type AmpMiddleware } from '../src/index.js';
 import { EXPRESS_VERSIONS } from './support/apps.js';
 import { sendRaw } from './support/client.js';
+import { WaitableList } from './support/events.js';
 import { closeServer } from './support/upstream.js';
 
 interface Handshake {
@@ -14,10 +15,14 @@ interface Handshake {
   headers: IncomingHttpHeaders;
 }
 
-/** A WebSocket upstream that speaks Amp's rivet subprotocol and echoes every frame. */
+/**
+ * A WebSocket upstream that speaks Amp's rivet subprotocol and echoes every frame. It records the
+ * handshakes it accepted and the close codes it received; a test reads its own part of each list
+ * from a `mark()` on, and waits on the list for a close code to arrive.
+ */
 async function startWsUpstream() {
-  const handshakes: Handshake[] = [];
-  const closes: number[] = [];
+  const handshakes = new WaitableList<Handshake>();
+  const closes = new WaitableList<number>();
   const server = createServer((_req, res) => res.end('http'));
   const wss = new WebSocketServer({
     server,
@@ -29,7 +34,7 @@ async function startWsUpstream() {
       if (!isBinary && data.toString() === 'close-4001') return socket.close(4001, 'upstream says bye');
       socket.send(data, { binary: isBinary });
     });
-    socket.on('close', (code) => closes.push(code));
+    socket.on('close', closes.push);
   });
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   const { port } = server.address() as AddressInfo;
@@ -96,13 +101,14 @@ for (const [name, express] of EXPRESS_VERSIONS) {
     });
 
     it('the Amp gateway socket is tunnelled with subprotocol, rivet headers and query intact', async () => {
-      upstream.handshakes.length = 0;
+      const handshakes = upstream.handshakes.mark();
+      const closes = upstream.closes.mark();
       const socket = await open(`${base}${GATEWAY_PATH}`, {
         'x-rivet-token': 'pk_abc',
         'x-rivet-conn-params': '{"wsToken":"ws-token-123"}',
       });
       assert.equal(socket.protocol, 'rivet');
-      const [seen] = upstream.handshakes;
+      const [seen] = upstream.handshakes.since(handshakes);
       assert.ok(seen);
       assert.equal(seen.url, GATEWAY_PATH);
       assert.equal(seen.headers['sec-websocket-protocol'], PROTOCOLS.join(','));
@@ -126,20 +132,20 @@ for (const [name, express] of EXPRESS_VERSIONS) {
       const [code, reason] = (await once(socket, 'close')) as [number, Buffer];
       assert.equal(code, 4001);
       assert.equal(reason.toString(), 'upstream says bye');
+      // The upstream's side of that close has ended too, so no later test sees it.
+      assert.deepEqual(await upstream.closes.until(closes, (codes) => codes.length > 0), [4001]);
     });
 
     it("a client's close code reaches the upstream", async () => {
-      upstream.closes.length = 0;
+      const closes = upstream.closes.mark();
       const socket = await open(`${base}${GATEWAY_PATH}`);
       socket.close(4321, 'client done');
       await once(socket, 'close');
-      for (let i = 0; i < 50 && upstream.closes.length === 0; i++)
-        await new Promise((r) => setTimeout(r, 10));
-      assert.deepEqual(upstream.closes, [4321]);
+      assert.deepEqual(await upstream.closes.until(closes, (codes) => codes.length > 0), [4321]);
     });
 
     it("the group's policy applies to the upgrade request", async () => {
-      upstream.handshakes.length = 0;
+      const handshakes = upstream.handshakes.mark();
       const management = await open(`${base}/api/some-ws`, { authorization: 'Bearer gw-alice' });
       management.close();
       const provider = await open(`${base}/api/provider/openai/v1/realtime`, {
@@ -147,7 +153,7 @@ for (const [name, express] of EXPRESS_VERSIONS) {
       });
       provider.close();
       assert.deepEqual(
-        upstream.handshakes.map((h) => [h.url, h.headers.authorization]),
+        upstream.handshakes.since(handshakes).map((h) => [h.url, h.headers.authorization]),
         [
           ['/api/some-ws', 'Bearer alice-amp'],
           ['/api/provider/openai/v1/realtime', 'Bearer alice-amp'],
@@ -156,7 +162,7 @@ for (const [name, express] of EXPRESS_VERSIONS) {
     });
 
     it('a refused upgrade gets a JSON error and never reaches the upstream', async () => {
-      upstream.handshakes.length = 0;
+      const handshakes = upstream.handshakes.mark();
       await assert.rejects(open(`${base}/api/provider/x`, { authorization: 'Bearer wrong' }), /HTTP 401/);
       // A raw request line: WebSocket clients resolve `%2e%2e` themselves before sending.
       const port = new URL(base).port;
@@ -167,7 +173,19 @@ for (const [name, express] of EXPRESS_VERSIONS) {
       );
       assert.match(response, /^HTTP\/1\.1 400 Bad Request/);
       assert.match(response, /"error":"amp_bad_path"/);
-      assert.equal(upstream.handshakes.length, 0);
+      assert.deepEqual(upstream.handshakes.since(handshakes), []);
+    });
+
+    it('an overlong upgrade URL gets 414 amp_uri_too_long and never reaches the upstream', async () => {
+      const handshakes = upstream.handshakes.mark();
+      const response = await sendRaw(
+        Number(new URL(base).port),
+        `GET /amp/actors/gateway/x?q=${'a'.repeat(9000)} HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\n` +
+          'Upgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n',
+      );
+      assert.match(response, /^HTTP\/1\.1 414 /);
+      assert.match(response, /"error":"amp_uri_too_long"/);
+      assert.deepEqual(upstream.handshakes.since(handshakes), []);
     });
 
     it("upgrades on paths the router does not own are left to the host's handlers", async () => {
@@ -179,6 +197,31 @@ for (const [name, express] of EXPRESS_VERSIONS) {
 }
 
 describe('attachUpgrade with no other upgrade handler', () => {
+  it("tunnels Amp's gateway socket for a router at the root of a plain node:http server", async () => {
+    const wss = new WebSocketServer({ port: 0, host: '127.0.0.1', handleProtocols: () => 'rivet' });
+    await once(wss, 'listening');
+    wss.on('connection', (socket) => socket.send('hello'));
+    const router = ampRouter({ upstream: `http://127.0.0.1:${(wss.address() as AddressInfo).port}` });
+    const server = createServer((req, res) => router(req, res));
+    attachUpgrade(server, router);
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    try {
+      const port = (server.address() as AddressInfo).port;
+      const client = new WebSocket(`ws://127.0.0.1:${port}/actors/gateway/threadActor/websocket/`, ['rivet']);
+      const message = await new Promise<string>((resolve, reject) => {
+        client.once('message', (data: Buffer) => resolve(data.toString()));
+        client.once('error', reject);
+      });
+      assert.equal(message, 'hello');
+      client.close();
+    } finally {
+      await router.close();
+      await closeServer(server);
+      for (const client of wss.clients) client.terminate();
+      wss.close();
+    }
+  });
+
   it('answers 404 for paths it does not own instead of leaving the socket open', async () => {
     const router = ampRouter({ upstream: 'http://127.0.0.1:9' });
     const server = createServer((req, res) => router(req, res));

@@ -13,14 +13,39 @@ export interface RecordedRequest {
   headers: IncomingHttpHeaders;
   rawHeaders: string[];
   body: Buffer;
+  /**
+   * Settles when the upstream's side of this exchange closes (its response finished, or the
+   * connection went away before): a test waits on this instead of sleeping. Resolves with
+   * `Date.now()` at that moment.
+   */
+  closed: Promise<number>;
+}
+
+/**
+ * What the upstream received from the moment `record()` was called: each test takes its own, so
+ * no test reads (or has to clear) what an earlier one caused.
+ */
+export interface UpstreamRecord {
+  /** The requests received since the record began, in arrival order (a fresh array each read). */
+  readonly requests: readonly RecordedRequest[];
+  /** The only request received since the record began; fails loudly when there were none or several. */
+  only(): RecordedRequest;
+  /** The latest request received since the record began; fails loudly when there was none. */
+  last(): RecordedRequest;
 }
 
 export interface FakeUpstream {
   url: string;
   port: number;
   server: Server;
+  /**
+   * Every request received since the upstream started. Prefer `record()`, which gives a test only
+   * what arrived during it; this list is kept for tests that have not moved to it yet.
+   */
   requests: RecordedRequest[];
-  /** The only request received; fails loudly when there were none or several. */
+  /** Starts a record of what this upstream receives from now on (see `UpstreamRecord`). */
+  record(): UpstreamRecord;
+  /** The only request received since the upstream started (or `requests` was last emptied). */
   only(): RecordedRequest;
   close(): Promise<void>;
 }
@@ -33,6 +58,11 @@ const echoJson: UpstreamHandler = (_req, res, recorded) => {
   res.end(body);
 };
 
+function onlyOf(requests: readonly RecordedRequest[]): RecordedRequest {
+  if (requests.length !== 1) throw new Error(`expected exactly one upstream request, got ${requests.length}`);
+  return requests[0]!;
+}
+
 /**
  * A fake Amp server on a loopback port that records every request exactly as it arrived.
  * The handler runs once the whole body has been read, unless `streaming` is set.
@@ -42,6 +72,8 @@ export async function startUpstream(
   { streaming = false }: { streaming?: boolean } = {},
 ): Promise<FakeUpstream> {
   const requests: RecordedRequest[] = [];
+  /** Everything ever received, whatever a test does to `requests`: records index into this. */
+  const history: RecordedRequest[] = [];
   const server = createServer((req, res) => {
     const recorded: RecordedRequest = {
       method: req.method ?? '',
@@ -49,8 +81,10 @@ export async function startUpstream(
       headers: req.headers,
       rawHeaders: req.rawHeaders,
       body: Buffer.alloc(0),
+      closed: new Promise((resolve) => res.once('close', () => resolve(Date.now()))),
     };
     requests.push(recorded);
+    history.push(recorded);
     if (streaming) {
       handler(req, res, recorded);
       return;
@@ -69,11 +103,20 @@ export async function startUpstream(
     port,
     server,
     requests,
-    only() {
-      if (requests.length !== 1)
-        throw new Error(`expected exactly one upstream request, got ${requests.length}`);
-      return requests[0]!;
+    record() {
+      const start = history.length;
+      return {
+        get requests() {
+          return history.slice(start);
+        },
+        only: () => onlyOf(history.slice(start)),
+        last() {
+          if (history.length === start) throw new Error('expected an upstream request, got none');
+          return history.at(-1)!;
+        },
+      };
     },
+    only: () => onlyOf(requests),
     close: () => closeServer(server),
   };
 }
