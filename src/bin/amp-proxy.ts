@@ -1,10 +1,14 @@
 #!/usr/bin/env node
+import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { printableConfig } from '../gateway/config-report.js';
 import { loadGatewayConfig, startGateway, type GatewayOptions } from '../gateway/gateway.js';
 import { AmpProxyConfigError } from '../index.js';
 
 const SHUTDOWN_GRACE_MS = 10_000;
+/** Read first thing: a launcher that dies while the gateway starts must still count as gone. */
+const LAUNCHER_PID = process.ppid;
+const PARENT_CHECK_MS = 500;
 const USAGE = `Usage: amp-proxy [--config FILE] [--port N] [--host H] [--print-config]
 
 A standalone Amp gateway. Provider routes spend the server key; every other route forwards the
@@ -16,7 +20,24 @@ directory, with env overrides: AMP_PROXY_UPSTREAM, AMP_PROXY_UPSTREAM_KEY (else 
   --port N         listen port (default 8317)
   --host H         listen address (default 127.0.0.1)
   --print-config   print the configuration the gateway would run (secrets redacted) and exit
-  --help           show this help`;
+  --version        print the version and exit
+  -h, --help       show this help`;
+
+/** This package's version, from its package.json (found upwards: the bin runs from src/ or dist/). */
+function version(): string {
+  for (let dir = new URL('.', import.meta.url); dir.pathname !== '/'; dir = new URL('..', dir)) {
+    try {
+      const manifest = JSON.parse(readFileSync(new URL('package.json', dir), 'utf8')) as {
+        name?: string;
+        version?: string;
+      };
+      if (manifest.name === 'amp-proxy-middleware') return manifest.version ?? 'unknown';
+    } catch {
+      // not here: look one folder up
+    }
+  }
+  return 'unknown';
+}
 
 function usageError(message: string): never {
   process.stderr.write(`amp-proxy: ${message}\n\n${USAGE}\n`);
@@ -25,13 +46,17 @@ function usageError(message: string): never {
 
 function parseFlags() {
   try {
+    // `npx amp-proxy -- --print-config` hands the separator on.
+    const args = process.argv.slice(2);
     return parseArgs({
+      args: args[0] === '--' ? args.slice(1) : args,
       options: {
         config: { type: 'string' },
         port: { type: 'string' },
         host: { type: 'string' },
         'print-config': { type: 'boolean' },
-        help: { type: 'boolean' },
+        help: { type: 'boolean', short: 'h' },
+        version: { type: 'boolean' },
       },
     }).values;
   } catch (error) {
@@ -43,6 +68,10 @@ async function main(): Promise<void> {
   const flags = parseFlags();
   if (flags.help) {
     process.stdout.write(`${USAGE}\n`);
+    return;
+  }
+  if (flags.version) {
+    process.stdout.write(`${version()}\n`);
     return;
   }
   const options: GatewayOptions = { configFile: flags.config, port: flags.port, host: flags.host };
@@ -58,6 +87,23 @@ async function main(): Promise<void> {
   };
   process.once('SIGTERM', shutdown);
   process.once('SIGINT', shutdown);
+  drainWhenLauncherExits(shutdown);
+}
+
+/**
+ * Under `npm start` or `npx amp-proxy`, a supervisor's SIGTERM goes to npm, whose `sh -c` dies
+ * without passing it on: the gateway would live on under PID 1. Started by npm, the gateway takes
+ * its parent's exit as that signal. (Started any other way — `nohup`, a service manager — it does
+ * not, so a shell that exits does not stop it.)
+ */
+function drainWhenLauncherExits(shutdown: () => void): void {
+  if (process.env.npm_lifecycle_event === undefined) return;
+  const timer = setInterval(() => {
+    if (process.ppid === LAUNCHER_PID) return;
+    clearInterval(timer);
+    shutdown();
+  }, PARENT_CHECK_MS);
+  timer.unref();
 }
 
 main().catch((error: unknown) => {
