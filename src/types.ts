@@ -32,9 +32,9 @@ export interface AmpPolicyContext {
   /** The gateway client identified by a presented gateway key, if any. */
   readonly client: AmpPolicyClient | undefined;
   /** The `Authorization` token without its scheme, unless it is a gateway key. */
-  readonly userToken: string | undefined;
+  readonly authorizationToken: string | undefined;
   /** The `tokenHeader` value, unless it is a gateway key. */
-  readonly ampToken: string | undefined;
+  readonly tokenHeaderValue: string | undefined;
   /**
    * Resolves the server key (option `upstreamKey`, env, secrets file). A key that turns out to be
    * a gateway key is not handed out: this resolves to `undefined` and the request fails with

@@ -176,8 +176,8 @@ describe('readCredentials', () => {
         assert.equal(credentials.client, alice, `${header}: ${value}`);
         assert.ok(credentials.gatewayKeyPresented);
         assert.equal(credentials.misplacedGatewayKey, undefined);
-        assert.equal(credentials.userToken, undefined);
-        assert.equal(credentials.ampToken, undefined);
+        assert.equal(credentials.authorizationToken, undefined);
+        assert.equal(credentials.tokenHeaderValue, undefined);
       }
     }
     const { headers } = read({ authorization: `Bearer ${ALICE_KEY}`, 'x-api-key': 'user-key' });
@@ -198,8 +198,8 @@ describe('readCredentials', () => {
 
   it('user tokens are read as before', () => {
     const credentials = read({ authorization: 'Bearer user-token', 'x-amp-token': 'Bearer amp-token' });
-    assert.equal(credentials.userToken, 'user-token');
-    assert.equal(credentials.ampToken, 'amp-token');
+    assert.equal(credentials.authorizationToken, 'user-token');
+    assert.equal(credentials.tokenHeaderValue, 'amp-token');
     assert.equal(credentials.client, undefined);
     assert.ok(!credentials.gatewayKeyPresented);
   });

@@ -46,8 +46,8 @@ function deps(overrides: Partial<PolicyDependencies> = {}): PolicyDependencies {
 function presented(overrides: Partial<PresentedCredentials> = {}): PresentedCredentials {
   return {
     headers: [],
-    userToken: undefined,
-    ampToken: undefined,
+    authorizationToken: undefined,
+    tokenHeaderValue: undefined,
     client: undefined,
     conflictingClients: false,
     gatewayKeyPresented: false,
@@ -88,7 +88,7 @@ describe('inject', () => {
     assert.deepEqual(
       await decide(
         inject,
-        presented({ headers: [header('authorization', 'Bearer user')], userToken: 'user' }),
+        presented({ headers: [header('authorization', 'Bearer user')], authorizationToken: 'user' }),
       ),
       { kind: 'spend-server-key' },
     );
@@ -100,7 +100,7 @@ describe('inject', () => {
     assert.deepEqual(
       await decide(
         inject,
-        presented({ headers: [header('authorization', 'Bearer user')], userToken: 'user' }),
+        presented({ headers: [header('authorization', 'Bearer user')], authorizationToken: 'user' }),
       ),
       reject('amp_client_unauthorized'),
     );
@@ -194,7 +194,7 @@ describe('passthrough', () => {
         header('x-api-key', 'user-key'),
         header('x-goog-api-key', 'user-goog-key'),
       ],
-      userToken: 'user-token',
+      authorizationToken: 'user-token',
     });
     assert.deepEqual(await decide(passthrough, credentials), {
       kind: 'forward',
@@ -248,7 +248,7 @@ describe('passthrough', () => {
     const passthrough = createPolicy('passthrough', deps({ clients: clientTable() }));
     const credentials = presented({
       headers: [header('authorization', 'Bearer user-token'), header('x-api-key', BOB_KEY, true)],
-      userToken: 'user-token',
+      authorizationToken: 'user-token',
       client: bob,
       gatewayKeyPresented: true,
     });
@@ -288,7 +288,7 @@ describe('passthrough', () => {
 describe('dual-token', () => {
   it('the Amp token becomes Authorization; every other credential stays behind', async () => {
     const dual = createPolicy('dual-token', deps({ clients: clientTable() }));
-    assert.deepEqual(await decide(dual, asClient(bob, BOB_KEY, { ampToken: 'user-amp-token' })), {
+    assert.deepEqual(await decide(dual, asClient(bob, BOB_KEY, { tokenHeaderValue: 'user-amp-token' })), {
       kind: 'forward',
       headers: { authorization: 'Bearer user-amp-token' },
       query: 'all-credentials',
@@ -298,7 +298,7 @@ describe('dual-token', () => {
 
   it("the Amp token wins over the client's mapped key", async () => {
     const dual = createPolicy('dual-token', deps({ clients: clientTable() }));
-    const decision = await decide(dual, asClient(alice, ALICE_KEY, { ampToken: 'user-amp-token' }));
+    const decision = await decide(dual, asClient(alice, ALICE_KEY, { tokenHeaderValue: 'user-amp-token' }));
     assert.equal(decision.kind === 'forward' && decision.headers.authorization, 'Bearer user-amp-token');
   });
 
@@ -320,7 +320,7 @@ describe('dual-token', () => {
   it('with gateway clients, a caller without a known key is refused even with an Amp token', async () => {
     const dual = createPolicy('dual-token', deps({ clients: clientTable() }));
     assert.deepEqual(
-      await decide(dual, presented({ ampToken: 'user-amp-token' })),
+      await decide(dual, presented({ tokenHeaderValue: 'user-amp-token' })),
       reject('amp_client_unauthorized'),
     );
   });
@@ -328,7 +328,7 @@ describe('dual-token', () => {
   it('keys of two different clients together are refused', async () => {
     const dual = createPolicy('dual-token', deps({ clients: clientTable() }));
     assert.deepEqual(
-      await decide(dual, asClient(alice, ALICE_KEY, { conflictingClients: true, ampToken: 't' })),
+      await decide(dual, asClient(alice, ALICE_KEY, { conflictingClients: true, tokenHeaderValue: 't' })),
       reject('amp_client_unauthorized'),
     );
   });
@@ -339,8 +339,8 @@ describe('dual-token', () => {
       dual,
       presented({
         headers: [header('authorization', 'Bearer anything')],
-        userToken: 'anything',
-        ampToken: 'amp',
+        authorizationToken: 'anything',
+        tokenHeaderValue: 'amp',
       }),
     );
     assert.deepEqual(decision, {
@@ -370,16 +370,19 @@ describe('custom policies', () => {
       },
       { group: 'actors' },
     );
-    await decide(policy, asClient(alice, ALICE_KEY, { userToken: undefined, ampToken: 'amp' }));
-    await decide(policy, presented({ userToken: 'user' }));
+    await decide(
+      policy,
+      asClient(alice, ALICE_KEY, { authorizationToken: undefined, tokenHeaderValue: 'amp' }),
+    );
+    await decide(policy, presented({ authorizationToken: 'user' }));
     assert.deepEqual(contexts, [
       {
         group: 'actors',
         client: { name: 'alice', upstreamKey: 'alice-amp-key' },
-        userToken: undefined,
-        ampToken: 'amp',
+        authorizationToken: undefined,
+        tokenHeaderValue: 'amp',
       },
-      { group: 'actors', client: undefined, userToken: 'user', ampToken: undefined },
+      { group: 'actors', client: undefined, authorizationToken: 'user', tokenHeaderValue: undefined },
     ]);
   });
 

@@ -178,7 +178,11 @@ describe('custom and redirect policies', () => {
   it('a custom policy sets headers from the context, starting without client credentials', async () => {
     const contexts: unknown[] = [];
     const policy: AmpCustomPolicy = async (req, context) => {
-      contexts.push({ group: context.group, client: context.client, userToken: context.userToken });
+      contexts.push({
+        group: context.group,
+        client: context.client,
+        authorizationToken: context.authorizationToken,
+      });
       return {
         headers: {
           Authorization: `Bearer ${await context.serverKey()}`,
@@ -207,7 +211,11 @@ describe('custom and redirect policies', () => {
       assert.equal(seen.headers['x-api-key'], undefined);
       assert.equal(seen.headers['x-goog-api-key'], undefined);
       assert.deepEqual(contexts, [
-        { group: 'management', client: { name: 'alice', upstreamKey: undefined }, userToken: undefined },
+        {
+          group: 'management',
+          client: { name: 'alice', upstreamKey: undefined },
+          authorizationToken: undefined,
+        },
       ]);
     } finally {
       await app.close();

@@ -19,9 +19,9 @@ export interface HeaderCredential {
 export interface PresentedCredentials {
   readonly headers: readonly HeaderCredential[];
   /** The `Authorization` token without its scheme, unless it carries a gateway key. */
-  readonly userToken: string | undefined;
+  readonly authorizationToken: string | undefined;
   /** The `tokenHeader` value without a scheme, unless it carries a gateway key. */
-  readonly ampToken: string | undefined;
+  readonly tokenHeaderValue: string | undefined;
   /** The gateway client identified by a gateway key in a credential header. */
   readonly client: ResolvedClient | undefined;
   /** Keys of two different gateway clients were presented together. */
@@ -137,25 +137,26 @@ export function readCredentials(
 ): PresentedCredentials {
   const reader = new CredentialReader(clients);
   const found: HeaderCredential[] = [];
-  let userToken: string | undefined;
+  let authorizationToken: string | undefined;
   for (const header of CREDENTIAL_HEADERS) {
     const raw = firstValue(headers[header]);
     if (raw === undefined) continue;
     const carriesGatewayKey = reader.carriesGatewayKey(raw);
     found.push({ header, raw, carriesGatewayKey });
-    if (header === 'authorization' && !carriesGatewayKey) userToken = withoutScheme(raw) || undefined;
+    if (header === 'authorization' && !carriesGatewayKey)
+      authorizationToken = withoutScheme(raw) || undefined;
   }
 
   const rawAmpToken = firstValue(headers[tokenHeader]);
-  const ampToken =
+  const tokenHeaderValue =
     rawAmpToken === undefined || reader.carriesGatewayKey(rawAmpToken)
       ? undefined
       : withoutScheme(rawAmpToken) || undefined;
 
   return {
     headers: found,
-    userToken,
-    ampToken,
+    authorizationToken,
+    tokenHeaderValue,
     client: reader.client,
     conflictingClients: reader.conflictingClients,
     gatewayKeyPresented: reader.gatewayKeyPresented,

@@ -131,13 +131,13 @@ function dualToken({ clients }: PolicyDependencies): Policy {
     if (credentials.conflictingClients || (clients.size > 0 && !client)) {
       return reject('amp_client_unauthorized');
     }
-    const token = credentials.ampToken ?? client?.upstreamKey;
+    const token = credentials.tokenHeaderValue ?? client?.upstreamKey;
     if (!token) return reject('amp_token_required');
     return {
       kind: 'forward',
       headers: { authorization: `Bearer ${token}` },
       query: 'all-credentials',
-      keySource: credentials.ampToken ? 'user' : clientLabel(client?.name),
+      keySource: credentials.tokenHeaderValue ? 'user' : clientLabel(client?.name),
     };
   };
 }
@@ -152,8 +152,8 @@ function custom(policy: AmpCustomPolicy, { group, clients, serverKey }: PolicyDe
     const result = await policy(req, {
       group,
       client,
-      userToken: credentials.userToken,
-      ampToken: credentials.ampToken,
+      authorizationToken: credentials.authorizationToken,
+      tokenHeaderValue: credentials.tokenHeaderValue,
       serverKey: async () => {
         const { key } = await serverKey(req);
         if (key === undefined || isClean(key)) return key;

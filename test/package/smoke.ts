@@ -12,7 +12,7 @@ import {
 
 const teamPolicy: AmpCustomPolicy = async (req, context) => ({
   headers: {
-    authorization: `Bearer ${context.ampToken ?? (await context.serverKey())}`,
+    authorization: `Bearer ${context.tokenHeaderValue ?? (await context.serverKey())}`,
     'x-team': String(req.headers['x-team']),
   },
 });
