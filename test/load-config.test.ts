@@ -108,6 +108,16 @@ describe('loadAmpConfig', () => {
     assert.deepEqual(loaded.gateway, { port: 9999, host: '0.0.0.0', metricsPath: undefined });
   });
 
+  it('an unknown option in a file lists what a file can set: the gateway settings, no function-only options', async () => {
+    const cwd = await project({ '.amp-proxyrc.json': '{"upstreem":"https://typo.example"}' });
+    await assert.rejects(loadAmpConfig({ cwd, env: {} }), (error: Error) => {
+      assert.match(error.message, /upstreem: unknown option; the options are .*\bupstream\b/);
+      assert.match(error.message, /\bport\b.*\bhost\b.*\bmetricsPath\b|\bmetricsPath\b/);
+      assert.doesNotMatch(error.message, /\blogger\b|\bonProxyEvent\b|\blocalProvider\b/);
+      return true;
+    });
+  });
+
   it("AMP_PROXY_UPSTREAM_KEY is the gateway's server key; AMP_API_KEY (the CLI user's key) only when it is unset", async () => {
     const cwd = await project({ '.amp-proxyrc.json': '{"upstreamKey":"file-key"}' });
     const both = await loadAmpConfig({

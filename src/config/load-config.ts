@@ -5,7 +5,7 @@ import { serverKeyFromEnv } from '../auth/upstream-key.js';
 import { describeOptions, findAmbientServerKey } from './effective-options.js';
 import { GATEWAY_SETTING_NAMES, resolveGatewaySettings } from './gateway-settings.js';
 import { isPlainObject } from '../plain-object.js';
-import { validateOptions, type ValidatedOptions } from './validate-options.js';
+import { FILE_OPTION_NAMES, validateOptions, type ValidatedOptions } from './validate-options.js';
 import type { AmpProxyOptions, LoadAmpConfigOptions, LoadedAmpConfig } from '../types.js';
 
 const COSMICONFIG_NAME = 'amp-proxy';
@@ -184,7 +184,7 @@ function validateOptionsOfFile(
   filepath: string | undefined,
 ): ValidatedOptions {
   try {
-    return validateOptions(options);
+    return validateOptions(options, [...FILE_OPTION_NAMES, ...GATEWAY_SETTING_NAMES]);
   } catch (error) {
     if (error instanceof AmpProxyConfigError)
       throw new AmpProxyConfigError(error.option, error.problem, filepath);

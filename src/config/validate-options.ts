@@ -377,13 +377,30 @@ const OPTION_VALIDATORS: OptionValidators = {
   maxBodyBytes: validateMaxBodyBytes,
 };
 const OPTION_NAMES = Object.keys(OPTION_VALIDATORS) as (keyof AmpProxyOptions)[];
+/** Options whose only form is a function: code, which a JSON or YAML file cannot hold. */
+const FUNCTION_ONLY_OPTIONS: ReadonlySet<string> = new Set<keyof AmpProxyOptions>([
+  'logger',
+  'onProxyEvent',
+  'localProvider',
+]);
+/** The options a config file can set, for its errors. */
+export const FILE_OPTION_NAMES: readonly string[] = OPTION_NAMES.filter(
+  (name) => !FUNCTION_ONLY_OPTIONS.has(name),
+);
 
 /** Checks every option (errors name the option path) and applies every default. */
-export function validateOptions(options: unknown = {}): ValidatedOptions {
+/**
+ * `namesToSuggest`: what an unknown option's error lists, by default every option (a config file
+ * lists what can be written in a file).
+ */
+export function validateOptions(
+  options: unknown = {},
+  namesToSuggest: readonly string[] = OPTION_NAMES,
+): ValidatedOptions {
   if (!isPlainObject(options)) fail('options', `expected an object, got ${describeValue(options)}`);
   for (const name of Object.keys(options)) {
     if (!Object.hasOwn(OPTION_VALIDATORS, name))
-      fail(name, `unknown option; the options are ${OPTION_NAMES.join(', ')}`);
+      fail(name, `unknown option; the options are ${namesToSuggest.join(', ')}`);
   }
   // OptionValidators makes each entry ValidatedOptions[name]; fromEntries cannot carry that type.
   const validated = Object.fromEntries(
