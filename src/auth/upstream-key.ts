@@ -16,7 +16,7 @@ export interface ResolvedUpstreamKey {
  * set up for the Amp CLI, `AMP_API_KEY` is the user's key, which would otherwise silently become
  * the gateway's server key.
  */
-export const SERVER_KEY_VARIABLES = ['AMP_PROXY_UPSTREAM_KEY', 'AMP_API_KEY'] as const;
+const SERVER_KEY_VARIABLES = ['AMP_PROXY_UPSTREAM_KEY', 'AMP_API_KEY'] as const;
 export type ServerKeyVariable = (typeof SERVER_KEY_VARIABLES)[number];
 
 /** The first of `SERVER_KEY_VARIABLES` set to a non-empty value in `env`. */

@@ -29,9 +29,10 @@ export function framingOf(req: IncomingMessage): RequestFraming | undefined {
   const codings: string[] = [];
   const raw = req.rawHeaders;
   for (let i = 0; i < raw.length; i += 2) {
-    const name = raw[i]!.toLowerCase();
-    if (name === 'content-length') lengths.push(raw[i + 1]!);
-    else if (name === 'transfer-encoding') codings.push(raw[i + 1]!);
+    const name = raw[i]!;
+    // Compared by length first: most header names are neither, and need no lower-cased copy.
+    if (name.length === 14 && name.toLowerCase() === 'content-length') lengths.push(raw[i + 1]!);
+    else if (name.length === 17 && name.toLowerCase() === 'transfer-encoding') codings.push(raw[i + 1]!);
   }
   if (codings.length > 0) {
     const chunkedOnly =
