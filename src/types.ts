@@ -105,6 +105,21 @@ export interface AmpProxyOptions {
   /** The Amp CLI secrets file read when `upstreamKey` is not set. Defaults to `~/.local/share/amp/secrets.json`. */
   secretsFile?: string;
   /**
+   * The egress proxy every connection to the upstream goes through, WebSockets included:
+   * `http://`, `https://` (both tunnel with `CONNECT`), `socks5://` or `socks5h://` (the proxy
+   * resolves the upstream's name), with optional `user:password@`. `'env'` reads `HTTPS_PROXY` /
+   * `HTTP_PROXY` (per the upstream's scheme; lower case first, then `ALL_PROXY`) and `NO_PROXY`
+   * when the middleware is created. Defaults to `false`: direct, whatever the environment says
+   * (the standalone gateway and `loadAmpConfig` default to `'env'`).
+   */
+  upstreamProxy?: string | false;
+  /**
+   * CA certificates (PEM text, or `{ file }`) trusted for TLS to the upstream and to an `https:`
+   * egress proxy, besides Node's roots and `NODE_EXTRA_CA_CERTS`: for a TLS-inspecting proxy or a
+   * private upstream. Defaults to none.
+   */
+  upstreamCa?: string | { file: string };
+  /**
    * Answer `403 amp_localhost_only` on the management, actors and browser groups to clients that
    * are not on this machine (127.0.0.0/8, ::1), judged by the TCP peer address. Defaults to `false`.
    */
@@ -362,6 +377,10 @@ export interface AmpEffectiveOptions extends Record<keyof AmpProxyOptions, unkno
   tokenHeader: string;
   timeoutMs: number;
   secretsFile: string;
+  /** `direct`, or the proxy's scheme, host and port (never its credentials), and why: `http://proxy:3128 (from HTTPS_PROXY)`. */
+  upstreamProxy: string;
+  /** How many certificates from where, each with its subject and the start of its SHA-256 fingerprint; `null` when none. */
+  upstreamCa: string | null;
   restrictManagementToLocalhost: boolean;
   trustedProxies: string[];
   logger: 'custom' | null;

@@ -22,7 +22,8 @@ describe('loadAmpConfig', () => {
     const cwd = await project({ 'package.json': '{"name":"x"}' });
     const loaded = await loadAmpConfig({ cwd, env: {} });
     assert.equal(loaded.filepath, undefined);
-    assert.deepEqual(loaded.options, {});
+    // A gateway reads the proxy variables; a host that builds options in code does not.
+    assert.deepEqual(loaded.options, { upstreamProxy: 'env' });
     assert.deepEqual(loaded.gateway, { port: 8317, host: '127.0.0.1', metricsPath: undefined });
   });
 
@@ -47,6 +48,7 @@ describe('loadAmpConfig', () => {
       assert.deepEqual(loaded.options, {
         upstream: 'https://amp.example',
         policies: { management: 'dual-token' },
+        upstreamProxy: 'env',
       });
     });
   }
@@ -58,7 +60,7 @@ describe('loadAmpConfig', () => {
     });
     const loaded = await loadAmpConfig({ cwd: join(cwd, 'src/deep'), env: {} });
     assert.equal(loaded.filepath, join(cwd, 'package.json'));
-    assert.deepEqual(loaded.options, { timeoutMs: 1234 });
+    assert.deepEqual(loaded.options, { timeoutMs: 1234, upstreamProxy: 'env' });
     assert.equal(loaded.gateway.port, 9000);
   });
 

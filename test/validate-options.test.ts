@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
+import { rootCertificates } from 'node:tls';
 import { describe, it } from 'node:test';
 import { describeOptions } from '../src/config/effective-options.js';
 import { validateOptions } from '../src/config/validate-options.js';
@@ -38,6 +39,8 @@ describe('validateOptions (no sockets)', () => {
       tokenHeader: 'X-User-Amp',
       timeoutMs: 1000,
       secretsFile: '/etc/amp/secrets.json',
+      upstreamProxy: 'socks5h://proxy-user:proxy-pass@proxy.example:1080',
+      upstreamCa: rootCertificates.slice(0, 2).join('\n'),
       restrictManagementToLocalhost: true,
       trustedProxies: [' 10.0.0.0/8 '],
       logger: { info: () => undefined, warn: () => undefined, error: () => undefined },
@@ -57,6 +60,9 @@ describe('validateOptions (no sockets)', () => {
     ]);
     assert.deepEqual(validated.trustedProxies, ['10.0.0.0/8']);
     assert.equal(validated.modelMappings.mapModel?.('gpt-5(high)'), 'claude-sonnet-4(high)');
+    assert.ok(validated.upstreamProxy instanceof URL);
+    assert.equal(validated.upstreamProxy.host, 'proxy.example:1080');
+    assert.equal(validated.upstreamCa?.certificates.length, 2);
   });
 
   it('checks the server key against the gateway keys once both are known', () => {

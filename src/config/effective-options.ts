@@ -1,4 +1,6 @@
 import { readAmbientKey } from '../auth/upstream-key.js';
+import { chooseEgressProxy } from '../egress/egress-proxy.js';
+import { describeUpstreamCa } from '../egress/trusted-cas.js';
 import { redactSecret } from '../observability/redact.js';
 import type { ValidatedOptions } from './validate-options.js';
 import type { AmpEffectiveOptions, UpstreamKeySource } from '../types.js';
@@ -27,6 +29,7 @@ export async function findAmbientServerKey(options: ValidatedOptions): Promise<F
 export function describeOptions(
   options: ValidatedOptions,
   serverKey: string | undefined,
+  env: NodeJS.ProcessEnv = process.env,
 ): AmpEffectiveOptions {
   return {
     upstream: options.upstream.base,
@@ -46,6 +49,8 @@ export function describeOptions(
     tokenHeader: options.tokenHeader,
     timeoutMs: options.timeoutMs,
     secretsFile: options.secretsFile,
+    upstreamProxy: chooseEgressProxy(options.upstreamProxy, new URL(options.upstream.base), env).description,
+    upstreamCa: options.upstreamCa ? describeUpstreamCa(options.upstreamCa) : null,
     restrictManagementToLocalhost: options.restrictManagementToLocalhost,
     trustedProxies: [...options.trustedProxies],
     logger: customOrNone(options.logger),

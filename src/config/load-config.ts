@@ -176,6 +176,18 @@ async function readMiddlewareOptions(
   if (typeof options.secretsFile === 'string' && filepath) {
     options.secretsFile = resolvePath(dirname(filepath), options.secretsFile);
   }
+  // A proxy URL may carry a password, so it can be a secret reference like a key.
+  if (isPlainObject(options.upstreamProxy)) {
+    options.upstreamProxy = (await reader.read('upstreamProxy', options.upstreamProxy)).value;
+  }
+  // A gateway runs where the proxy variables describe the network; a library host chooses.
+  options.upstreamProxy ??= 'env';
+  const caFile = isPlainObject(options.upstreamCa) ? options.upstreamCa.file : undefined;
+  if (typeof caFile === 'string' && filepath) {
+    const file = resolvePath(dirname(filepath), caFile);
+    options.upstreamCa = { file };
+    reader.files.push(file);
+  }
   return { options, upstreamKeyOrigin };
 }
 
@@ -224,6 +236,6 @@ export async function loadAmpConfig({
     filepath,
     watchFiles,
     upstreamKeyOrigin: serverKey.origin,
-    effective: describeOptions(validated, serverKey.key),
+    effective: describeOptions(validated, serverKey.key, env),
   };
 }

@@ -1,5 +1,8 @@
 import type { ClientTable } from '../auth/clients.js';
 import { createServerKeyResolver, type ServerKeyResolver } from '../auth/upstream-key.js';
+import { chooseEgressProxy, type EgressProxy } from '../egress/egress-proxy.js';
+import { upstreamTrustBundle } from '../egress/trusted-cas.js';
+import { createUpstreamConnection, type UpstreamConnection } from '../egress/upstream-connection.js';
 import { loggingListener } from '../observability/logger.js';
 import { createRedactor } from '../observability/redact.js';
 import type { ProviderRoutingConfig } from '../provider/provider-routing.js';
@@ -14,6 +17,7 @@ export interface ResolvedConfig {
   readonly policies: Readonly<Record<AmpGroup, AmpPolicyName | AmpCustomPolicy>>;
   readonly tokenHeader: string;
   readonly timeoutMs: number;
+  readonly upstreamConnection: UpstreamConnection;
   readonly serverKey: ServerKeyResolver;
   readonly restrictToLocalhost: boolean;
   readonly trustedProxies: readonly string[];
@@ -54,23 +58,37 @@ function providerRouting(options: ValidatedOptions): ProviderRoutingConfig | und
   return { mapModel, localProvider, forceModelMappings, maxBodyBytes };
 }
 
+/** The egress proxy's credentials, as the redactor must know them: written in its URL, and decoded. */
+function proxyCredentials(proxy: EgressProxy | undefined): string[] {
+  if (!proxy) return [];
+  const { username, password } = proxy.url;
+  return [username, password, decodeURIComponent(username), decodeURIComponent(password)].filter(
+    (secret) => secret !== '',
+  );
+}
+
 /** Validates options once, in the factory, and precomputes what requests need. */
 export function resolveOptions(options: unknown): ResolvedConfig {
   const validated = validateOptions(options);
   const { upstream, upstreamKey, clients, logger } = validated;
+  const { proxy } = chooseEgressProxy(validated.upstreamProxy, new URL(upstream.base));
+  const serverKeys = typeof upstreamKey === 'string' ? [upstreamKey] : [];
   return {
     upstreamBase: upstream.base,
     clients: clients.table,
     policies: validated.policies,
     tokenHeader: validated.tokenHeader,
     timeoutMs: validated.timeoutMs,
+    upstreamConnection: createUpstreamConnection(
+      proxy,
+      validated.upstreamCa && upstreamTrustBundle(validated.upstreamCa),
+      validated.timeoutMs,
+    ),
     serverKey: createServerKeyResolver(upstreamKey, upstream.asWritten, validated.secretsFile),
     restrictToLocalhost: validated.restrictManagementToLocalhost,
     trustedProxies: validated.trustedProxies,
     emit: combineListeners([logger && loggingListener(logger), validated.onProxyEvent]),
-    redactor: createRedactor(
-      typeof upstreamKey === 'string' ? [...clients.secrets, upstreamKey] : clients.secrets,
-    ),
+    redactor: createRedactor([...clients.secrets, ...serverKeys, ...proxyCredentials(proxy)]),
     providerRouting: providerRouting(validated),
     warn: logger
       ? (code, message) => logger.warn({ code }, message)

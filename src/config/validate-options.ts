@@ -3,6 +3,9 @@ import { ClientTable, type ResolvedClient } from '../auth/clients.js';
 import { CREDENTIAL_HEADERS } from '../auth/credential-names.js';
 import { findKeys, isKeyToken, KEY_CHARACTERS } from '../auth/key-recognition.js';
 import { defaultSecretsFile, DEFAULT_UPSTREAM } from '../auth/upstream-key.js';
+import type { UpstreamProxySetting } from '../egress/egress-proxy.js';
+import { parseProxyUrl } from '../egress/proxy-url.js';
+import { readUpstreamCa, type UpstreamCa } from '../egress/trusted-cas.js';
 import { AmpProxyConfigError } from '../errors.js';
 import { compileModelMappings, type ModelMapper } from '../provider/model-mappings.js';
 import { AMP_GROUPS } from '../routing/route-groups.js';
@@ -45,6 +48,8 @@ export interface ValidatedOptions {
   readonly tokenHeader: string;
   readonly timeoutMs: number;
   readonly secretsFile: string;
+  readonly upstreamProxy: UpstreamProxySetting;
+  readonly upstreamCa: UpstreamCa | undefined;
   readonly restrictManagementToLocalhost: boolean;
   readonly trustedProxies: readonly string[];
   readonly logger: AmpProxyOptions['logger'];
@@ -292,6 +297,32 @@ function validateSecretsFile(value: unknown): string {
   return value;
 }
 
+function validateUpstreamProxy(value: unknown): UpstreamProxySetting {
+  if (value === undefined || value === false) return false;
+  if (value === 'env') return 'env';
+  if (typeof value !== 'string' || value.trim() === '') {
+    fail('upstreamProxy', `expected a proxy URL, 'env' or false, got ${describeSecret(value)}`);
+  }
+  const url = parseProxyUrl(value, false);
+  if (!(url instanceof URL)) fail('upstreamProxy', url.problem);
+  return url;
+}
+
+function validateUpstreamCa(value: unknown): UpstreamCa | undefined {
+  if (value === undefined) return undefined;
+  const isFileReference =
+    isPlainObject(value) &&
+    Object.keys(value).length === 1 &&
+    typeof value.file === 'string' &&
+    value.file !== '';
+  if (typeof value !== 'string' && !isFileReference) {
+    fail('upstreamCa', `expected PEM certificates or { file: "path" }, got ${describeValue(value)}`);
+  }
+  const ca = readUpstreamCa(value as string | { file: string });
+  if ('problem' in ca) fail('upstreamCa', ca.problem);
+  return ca;
+}
+
 function validateFlag(value: unknown, option: string): boolean {
   if (value === undefined) return false;
   if (typeof value !== 'boolean') fail(option, `expected true or false, got ${describeValue(value)}`);
@@ -367,6 +398,8 @@ const OPTION_VALIDATORS: OptionValidators = {
   tokenHeader: validateTokenHeader,
   timeoutMs: validateTimeout,
   secretsFile: validateSecretsFile,
+  upstreamProxy: validateUpstreamProxy,
+  upstreamCa: validateUpstreamCa,
   restrictManagementToLocalhost: (value) => validateFlag(value, 'restrictManagementToLocalhost'),
   trustedProxies: validateTrustedProxies,
   logger: validateLogger,
@@ -388,9 +421,8 @@ export const FILE_OPTION_NAMES: readonly string[] = OPTION_NAMES.filter(
   (name) => !FUNCTION_ONLY_OPTIONS.has(name),
 );
 
-/** Checks every option (errors name the option path) and applies every default. */
 /**
- * `namesToSuggest`: what an unknown option's error lists, by default every option (a config file
+ * Checks every option (errors name the option path) and applies every default. `namesToSuggest`: what an unknown option's error lists, by default every option (a config file
  * lists what can be written in a file).
  */
 export function validateOptions(

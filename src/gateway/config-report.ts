@@ -21,6 +21,8 @@ export function startTable(loaded: LoadedAmpConfig, url: string): string {
     ['listening', url],
     ['config file', loaded.filepath ?? 'none (defaults)'],
     ['upstream', effective.upstream],
+    ['upstream proxy', effective.upstreamProxy],
+    ...(effective.upstreamCa ? [['upstream CA', effective.upstreamCa] as [string, string]] : []),
     ...Object.entries(effective.policies).map(([group, policy]): [string, string] => [
       `policy ${group}`,
       policy,

@@ -15,6 +15,8 @@ function digest(value: unknown): unknown {
 function secretDigests({ options }: LoadedAmpConfig): unknown {
   return {
     upstreamKey: digest(options.upstreamKey),
+    // The printed proxy leaves out its credentials.
+    upstreamProxy: digest(options.upstreamProxy),
     clients: options.clients?.map((client) => ({
       key: digest(client.key),
       upstreamKey: digest(client.upstreamKey),

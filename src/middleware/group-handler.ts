@@ -196,6 +196,7 @@ class ForwardingPipeline implements GroupHandler {
       upstreamBase: config.upstreamBase,
       protocol: new URL(config.upstreamBase).protocol as Destination['protocol'],
       timeoutMs: config.timeoutMs,
+      connection: config.upstreamConnection,
     };
     this.upgrade = UPGRADABLE.has(group) ? this.#upgrade : undefined;
   }

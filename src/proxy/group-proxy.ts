@@ -1,11 +1,4 @@
-import {
-  Agent as HttpAgent,
-  type Agent,
-  type ClientRequest,
-  type IncomingMessage,
-  type ServerResponse,
-} from 'node:http';
-import { Agent as HttpsAgent } from 'node:https';
+import type { Agent, ClientRequest, IncomingMessage, ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { createProxyMiddleware, type RequestHandler } from 'http-proxy-middleware';
@@ -27,7 +20,6 @@ export interface GroupProxy {
 }
 
 const UPSTREAM_TIMEOUT = 'AMP_UPSTREAM_TIMEOUT';
-const IDLE_UPSTREAM_SOCKET_MS = 15_000;
 /** The upstream end of each tunnel, so that shutdown can close a tunnel cleanly. */
 const upstreamSockets = new WeakMap<Duplex, Socket>();
 /** A server-to-client WebSocket close frame with status 1001, "going away". */
@@ -135,7 +127,8 @@ function onProxyReqWs(stripCors: boolean) {
 }
 
 function onError(error: Error, outbound: OutboundRequest, target: ServerResponse | Socket): void {
-  const timedOut = (error as NodeJS.ErrnoException).code === UPSTREAM_TIMEOUT;
+  const errorCode = (error as NodeJS.ErrnoException).code;
+  const timedOut = errorCode === UPSTREAM_TIMEOUT || errorCode === 'PROXY_TIMEOUT';
   const code = timedOut ? 'amp_upstream_timeout' : 'amp_upstream_proxy_error';
   if (!isServerResponse(target)) {
     // Once the tunnel is open, an HTTP answer would land inside the WebSocket stream.
@@ -147,15 +140,14 @@ function onError(error: Error, outbound: OutboundRequest, target: ServerResponse
   if (outbound.client.socket.destroyed || target.destroyed || target.writableEnded) return;
   outbound.trace?.failed(
     timedOut ? 'timeout' : 'upstream-error',
-    timedOut ? 'timeout' : upstreamFailureCause(error),
+    errorCode === UPSTREAM_TIMEOUT ? 'timeout' : upstreamFailureCause(error),
   );
   sendAmpError(target, code);
 }
 
-function createEngine(
-  agent: Agent | false,
-  stripCors: boolean,
-): RequestHandler<OutboundRequest, ServerResponse> {
+type Engine = RequestHandler<OutboundRequest, ServerResponse>;
+
+function createEngine(agent: Agent, stripCors: boolean): Engine {
   return createProxyMiddleware<OutboundRequest, ServerResponse>({
     // Required by the library; every request's own destination replaces it through `router`.
     target: 'http://amp-upstream.invalid',
@@ -184,47 +176,50 @@ function createEngine(
  * The proxies of one group. Its keep-alive connections serve only this group, so a connection
  * that carried the server key never carries another group's request. Upgrades get a connection
  * of their own that is never pooled: one the upstream refused cannot serve a later request.
+ * Engines are made per way of connecting (`UpstreamConnection`): once a reload changes it, the
+ * previous engines' idle connections close, and their requests in flight finish on their own.
  */
 export function createGroupProxy(stripCors: boolean): GroupProxy {
-  const agents: Agent[] = [];
-  const web = new Map<string, RequestHandler<OutboundRequest, ServerResponse>>();
-  const webEngine = (protocol: string): RequestHandler<OutboundRequest, ServerResponse> => {
-    let engine = web.get(protocol);
-    if (!engine) {
-      // An idle-socket timeout also makes Node honour the upstream's `Keep-Alive: timeout=` hint,
-      // so a socket is retired before the upstream closes it under a new request (a spurious 502).
-      const agent = new (protocol === 'https:' ? HttpsAgent : HttpAgent)({
-        keepAlive: true,
-        timeout: IDLE_UPSTREAM_SOCKET_MS,
-      });
-      agents.push(agent);
-      engine = createEngine(agent, stripCors);
-      web.set(protocol, engine);
+  let connectionKey: string | undefined;
+  const engines = new Map<string, { agent: Agent; engine: Engine }>();
+  const closeIdleOf = (agent: Agent): void => {
+    // Read by Node each time a socket is released; @types/node does not declare it.
+    (agent as Agent & { keepAlive: boolean }).keepAlive = false;
+    for (const sockets of Object.values(agent.freeSockets)) {
+      for (const socket of sockets ?? []) socket.destroy();
     }
-    return engine;
   };
-  const upgradeEngine = createEngine(false, stripCors);
+  const engineFor = ({ connection, protocol }: OutboundRequest['destination'], pooled: boolean): Engine => {
+    if (connection.key !== connectionKey) {
+      for (const { agent } of engines.values()) closeIdleOf(agent);
+      engines.clear();
+      connectionKey = connection.key;
+    }
+    const name = `${protocol} ${pooled}`;
+    let entry = engines.get(name);
+    if (!entry) {
+      const agent = connection.createAgent(protocol, pooled);
+      entry = { agent, engine: createEngine(agent, stripCors) };
+      engines.set(name, entry);
+    }
+    return entry.engine;
+  };
   return {
     web(outbound, res) {
-      const engine = webEngine(outbound.destination.protocol);
+      const engine = engineFor(outbound.destination, true);
       void engine(outbound, res, () => sendAmpError(res, 'amp_upstream_proxy_error'));
     },
     upgrade(outbound, socket, head) {
+      const engine = engineFor(outbound.destination, false);
       // Typed for Node's request by http-proxy-middleware; it reads only what OutboundRequest has.
-      (upgradeEngine.upgrade as unknown as (req: OutboundRequest, socket: Socket, head: Buffer) => void)(
+      (engine.upgrade as unknown as (req: OutboundRequest, socket: Socket, head: Buffer) => void)(
         outbound,
         socket,
         head,
       );
     },
     closeIdle() {
-      for (const agent of agents) {
-        // Read by Node each time a socket is released; @types/node does not declare it.
-        (agent as Agent & { keepAlive: boolean }).keepAlive = false;
-        for (const sockets of Object.values(agent.freeSockets)) {
-          for (const socket of sockets ?? []) socket.destroy();
-        }
-      }
+      for (const { agent } of engines.values()) closeIdleOf(agent);
     },
   };
 }

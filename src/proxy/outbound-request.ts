@@ -1,17 +1,19 @@
 import { EventEmitter } from 'node:events';
 import type { ClientRequest, IncomingHttpHeaders, IncomingMessage, ServerResponse } from 'node:http';
+import type { UpstreamConnection } from '../egress/upstream-connection.js';
 import type { RequestTrace } from '../observability/events.js';
 import type { RewriteSpec } from '../provider/response-rewriter.js';
 import { writeBody, type OutboundBody } from './request-framing.js';
 
 /**
- * Where a request goes and how long the upstream may stay silent: taken from the options the
+ * Where a request goes, how it gets there and how long the upstream may stay silent: taken from the options the
  * request started with, so that a `reload` never sends one request half by the old options.
  */
 export interface Destination {
   readonly upstreamBase: string;
   readonly protocol: 'http:' | 'https:';
   readonly timeoutMs: number;
+  readonly connection: UpstreamConnection;
 }
 
 /** Everything an `OutboundRequest` is made of. */

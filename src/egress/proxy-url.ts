@@ -1,0 +1,38 @@
+/** The egress proxy kinds the gateway can tunnel through: HTTP(S) CONNECT and SOCKS5. */
+export const PROXY_SCHEMES: readonly string[] = ['http:', 'https:', 'socks5:', 'socks5h:'];
+
+/**
+ * A proxy URL as messages may show it: scheme, host and port. Credentials, path and query are
+ * never shown, since the userinfo is a password.
+ */
+export function shownProxy(url: URL): string {
+  return `${url.protocol}//${url.host}`;
+}
+
+/**
+ * Parses a proxy URL, or returns what is wrong with it in words that never quote the URL (it may
+ * hold a password). `assumeHttp`: proxy variables are often written without a scheme
+ * (`proxy.corp:3128`), which curl and most tools read as `http://`.
+ */
+export function parseProxyUrl(text: string, assumeHttp: boolean): URL | { problem: string } {
+  const trimmed = text.trim();
+  const written = assumeHttp && !/^[a-z][a-z0-9+.-]*:\/\//i.test(trimmed) ? `http://${trimmed}` : trimmed;
+  let url: URL;
+  try {
+    url = new URL(written);
+  } catch {
+    return { problem: 'expected a proxy URL such as "http://proxy.example:3128" or "socks5h://proxy:1080"' };
+  }
+  if (!PROXY_SCHEMES.includes(url.protocol)) {
+    return {
+      problem: `expected an http:, https:, socks5: or socks5h: proxy URL, got the scheme "${url.protocol}"`,
+    };
+  }
+  if (url.hostname === '') return { problem: 'expected a proxy URL with a host' };
+  if ((url.pathname !== '/' && url.pathname !== '') || url.search || url.hash) {
+    return {
+      problem: `expected only a scheme, credentials, host and port, as in "${url.protocol}//host:port"`,
+    };
+  }
+  return url;
+}

@@ -1,0 +1,122 @@
+import { createHash } from 'node:crypto';
+import { Agent as HttpAgent, type Agent } from 'node:http';
+import { Agent as HttpsAgent } from 'node:https';
+import { createSecureContext, type SecureContext } from 'node:tls';
+import { HttpsProxyAgent } from 'https-proxy-agent';
+import { SocksProxyAgent } from 'socks-proxy-agent';
+import type { Duplex } from 'node:stream';
+import type { EgressProxy } from './egress-proxy.js';
+import { proxyFailure, proxyFailureCause } from './proxy-failure.js';
+
+/**
+ * How connections to the upstream are made: directly or through an egress proxy, trusting which
+ * CAs. One per set of options; the group proxies keep their pooled connections per `key`.
+ */
+export interface UpstreamConnection {
+  /** Equal for equal settings, so a reload that keeps them keeps the pooled connections. */
+  readonly key: string;
+  readonly proxy: EgressProxy | undefined;
+  /** A new agent; a pooled one keeps connections alive, an unpooled one is for upgrades. */
+  createAgent(protocol: 'http:' | 'https:', pooled: boolean): Agent;
+}
+
+/**
+ * Idle pooled connections close after this. It also makes Node honour the upstream's
+ * `Keep-Alive: timeout=` hint, so a socket is retired before the upstream closes it under a new
+ * request (a spurious 502).
+ */
+const IDLE_UPSTREAM_SOCKET_MS = 15_000;
+
+/** Node merges an agent's `options` into those of every connection it opens. */
+type AgentWithOptions = Agent & { options: Record<string, unknown> };
+
+type ProxyAgent = HttpsProxyAgent<string> | SocksProxyAgent;
+
+/**
+ * Makes the agent's tunnel set-up (`CONNECT` or the SOCKS handshake) fail in words the gateway
+ * reports. A request has no socket, so no timeout, until the tunnel is open: a proxy that never
+ * answers is timed here. A refused `CONNECT` fails the request, where https-proxy-agent would
+ * pass the proxy's answer on as the upstream's. Every failure gets a `PROXY_` cause, so that
+ * an operator can tell the proxy's failures from the upstream's (which come after the tunnel).
+ */
+function checkTunnels(agent: ProxyAgent, timeoutMs: number): void {
+  const openTunnel = agent.connect.bind(agent);
+  agent.connect = async (req, options) => {
+    let refusedWith: number | undefined;
+    req.once('proxyConnect', ({ statusCode }: { statusCode: number }) => {
+      if (statusCode !== 200) refusedWith = statusCode;
+    });
+    const opening = openTunnel(req, options);
+    let timer: NodeJS.Timeout | undefined;
+    const timedOut = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => {
+        // A tunnel that opens after all is nobody's.
+        opening.then(
+          (tunnel) => (tunnel as Duplex).destroy(),
+          () => undefined,
+        );
+        reject(proxyFailure('PROXY_TIMEOUT'));
+      }, timeoutMs);
+    });
+    try {
+      const tunnel = await Promise.race([opening, timedOut]);
+      if (refusedWith === undefined) return tunnel;
+      (tunnel as Duplex).destroy();
+      throw proxyFailure(`PROXY_${refusedWith}`);
+    } catch (error) {
+      throw proxyFailure(proxyFailureCause(error));
+    } finally {
+      clearTimeout(timer);
+    }
+  };
+}
+
+function proxyAgent(
+  proxy: EgressProxy,
+  protocol: 'http:' | 'https:',
+  pooled: boolean,
+  secureContext: SecureContext | undefined,
+  timeoutMs: number,
+): Agent {
+  const agent = proxy.url.protocol.startsWith('socks')
+    ? new SocksProxyAgent(proxy.url, { keepAlive: pooled })
+    : // Its own options are for the connection to the proxy: an `https:` proxy's certificate.
+      new HttpsProxyAgent(proxy.url, { keepAlive: pooled, ...(secureContext && { secureContext }) });
+  checkTunnels(agent, timeoutMs);
+  Object.assign((agent as unknown as AgentWithOptions).options, {
+    // agent-base otherwise guesses the scheme from the call stack, and guesses differently when a
+    // connection goes back to the pool and when it is looked for there: none would be reused.
+    secureEndpoint: protocol === 'https:',
+    ...(secureContext && { secureContext }),
+    // Set here, not in the constructor, where SocksProxyAgent would also cut a live stream that
+    // is silent for that long. Node reads it when a socket goes back to the pool.
+    ...(pooled && { timeout: IDLE_UPSTREAM_SOCKET_MS }),
+  });
+  return agent;
+}
+
+/**
+ * `timeoutMs` bounds the opening of a tunnel through the proxy, as it bounds the upstream's silence.
+ * `ca`: the CAs TLS to the upstream trusts, `undefined` for Node's defaults. They are parsed once,
+ * into a secure context every connection shares, rather than once per connection (and per
+ * request, as part of an agent's pool name, were they passed as `ca`).
+ */
+export function createUpstreamConnection(
+  proxy: EgressProxy | undefined,
+  ca: readonly string[] | undefined,
+  timeoutMs: number,
+): UpstreamConnection {
+  const key = createHash('sha256')
+    .update(JSON.stringify([proxy?.url.href ?? null, proxy && timeoutMs, ca ?? null]))
+    .digest('base64url');
+  const secureContext = ca && createSecureContext({ ca: [...ca] });
+  return {
+    key,
+    proxy,
+    createAgent(protocol, pooled) {
+      if (proxy) return proxyAgent(proxy, protocol, pooled, secureContext, timeoutMs);
+      const options = pooled ? { keepAlive: true, timeout: IDLE_UPSTREAM_SOCKET_MS } : { keepAlive: false };
+      return protocol === 'https:' ? new HttpsAgent({ ...options, secureContext }) : new HttpAgent(options);
+    },
+  };
+}
