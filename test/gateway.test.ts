@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { once } from 'node:events';
 import { spawn } from 'node:child_process';
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { request } from 'node:http';
@@ -174,6 +175,40 @@ describe('gateway shutdown', () => {
       assert.equal(await streamed, 'data: 1\n\ndata: 2\n\n');
       await done;
       await assert.rejects(send(`${gateway.url}/healthz`), /ECONNREFUSED/);
+    } finally {
+      for (const client of wss.clients) client.terminate();
+      wss.close();
+      await upstream.close();
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+  it('logs the WebSockets it ends, and counts them closed, before the shutdown is over', async () => {
+    const upstream = await startUpstream();
+    const wss = new WebSocketServer({ server: upstream.server });
+    const dir = await mkdtemp(join(tmpdir(), 'amp-shutdown-'));
+    await writeFile(join(dir, 'package.json'), '{}');
+    await writeFile(join(dir, '.amp-proxyrc.yaml'), 'metricsPath: /metrics\n');
+    const output = capture();
+    const gateway = await startGateway({
+      cwd: dir,
+      port: 0,
+      env: { AMP_PROXY_UPSTREAM: upstream.url },
+      output: output.stream,
+      watch: false,
+    });
+    try {
+      const sockets = Array.from(
+        { length: 3 },
+        () => new WebSocket(`${gateway.url.replace('http', 'ws')}/actors/gateway/threadActor/websocket/`),
+      );
+      await Promise.all(sockets.map((socket) => once(socket, 'open')));
+      const openMetrics = await send(`${gateway.url}/metrics`);
+      assert.match(openMetrics.body.toString(), /amp_proxy_websockets_open\{group="actors"\} 3/);
+      // The command exits as soon as the shutdown resolves: whatever is not logged by then never is.
+      await gateway.shutdown(5000);
+      const closes = output.lines().filter((line) => line.msg === 'amp websocket');
+      assert.equal(closes.length, 3);
+      assert.ok(closes.every((line) => line.type === 'websocket-close' && line.group === 'actors'));
     } finally {
       for (const client of wss.clients) client.terminate();
       wss.close();

@@ -221,8 +221,9 @@ export function createAmpMiddleware(
   };
 
   middleware.close = async () => {
-    for (const socket of tunnels) endTunnel(socket);
+    const ended = [...tunnels].map(endTunnel);
     pool.closeIdle();
+    await Promise.all(ended);
   };
 
   return middleware;

@@ -30,9 +30,13 @@ const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'proxy-connection', 'tra
 
 /**
  * Ends a WebSocket tunnel with close code 1001: the upstream side is detached first, so the
- * close frame cannot land inside a frame the upstream was still sending.
+ * close frame cannot land inside a frame the upstream was still sending. Resolves once the
+ * tunnel is closed, so that its close is logged and counted before a shutdown is over.
  */
-export function endTunnel(socket: Duplex): void {
+export function endTunnel(socket: Duplex): Promise<void> {
+  const closed = socket.destroyed
+    ? Promise.resolve()
+    : new Promise<void>((resolve) => socket.once('close', () => resolve()));
   const upstream = upstreamSockets.get(socket);
   if (upstream) {
     upstream.unpipe(socket);
@@ -44,6 +48,7 @@ export function endTunnel(socket: Duplex): void {
   socket.end(GOING_AWAY_FRAME);
   // The client should answer the close and hang up; one that does not is cut off.
   setTimeout(() => socket.destroy(), TUNNEL_CLOSE_GRACE_MS).unref();
+  return closed;
 }
 
 function timeoutError(): Error {
