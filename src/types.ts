@@ -179,7 +179,9 @@ export interface AmpMiddleware {
   reload(options?: AmpProxyOptions): void;
   /**
    * For shutdown: ends open WebSocket tunnels with close code 1001 and closes idle upstream
-   * connections. Requests under way finish; their connections close as they do.
+   * connections. Resolves once the tunnels are closed (their closes logged and counted; a client
+   * that does not answer the close is cut off after 1 s). Requests under way finish; their
+   * connections close as they do.
    */
   close(): Promise<void>;
 }
@@ -261,30 +263,50 @@ export interface AmpLogger {
   debug?: LogMethod;
 }
 
-/** What prom-client's metric constructors take (the part the gateway uses). */
-interface MetricConfig {
+/** What the gateway passes to prom-client's metric constructors. */
+interface PromMetricConfig {
   name: string;
   help: string;
-  labelNames: string[];
-  registers: PromRegistryLike[];
+  labelNames?: readonly string[];
+  registers?: readonly PromRegistryLike[];
 }
 
+// The metric constructors are declared as classes (nothing at run time) because a class
+// constructor's parameters compare bivariantly, like a method's: prom-client's constructors take
+// only its own `Registry` in `registers`, which a structural type that does not import
+// prom-client cannot name, so a plain `new (config) => …` type would refuse the real module.
+/* eslint-disable @typescript-eslint/no-unused-vars -- only their types are used */
+declare class PromCounterLike {
+  constructor(config: PromMetricConfig);
+  inc(labels: Record<string, string>, value?: number): void;
+}
+
+declare class PromGaugeLike {
+  constructor(config: PromMetricConfig);
+  inc(labels: Record<string, string>): void;
+  dec(labels: Record<string, string>): void;
+}
+
+declare class PromHistogramLike {
+  constructor(config: PromMetricConfig & { buckets?: number[] });
+  observe(labels: Record<string, string>, value: number): void;
+}
+/* eslint-enable @typescript-eslint/no-unused-vars */
+
 /**
- * The part of `prom-client` this uses. Taking the module as an argument keeps `prom-client` an
- * optional peer: the library never imports it, and the host's own copy (and registry) is used.
+ * The part of `prom-client` (15) this uses. The module itself fits, imported as
+ * `import * as promClient`, as a default import, or picked apart (`{ Registry, Counter, Gauge,
+ * Histogram }`). Taking the module as an argument keeps `prom-client` an optional peer: the
+ * library imports neither it nor its types, and the host's own copy (and registry) is used.
  */
 export interface PromClientLike {
   Registry: new () => PromRegistryLike;
-  Counter: new (config: MetricConfig) => { inc(labels: Record<string, string>, value?: number): void };
-  Gauge: new (config: MetricConfig) => {
-    inc(labels: Record<string, string>): void;
-    dec(labels: Record<string, string>): void;
-  };
-  Histogram: new (config: MetricConfig & { buckets: number[] }) => {
-    observe(labels: Record<string, string>, value: number): void;
-  };
+  Counter: typeof PromCounterLike;
+  Gauge: typeof PromGaugeLike;
+  Histogram: typeof PromHistogramLike;
 }
 
+/** The part of a prom-client registry a metrics endpoint needs. */
 export interface PromRegistryLike {
   metrics(): Promise<string>;
   readonly contentType: string;
@@ -293,6 +315,7 @@ export interface PromRegistryLike {
 export interface AmpMetrics {
   /** Pass as `onProxyEvent` (or call from yours). */
   readonly onProxyEvent: AmpProxyEventListener;
+  /** The registry the metrics are registered in: the one passed in, or a new one. */
   readonly registry: PromRegistryLike;
 }
 

@@ -10,6 +10,9 @@ const DURATION_BUCKETS = [0.005, 0.025, 0.1, 0.5, 1, 2.5, 10, 30, 60, 300];
  * status, in-flight requests, open WebSockets, upstream errors, and calls that spent a
  * server-side key (the answer to "why is this still using my Amp credits?"). Long because every
  * metric is declared next to the event that updates it.
+ *
+ * `client` is the host's own `prom-client` module (`import * as promClient from 'prom-client'`);
+ * `registry` defaults to a new `client.Registry`, so pass `client.register` to use the global one.
  */
 export function createAmpMetrics(
   client: PromClientLike,
