@@ -2,13 +2,19 @@
  * Each example in examples/ runs against a fake Amp upstream on loopback, and the assertions are
  * about what that upstream actually received. The examples import the package by name, so they
  * exercise the built dist/ (npm run build), exactly as a user who copies them would.
+ *
+ * Each example folder is a package of its own, whose `npm install` links `amp-proxy-middleware` to
+ * this checkout (`file:../..`). The tests install nothing: an example that has no installed copy
+ * gets the checkout itself, resolved through its package.json `exports` as the link would be, and
+ * finds its other packages (express, cors, …) in the repository's node_modules.
  */
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
-import { existsSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { chmod, mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { request, type IncomingHttpHeaders, type Server } from 'node:http';
+import { isBuiltin, register } from 'node:module';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -49,6 +55,24 @@ interface InternalGatewayModule {
 }
 
 const EXAMPLES = new URL('../examples/', import.meta.url);
+
+// A module resolve hook (it runs on the loader thread, hence the source text): what `file:../..`
+// would link to, for imports of the package from examples/ that find no installed copy.
+register(
+  `data:text/javascript,${encodeURIComponent(`
+    const EXAMPLES = ${JSON.stringify(EXAMPLES.href)};
+    const ROOT = ${JSON.stringify(new URL('../package.json', import.meta.url).href)};
+    export async function resolve(specifier, context, nextResolve) {
+      try {
+        return await nextResolve(specifier, context);
+      } catch (error) {
+        const ours = specifier === 'amp-proxy-middleware' || specifier.startsWith('amp-proxy-middleware/');
+        if (!ours || error?.code !== 'ERR_MODULE_NOT_FOUND' || !context.parentURL?.startsWith(EXAMPLES)) throw error;
+        return nextResolve(specifier, { ...context, parentURL: ROOT });
+      }
+    }
+  `)}`,
+);
 
 async function loadExample<T>(path: string): Promise<T> {
   if (!existsSync(new URL('../dist/esm/index.js', import.meta.url))) {
@@ -532,4 +556,94 @@ describe('examples/client-setup/write-secrets.mjs', () => {
     assert.equal((await run([other], 'k')).code, 1);
     assert.equal(existsSync(other), false);
   });
+});
+
+/**
+ * The packages a script imports by name (not `node:` or a built-in, not a relative path): the
+ * static imports at the start of a line, dynamic `import('…')` and `require('…')` anywhere.
+ */
+function importedPackages(source: string): Set<string> {
+  const specifiers = [
+    ...source.matchAll(/^\s*(?:import|export)\b[^;'"]*?\bfrom\s*['"]([^'"]+)['"]/gm),
+    ...source.matchAll(/^\s*import\s*['"]([^'"]+)['"]/gm),
+    ...source.matchAll(/\b(?:import|require)\s*\(\s*['"]([^'"]+)['"]\s*\)/g),
+  ].map((match) => match[1]!);
+  return new Set(
+    specifiers
+      .filter(
+        (specifier) => !specifier.startsWith('.') && !specifier.startsWith('/') && !isBuiltin(specifier),
+      )
+      .map((specifier) => specifier.split('/', specifier.startsWith('@') ? 2 : 1).join('/')),
+  );
+}
+
+describe('examples/*: each folder installs and runs on its own', () => {
+  const folders = readdirSync(EXAMPLES, { withFileTypes: true })
+    .filter((entry) => entry.isDirectory())
+    .map((entry) => entry.name);
+  const text = (folder: string, file: string) => readFileSync(new URL(`${folder}/${file}`, EXAMPLES), 'utf8');
+  const scriptsOf = (folder: string) =>
+    readdirSync(new URL(`${folder}/`, EXAMPLES)).filter((file) => /\.[cm]?js$/.test(file));
+  const manifestOf = (folder: string) =>
+    JSON.parse(text(folder, 'package.json')) as {
+      private?: boolean;
+      dependencies?: Record<string, string>;
+    };
+
+  it('finds the examples the README lists', () => {
+    for (const folder of ['client-setup', 'existing-app', 'internal-gateway', 'standalone']) {
+      assert.ok(folders.includes(folder), folder);
+    }
+  });
+
+  it('reads the imports of a script', () => {
+    const source = [
+      "import { a } from 'node:fs';",
+      "import path from 'path';",
+      'import {',
+      '  b,',
+      "} from '@scope/pkg/sub';",
+      "import 'side-effect';",
+      "import { c } from './local.mjs';",
+      "const d = await import('dynamic/deep/file.js');",
+      "// Run with `import x from 'a-comment'` in mind",
+    ].join('\n');
+    assert.deepEqual([...importedPackages(source)].sort(), ['@scope/pkg', 'dynamic', 'side-effect']);
+  });
+
+  for (const folder of folders) {
+    describe(folder, () => {
+      it('has a private package.json that depends on every package its scripts import', () => {
+        const manifest = manifestOf(folder);
+        assert.equal(manifest.private, true, 'examples are never published');
+        const dependencies = manifest.dependencies ?? {};
+        for (const script of scriptsOf(folder)) {
+          for (const name of importedPackages(text(folder, script))) {
+            assert.ok(name in dependencies, `${folder}/${script} imports ${name}, missing from package.json`);
+          }
+        }
+        // The checkout itself, built: what the example's README tells to build first.
+        if ('amp-proxy-middleware' in dependencies) {
+          assert.equal(dependencies['amp-proxy-middleware'], 'file:../..');
+        }
+      });
+
+      it('has a README that names the commands to run it, from its own folder', () => {
+        const readme = text(folder, 'README.md');
+        if (Object.keys(manifestOf(folder).dependencies ?? {}).length > 0) {
+          assert.match(readme, new RegExp(`cd examples/${folder}\\n+npm install\\b`));
+        }
+        // Every script started on its own (it has a main guard) is named as `node <script>`...
+        for (const script of scriptsOf(folder)) {
+          if (text(folder, script).includes('process.argv[1]')) {
+            assert.ok(readme.includes(`node ${script}`), `README names \`node ${script}\``);
+          }
+        }
+        // ...and every `node <script>` in it is a script of this folder.
+        for (const [, script] of readme.matchAll(/\bnode ([\w./-]+\.[cm]?js)\b/g)) {
+          assert.ok(scriptsOf(folder).includes(script!), `README runs ${script}, not a script of ${folder}`);
+        }
+      });
+    });
+  }
 });

@@ -1,6 +1,6 @@
 // Stores a gateway key where the Amp CLI looks for it, so users need no AMP_API_KEY in their shell.
 //
-//   printf '%s' "$KEY" | node examples/client-setup/write-secrets.mjs --url http://127.0.0.1:8317 [secrets-file]
+//   printf '%s' "$KEY" | node write-secrets.mjs --url http://127.0.0.1:8317 [secrets-file]
 //
 // The key is read from stdin (or typed at the prompt), never from the command line, where it
 // would land in shell history and in `ps` output.

@@ -1,5 +1,5 @@
 // An Express app with its own routes, compression and CORS, that also serves Amp.
-// Run: node examples/existing-app/server.mjs   (see README.md in this folder)
+// Run from this folder: npm install && node server.mjs   (see README.md)
 import { createServer } from 'node:http';
 import { pathToFileURL } from 'node:url';
 import compression from 'compression';
@@ -13,7 +13,8 @@ import { ampRouter, attachUpgrade } from 'amp-proxy-middleware';
  */
 export function createApp({
   upstream = process.env.AMP_UPSTREAM ?? 'https://ampcode.com',
-  // Left undefined, the library falls back to AMP_API_KEY, then the `amp login` secrets file.
+  // Left undefined, the library falls back to env AMP_PROXY_UPSTREAM_KEY, else AMP_API_KEY, then
+  // the `amp login` secrets file.
   upstreamKey = process.env.AMP_SERVER_KEY || undefined,
 } = {}) {
   // Created once at startup: a bad option throws here, not on some user's first request.

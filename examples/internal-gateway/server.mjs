@@ -1,6 +1,6 @@
 // A company-internal Amp gateway: SSO in front of the routes that spend money, every user on
 // their own Amp key, provider calls counted per user.
-// Run: node examples/internal-gateway/server.mjs   (see README.md in this folder)
+// Run from this folder: npm install && node server.mjs   (see README.md)
 import { readFileSync } from 'node:fs';
 import { createServer } from 'node:http';
 import { pathToFileURL } from 'node:url';
@@ -49,9 +49,9 @@ export function createGateway({
   const options = {
     upstream,
     clients,
-    // No shared server key. Without this the library would fall back to AMP_API_KEY or the
-    // gateway machine's own `amp login`, and a client without an upstreamKey would spend it;
-    // this way that client gets 503 amp_upstream_key_missing instead.
+    // No shared server key. Without this the library would fall back to AMP_PROXY_UPSTREAM_KEY,
+    // AMP_API_KEY or the gateway machine's own `amp login`, and a client without an upstreamKey
+    // would spend it; this way that client gets 503 amp_upstream_key_missing instead.
     upstreamKey: () => undefined,
     // The Amp CLI sends its gateway key alone and gets its mapped Amp key upstream. Tools that
     // hold the user's own Amp token send it in `x-amp-token` next to the gateway key, and Amp
