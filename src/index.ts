@@ -28,6 +28,7 @@ export type {
   AmpRequestEndEvent,
   AmpRequestOutcome,
   AmpRequestStartEvent,
+  AmpUpstreamCheck,
   AmpWebSocketEvent,
   AttachUpgradeOptions,
   KeySource,

@@ -184,7 +184,17 @@ export interface AmpMiddleware {
    * connections close as they do.
    */
   close(): Promise<void>;
+  /**
+   * Sends one `HEAD` request to the upstream the way requests go (through `upstreamProxy`,
+   * trusting `upstreamCa`) and says whether it answered, with any status; if not, why, as the
+   * `cause` of a failed request says it (`ECONNREFUSED`, `CERT_HAS_EXPIRED`, `PROXY_407`, …).
+   * For readiness probes; the standalone gateway's `/readyz` is this. Gives up after 3 s.
+   */
+  checkUpstream(): Promise<AmpUpstreamCheck>;
 }
+
+/** What `checkUpstream()` found. */
+export type AmpUpstreamCheck = { ready: true } | { ready: false; cause: string };
 
 /**
  * The one place that decides which route group a request belongs to. Everything downstream

@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { rootCertificates } from 'node:tls';
 import { after, describe, it } from 'node:test';
 import { AmpProxyConfigError, loadAmpConfig } from '../src/index.js';
 
@@ -243,5 +244,50 @@ describe('loadAmpConfig', () => {
         return true;
       });
     }
+  });
+
+  it('egress: the proxy URL as a secret reference, the CA file relative to the config file and watched', async () => {
+    const pem = rootCertificates[0]!;
+    const cwd = await project({
+      '.amp-proxyrc.yaml': 'upstreamProxy: { env: CORP_PROXY }\nupstreamCa: { file: certs/ca.pem }\n',
+      'certs/ca.pem': pem,
+    });
+    const loaded = await loadAmpConfig({
+      cwd,
+      env: { CORP_PROXY: 'http://svc:pa55-word-9@proxy.corp:3128' },
+    });
+    assert.equal(loaded.options.upstreamProxy, 'http://svc:pa55-word-9@proxy.corp:3128');
+    assert.deepEqual(loaded.options.upstreamCa, { file: join(cwd, 'certs/ca.pem') });
+    assert.ok(loaded.watchFiles.includes(join(cwd, 'certs/ca.pem')));
+    assert.equal(loaded.effective.upstreamProxy, 'http://proxy.corp:3128');
+    assert.match(
+      String(loaded.effective.upstreamCa),
+      new RegExp(`^1 certificate from ${join(cwd, 'certs/ca.pem')}: `),
+    );
+    assert.ok(!JSON.stringify(loaded.effective).includes('pa55-word-9'));
+  });
+
+  it("egress: with no upstreamProxy in the file, the env's proxy variables decide, as the gateway runs them", async () => {
+    const cwd = await project({ '.amp-proxyrc.yaml': 'timeoutMs: 1000\n' });
+    const viaProxy = await loadAmpConfig({
+      cwd,
+      env: { https_proxy: 'http://u:pa55-word-9@proxy.corp:3128' },
+    });
+    assert.equal(viaProxy.effective.upstreamProxy, 'http://proxy.corp:3128 (from https_proxy)');
+    const exempt = await loadAmpConfig({
+      cwd,
+      env: { HTTPS_PROXY: 'http://proxy.corp:3128', NO_PROXY: 'ampcode.com' },
+    });
+    assert.equal(exempt.effective.upstreamProxy, 'direct (NO_PROXY exempts ampcode.com)');
+    await assert.rejects(
+      loadAmpConfig({ cwd, env: { HTTPS_PROXY: 'ftp://u:pa55-word-9@proxy.corp' } }),
+      (error: unknown) =>
+        error instanceof AmpProxyConfigError &&
+        error.option === 'HTTPS_PROXY' &&
+        !error.message.includes('pa55-word-9'),
+    );
+    const ignoring = await project({ '.amp-proxyrc.yaml': 'upstreamProxy: false\n' });
+    const direct = await loadAmpConfig({ cwd: ignoring, env: { HTTPS_PROXY: 'http://proxy.corp:3128' } });
+    assert.equal(direct.effective.upstreamProxy, 'direct');
   });
 });

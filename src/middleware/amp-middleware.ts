@@ -10,7 +10,8 @@ import { isAmbiguousPath, isPlainPath, normalisedPath } from '../routing/path-sa
 import { splitRequestTarget } from '../routing/request-target.js';
 import { classifyAmpPath } from '../routing/route-groups.js';
 import { createGroupHandler, type GroupHandler } from './group-handler.js';
-import type { AmpGroup, AmpMiddleware, NextFunction } from '../types.js';
+import { probeUpstream } from '../egress/upstream-probe.js';
+import type { AmpGroup, AmpMiddleware, AmpUpstreamCheck, NextFunction } from '../types.js';
 
 /** Amp's own URLs are short; a much longer one is a probe or a mistake (Node's header cap is 16 KiB). */
 const MAX_URL_LENGTH = 8192;
@@ -57,7 +58,12 @@ function answerFactoryCalledAsMiddleware(name: string, [res, next]: readonly unk
   // Express ignores what a middleware returns; this one only answers that it was never set up.
   return Object.assign(
     (_req: IncomingMessage, answer: ServerResponse) => sendAmpError(answer, 'amp_factory_not_called'),
-    { upgrade: () => false, reload: () => undefined, close: async () => undefined },
+    {
+      upgrade: () => false,
+      reload: () => undefined,
+      close: async () => undefined,
+      checkUpstream: async () => ({ ready: false, cause: 'amp_factory_not_called' }) as const,
+    },
   );
 }
 
@@ -83,6 +89,7 @@ function ampPathOf(req: IncomingMessage, pathname: string, mountPath: string | u
 interface Runtime {
   readonly handlers: ReadonlyMap<AmpGroup, GroupHandler>;
   readonly warn: ResolvedConfig['warn'];
+  readonly checkUpstream: () => Promise<AmpUpstreamCheck>;
 }
 
 /** A WebSocket handshake that Node handed to the request handler: no `upgrade` listener took it. */
@@ -114,7 +121,11 @@ function buildRuntime(
   const handlers = new Map(
     groups.map((group) => [group, createGroupHandler(group, config, pool.proxyFor(group), buildHeaders)]),
   );
-  return { handlers, warn: config.warn };
+  return {
+    handlers,
+    warn: config.warn,
+    checkUpstream: () => probeUpstream(config.upstreamBase, config.upstreamConnection),
+  };
 }
 
 /**
@@ -219,6 +230,8 @@ export function createAmpMiddleware(
   middleware.reload = (nextOptions) => {
     runtime = buildRuntime(nextOptions, scope.groups, pool);
   };
+
+  middleware.checkUpstream = () => runtime.checkUpstream();
 
   middleware.close = async () => {
     const ended = [...tunnels].map(endTunnel);
