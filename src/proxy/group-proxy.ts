@@ -186,7 +186,10 @@ function createEngine(agent: Agent, stripCors: boolean): Engine {
  */
 export function createGroupProxy(stripCors: boolean): GroupProxy {
   let connectionKey: string | undefined;
-  const engines = new Map<string, { agent: Agent; engine: Engine }>();
+  type Engines = Map<'http:' | 'https:', { agent: Agent; engine: Engine }>;
+  const pooledEngines: Engines = new Map();
+  const upgradeEngines: Engines = new Map();
+  const everyAgent = () => [...pooledEngines.values(), ...upgradeEngines.values()].map(({ agent }) => agent);
   const closeIdleOf = (agent: Agent): void => {
     // Read by Node each time a socket is released; @types/node does not declare it.
     (agent as Agent & { keepAlive: boolean }).keepAlive = false;
@@ -196,16 +199,17 @@ export function createGroupProxy(stripCors: boolean): GroupProxy {
   };
   const engineFor = ({ connection, protocol }: OutboundRequest['destination'], pooled: boolean): Engine => {
     if (connection.key !== connectionKey) {
-      for (const { agent } of engines.values()) closeIdleOf(agent);
-      engines.clear();
+      for (const agent of everyAgent()) closeIdleOf(agent);
+      pooledEngines.clear();
+      upgradeEngines.clear();
       connectionKey = connection.key;
     }
-    const name = `${protocol} ${pooled}`;
-    let entry = engines.get(name);
+    const engines = pooled ? pooledEngines : upgradeEngines;
+    let entry = engines.get(protocol);
     if (!entry) {
       const agent = connection.createAgent(protocol, pooled);
       entry = { agent, engine: createEngine(agent, stripCors) };
-      engines.set(name, entry);
+      engines.set(protocol, entry);
     }
     return entry.engine;
   };
@@ -224,7 +228,7 @@ export function createGroupProxy(stripCors: boolean): GroupProxy {
       );
     },
     closeIdle() {
-      for (const { agent } of engines.values()) closeIdleOf(agent);
+      for (const agent of everyAgent()) closeIdleOf(agent);
     },
   };
 }
