@@ -17,6 +17,34 @@ function withSuffix(target: string, suffix: string): string {
   return target + suffix;
 }
 
+/** One rule checked: errors name the rule's field (`modelMappings[2].from`). */
+function validateRule(rule: unknown, at: string): { from: string; to: string; regex: boolean } {
+  if (typeof rule !== 'object' || rule === null)
+    throw new AmpProxyConfigError(at, 'expected { from, to, regex? }');
+  const { from, to, regex, ...rest } = rule as Record<string, unknown>;
+  const unknown = Object.keys(rest)[0];
+  if (unknown)
+    throw new AmpProxyConfigError(`${at}.${unknown}`, 'unknown field; a mapping has from, to and regex');
+  if (typeof from !== 'string' || from.trim() === '')
+    throw new AmpProxyConfigError(`${at}.from`, 'expected a model name');
+  if (typeof to !== 'string' || to.trim() === '')
+    throw new AmpProxyConfigError(`${at}.to`, 'expected a model name');
+  if (regex !== undefined && typeof regex !== 'boolean')
+    throw new AmpProxyConfigError(`${at}.regex`, 'expected true or false');
+  return { from, to: to.trim(), regex: regex ?? false };
+}
+
+function compilePattern(from: string, at: string): RegExp {
+  try {
+    return new RegExp(from, 'i');
+  } catch (error) {
+    throw new AmpProxyConfigError(
+      `${at}.from`,
+      `is not a valid regular expression: ${(error as Error).message}`,
+    );
+  }
+}
+
 /**
  * Compiles the mapping rules once: exact rules (case-insensitive) win over regex rules, which are
  * tried in order; the first match wins.
@@ -30,30 +58,9 @@ export function compileModelMappings(value: unknown): ModelMapper | undefined {
   const patterns: [RegExp, string][] = [];
   value.forEach((rule: unknown, index) => {
     const at = `modelMappings[${index}]`;
-    if (typeof rule !== 'object' || rule === null)
-      throw new AmpProxyConfigError(at, 'expected { from, to, regex? }');
-    const { from, to, regex, ...rest } = rule as Record<string, unknown>;
-    const unknown = Object.keys(rest)[0];
-    if (unknown)
-      throw new AmpProxyConfigError(`${at}.${unknown}`, 'unknown field; a mapping has from, to and regex');
-    if (typeof from !== 'string' || from.trim() === '')
-      throw new AmpProxyConfigError(`${at}.from`, 'expected a model name');
-    if (typeof to !== 'string' || to.trim() === '')
-      throw new AmpProxyConfigError(`${at}.to`, 'expected a model name');
-    if (regex !== undefined && typeof regex !== 'boolean')
-      throw new AmpProxyConfigError(`${at}.regex`, 'expected true or false');
-    if (regex) {
-      try {
-        patterns.push([new RegExp(from, 'i'), to.trim()]);
-      } catch (error) {
-        throw new AmpProxyConfigError(
-          `${at}.from`,
-          `is not a valid regular expression: ${(error as Error).message}`,
-        );
-      }
-    } else if (!exact.has(from.trim().toLowerCase())) {
-      exact.set(from.trim().toLowerCase(), to.trim());
-    }
+    const { from, to, regex } = validateRule(rule, at);
+    if (regex) patterns.push([compilePattern(from, at), to]);
+    else if (!exact.has(from.trim().toLowerCase())) exact.set(from.trim().toLowerCase(), to);
   });
   if (exact.size === 0 && patterns.length === 0) return undefined;
 
