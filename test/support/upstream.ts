@@ -5,7 +5,11 @@ import {
   type Server,
   type ServerResponse,
 } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import { createServer as createHttpsServer } from 'node:https';
+import type { AddressInfo, Socket } from 'node:net';
+import type { TLSSocket } from 'node:tls';
+import { WebSocketServer } from 'ws';
+import { WaitableList } from './events.js';
 
 export interface RecordedRequest {
   method: string;
@@ -19,6 +23,26 @@ export interface RecordedRequest {
    * `Date.now()` at that moment.
    */
   closed: Promise<number>;
+  /** The peer of the connection the request came on: the gateway, or an egress proxy's outbound socket. */
+  remoteAddress: string;
+  remotePort: number;
+}
+
+/** One connection the upstream accepted (for HTTPS: one whose TLS handshake completed). */
+export interface AcceptedConnection {
+  remoteAddress: string;
+  remotePort: number;
+  /** The SNI server name the client presented (HTTPS only; `false` when it sent none). */
+  servername?: string | false;
+}
+
+export interface UpstreamOptions {
+  /** Run the handler on every request as it arrives, before its body is read. */
+  streaming?: boolean;
+  /** Serve HTTPS with this key and certificate (a certificate chain is allowed), not plain HTTP. */
+  tls?: { key: string; cert: string };
+  /** The loopback address to listen on: `127.0.0.1` unless told (`::1`). */
+  host?: string;
 }
 
 /**
@@ -47,6 +71,16 @@ export interface FakeUpstream {
   record(): UpstreamRecord;
   /** The only request received since the upstream started (or `requests` was last emptied). */
   only(): RecordedRequest;
+  /**
+   * Every connection accepted since the upstream started, in order. For HTTPS only connections
+   * whose handshake completed count: a keep-alive test counts them, a TLS test reads `servername`.
+   */
+  connections: AcceptedConnection[];
+  /**
+   * HTTPS only: the error code of every TLS handshake that failed (the client refused the
+   * certificate, say). A list to wait on: the upstream may learn of a failure after the client.
+   */
+  failedHandshakes: WaitableList<string>;
   close(): Promise<void>;
 }
 
@@ -65,16 +99,19 @@ function onlyOf(requests: readonly RecordedRequest[]): RecordedRequest {
 
 /**
  * A fake Amp server on a loopback port that records every request exactly as it arrived.
- * The handler runs once the whole body has been read, unless `streaming` is set.
+ * The handler runs once the whole body has been read, unless `streaming` is set. With `tls` it
+ * serves HTTPS (its `url` is then `https://127.0.0.1:<port>`).
  */
 export async function startUpstream(
   handler: UpstreamHandler = echoJson,
-  { streaming = false }: { streaming?: boolean } = {},
+  { streaming = false, tls, host = '127.0.0.1' }: UpstreamOptions = {},
 ): Promise<FakeUpstream> {
   const requests: RecordedRequest[] = [];
   /** Everything ever received, whatever a test does to `requests`: records index into this. */
   const history: RecordedRequest[] = [];
-  const server = createServer((req, res) => {
+  const connections: AcceptedConnection[] = [];
+  const failedHandshakes = new WaitableList<string>();
+  const onRequest = (req: IncomingMessage, res: ServerResponse): void => {
     const recorded: RecordedRequest = {
       method: req.method ?? '',
       url: req.url ?? '',
@@ -82,6 +119,8 @@ export async function startUpstream(
       rawHeaders: req.rawHeaders,
       body: Buffer.alloc(0),
       closed: new Promise((resolve) => res.once('close', () => resolve(Date.now()))),
+      remoteAddress: req.socket.remoteAddress ?? '',
+      remotePort: req.socket.remotePort ?? 0,
     };
     requests.push(recorded);
     history.push(recorded);
@@ -95,11 +134,29 @@ export async function startUpstream(
       recorded.body = Buffer.concat(chunks);
       handler(req, res, recorded);
     });
-  });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  };
+  const accepted = (socket: Socket, servername?: string | false): void => {
+    connections.push({
+      remoteAddress: socket.remoteAddress ?? '',
+      remotePort: socket.remotePort ?? 0,
+      ...(servername === undefined ? {} : { servername }),
+    });
+  };
+  let server: Server;
+  if (tls) {
+    server = createHttpsServer({ key: tls.key, cert: tls.cert }, onRequest);
+    server.on('secureConnection', (socket: TLSSocket) => accepted(socket, socket.servername ?? false));
+    server.on('tlsClientError', (error: NodeJS.ErrnoException) =>
+      failedHandshakes.push(error.code ?? 'unknown'),
+    );
+  } else {
+    server = createServer(onRequest);
+    server.on('connection', (socket: Socket) => accepted(socket));
+  }
+  await new Promise<void>((resolve) => server.listen(0, host, resolve));
   const { port } = server.address() as AddressInfo;
   return {
-    url: `http://127.0.0.1:${port}`,
+    url: `${tls ? 'https' : 'http'}://${host.includes(':') ? `[${host}]` : host}:${port}`,
     port,
     server,
     requests,
@@ -117,8 +174,61 @@ export async function startUpstream(
       };
     },
     only: () => onlyOf(requests),
+    connections,
+    failedHandshakes,
     close: () => closeServer(server),
   };
+}
+
+/** A WebSocket handshake the upstream accepted. */
+export interface WebSocketHandshake {
+  url: string;
+  headers: IncomingHttpHeaders;
+  remotePort: number;
+}
+
+export interface FakeWebSocketUpstream extends FakeUpstream {
+  /** The handshakes accepted: a test reads its own part from a `mark()` on. */
+  handshakes: WaitableList<WebSocketHandshake>;
+  /** The close codes the upstream received. */
+  closes: WaitableList<number>;
+}
+
+/**
+ * A fake upstream that also accepts WebSockets (over TLS with `tls`: a `wss:` upstream). It picks
+ * the `rivet` subprotocol when offered, as Amp does, and echoes every frame; the text frame
+ * `close-4001` makes it close with code 4001. Plain requests go to `handler`, as for `startUpstream`.
+ */
+export async function startWebSocketUpstream(
+  handler: UpstreamHandler = echoJson,
+  options: Pick<UpstreamOptions, 'tls' | 'host'> = {},
+): Promise<FakeWebSocketUpstream> {
+  const upstream = await startUpstream(handler, options);
+  const handshakes = new WaitableList<WebSocketHandshake>();
+  const closes = new WaitableList<number>();
+  const wss = new WebSocketServer({
+    server: upstream.server,
+    handleProtocols: (protocols) => (protocols.has('rivet') ? 'rivet' : false),
+  });
+  wss.on('connection', (socket, req) => {
+    handshakes.push({ url: req.url ?? '', headers: req.headers, remotePort: req.socket.remotePort ?? 0 });
+    socket.on('message', (data, isBinary) => {
+      if (!isBinary && data.toString() === 'close-4001') return socket.close(4001, 'upstream says bye');
+      socket.send(data, { binary: isBinary });
+    });
+    socket.on('close', closes.push);
+  });
+  const closeUpstream = upstream.close;
+  const ws: FakeWebSocketUpstream = Object.assign(upstream, {
+    handshakes,
+    closes,
+    async close() {
+      for (const client of wss.clients) client.terminate();
+      wss.close();
+      await closeUpstream();
+    },
+  });
+  return ws;
 }
 
 export function closeServer(server: Server): Promise<void> {
