@@ -8,7 +8,7 @@ import { lookup } from 'node:dns/promises';
 import { once } from 'node:events';
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { createServer, request, type Server, type ServerResponse } from 'node:http';
-import { createServer as createNetServer, type AddressInfo } from 'node:net';
+import { createServer as createNetServer, type AddressInfo, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -691,6 +691,8 @@ describe('an egress proxy that fails', () => {
         assert.ok(!reported.includes(secret), `an event or log line shows ${secret}`);
       assert.deepEqual(received.requests, []);
       assert.equal(causes.size, 1, `causes: ${[...causes].join(', ')}`);
+      // A readiness probe goes the same way, and says the same.
+      assert.deepEqual(await router.checkUpstream(), { ready: false, cause: [...causes][0] });
       return [...causes][0]!;
     } finally {
       await router.close();
@@ -707,6 +709,49 @@ describe('an egress proxy that fails', () => {
       assert.ok(proxy.tunnels.items.length > 0 && proxy.tunnels.items.every((t) => !t.established));
     } finally {
       await proxy.close();
+    }
+  });
+
+  it('a proxy that never answers CONNECT: 504 after timeoutMs, cause PROXY_TIMEOUT', async () => {
+    const silentConnections = new Set<Socket>();
+    // Reads the CONNECT request and never answers it.
+    const silent = createNetServer((socket) => {
+      socket.resume();
+      silentConnections.add(socket);
+      socket.once('close', () => silentConnections.delete(socket));
+    });
+    await new Promise<void>((resolve) => silent.listen(0, '127.0.0.1', resolve));
+    const seen = observe();
+    const router = ampRouter({
+      upstream: `https://localhost:${upstream.port}`,
+      upstreamKey: SERVER_KEY,
+      upstreamCa: tls.ca.cert,
+      upstreamProxy: `http://127.0.0.1:${(silent.address() as AddressInfo).port}`,
+      timeoutMs: 300,
+      ...seen.options,
+    });
+    const app = await listen((req, res) => router(req, res));
+    try {
+      const eventMark = seen.events.mark();
+      const lineMark = seen.lines.mark();
+      const res = await send(`${app.url}${PROVIDER_PATH}`, { method: 'POST', body: '{}' });
+      assert.equal(res.status, 504);
+      assert.equal((res.json() as { error: string }).error, 'amp_upstream_timeout');
+      const { event } = await seen.requestEnd(eventMark, lineMark);
+      assert.equal(event.outcome, 'timeout');
+      assert.equal(event.cause, 'PROXY_TIMEOUT');
+      // The connection to the silent proxy is closed, not left open for good.
+      const [connection] = silentConnections;
+      if (connection) await within(once(connection, 'close'), 2000, 'the proxy connection to close');
+      // A readiness probe through the silent proxy gives up too (after its own 3 s), and says why.
+      assert.deepEqual(await within(router.checkUpstream(), 5000, 'the probe'), {
+        ready: false,
+        cause: 'PROXY_TIMEOUT',
+      });
+    } finally {
+      await router.close();
+      await app.close();
+      silent.close();
     }
   });
 

@@ -1,10 +1,10 @@
 import { createHash } from 'node:crypto';
 import { Agent as HttpAgent, type Agent } from 'node:http';
 import { Agent as HttpsAgent } from 'node:https';
+import type { Socket } from 'node:net';
 import { createSecureContext, type SecureContext } from 'node:tls';
 import { HttpsProxyAgent } from 'https-proxy-agent';
 import { SocksProxyAgent } from 'socks-proxy-agent';
-import type { Duplex } from 'node:stream';
 import type { EgressProxy } from './egress-proxy.js';
 import { proxyFailure, proxyFailureCause } from './proxy-failure.js';
 
@@ -16,8 +16,11 @@ export interface UpstreamConnection {
   /** Equal for equal settings, so a reload that keeps them keeps the pooled connections. */
   readonly key: string;
   readonly proxy: EgressProxy | undefined;
-  /** A new agent; a pooled one keeps connections alive, an unpooled one is for upgrades. */
-  createAgent(protocol: 'http:' | 'https:', pooled: boolean): Agent;
+  /**
+   * A new agent; a pooled one keeps connections alive, an unpooled one is for upgrades and probes.
+   * `tunnelTimeoutMs` bounds the opening of a tunnel through the proxy (defaults to `timeoutMs`).
+   */
+  createAgent(protocol: 'http:' | 'https:', pooled: boolean, tunnelTimeoutMs?: number): Agent;
 }
 
 /**
@@ -33,6 +36,26 @@ type AgentWithOptions = Agent & { options: Record<string, unknown> };
 type ProxyAgent = HttpsProxyAgent<string> | SocksProxyAgent;
 
 /**
+ * Opens a tunnel whose connection to an HTTP(S) proxy `signal` can close: https-proxy-agent
+ * connects synchronously from its options when `connect` is called, so the signal set around the
+ * call is this attempt's. (The SOCKS client times its own handshake out and closes its socket.)
+ */
+function openWithSignal(
+  agent: ProxyAgent,
+  signal: AbortSignal,
+  open: () => Promise<Socket>,
+): Promise<Socket> {
+  if (!(agent instanceof HttpsProxyAgent)) return open();
+  const connectOptions = agent.connectOpts as { signal?: AbortSignal };
+  connectOptions.signal = signal;
+  try {
+    return open();
+  } finally {
+    delete connectOptions.signal;
+  }
+}
+
+/**
  * Makes the agent's tunnel set-up (`CONNECT` or the SOCKS handshake) fail in words the gateway
  * reports. A request has no socket, so no timeout, until the tunnel is open: a proxy that never
  * answers is timed here. A refused `CONNECT` fails the request, where https-proxy-agent would
@@ -46,13 +69,15 @@ function checkTunnels(agent: ProxyAgent, timeoutMs: number): void {
     req.once('proxyConnect', ({ statusCode }: { statusCode: number }) => {
       if (statusCode !== 200) refusedWith = statusCode;
     });
-    const opening = openTunnel(req, options);
+    const abandon = new AbortController();
+    const opening = openWithSignal(agent, abandon.signal, () => openTunnel(req, options));
     let timer: NodeJS.Timeout | undefined;
     const timedOut = new Promise<never>((_, reject) => {
       timer = setTimeout(() => {
-        // A tunnel that opens after all is nobody's.
+        // The connection to a silent proxy is closed; a tunnel that opens after all is nobody's.
+        abandon.abort();
         opening.then(
-          (tunnel) => (tunnel as Duplex).destroy(),
+          (tunnel) => tunnel.destroy(),
           () => undefined,
         );
         reject(proxyFailure('PROXY_TIMEOUT'));
@@ -61,7 +86,7 @@ function checkTunnels(agent: ProxyAgent, timeoutMs: number): void {
     try {
       const tunnel = await Promise.race([opening, timedOut]);
       if (refusedWith === undefined) return tunnel;
-      (tunnel as Duplex).destroy();
+      tunnel.destroy();
       throw proxyFailure(`PROXY_${refusedWith}`);
     } catch (error) {
       throw proxyFailure(proxyFailureCause(error));
@@ -113,8 +138,8 @@ export function createUpstreamConnection(
   return {
     key,
     proxy,
-    createAgent(protocol, pooled) {
-      if (proxy) return proxyAgent(proxy, protocol, pooled, secureContext, timeoutMs);
+    createAgent(protocol, pooled, tunnelTimeoutMs = timeoutMs) {
+      if (proxy) return proxyAgent(proxy, protocol, pooled, secureContext, tunnelTimeoutMs);
       const options = pooled ? { keepAlive: true, timeout: IDLE_UPSTREAM_SOCKET_MS } : { keepAlive: false };
       return protocol === 'https:' ? new HttpsAgent({ ...options, secureContext }) : new HttpAgent(options);
     },

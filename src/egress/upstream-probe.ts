@@ -16,8 +16,9 @@ export function probeUpstream(
   connection: UpstreamConnection,
 ): Promise<AmpUpstreamCheck> {
   const protocol = upstreamBase.startsWith('https:') ? 'https:' : 'http:';
-  // Unpooled: a probe's connection is never one a request could be given.
-  const agent = connection.createAgent(protocol, false);
+  // Unpooled: a probe's connection is never one a request could be given. A silent proxy is given
+  // up on as soon as a silent upstream is.
+  const agent = connection.createAgent(protocol, false, PROBE_TIMEOUT_MS);
   const check = new Promise<AmpUpstreamCheck>((resolve) => {
     const request = protocol === 'https:' ? httpsRequest : httpRequest;
     const req = request(`${upstreamBase}/`, { method: 'HEAD', agent, timeout: PROBE_TIMEOUT_MS }, (res) => {
