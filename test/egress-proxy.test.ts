@@ -3,23 +3,18 @@
 // upstream is reached only through it, nothing secret crosses it in the clear, the proxy's
 // refusals say why, and its credentials never show.
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { lookup } from 'node:dns/promises';
 import { once } from 'node:events';
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
-import { createServer, request, type Server, type ServerResponse } from 'node:http';
 import { createServer as createNetServer, type AddressInfo, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { fileURLToPath } from 'node:url';
-import { WebSocket } from 'ws';
 import {
   ampRouter,
   AmpProxyConfigError,
   attachUpgrade,
   type AmpMiddleware,
-  type AmpProxyEvent,
   type AmpProxyOptions,
 } from '../src/index.js';
 import { EXPRESS_VERSIONS, listen } from './support/apps.js';
@@ -34,19 +29,24 @@ import {
   type RelayedTunnel,
   type SocksTunnel,
 } from './support/egress-proxies.js';
-import { WaitableList } from './support/events.js';
+import {
+  observe,
+  openEventStream,
+  openSocket,
+  runCli,
+  startCli,
+  startGatewayApp,
+  upstreamAnswers,
+  within,
+} from './support/gateway-harness.js';
 import { tlsFixtures, type TlsFixtures } from './support/tls-fixtures.js';
 import {
-  closeServer,
   startUpstream,
   startWebSocketUpstream,
   type FakeUpstream,
   type FakeWebSocketUpstream,
-  type RecordedRequest,
-  type UpstreamHandler,
 } from './support/upstream.js';
 
-const ROOT = fileURLToPath(new URL('..', import.meta.url));
 const SERVER_KEY = 'server-key-egress-3b8f1d';
 const CLIENT_KEY = 'client-key-egress-a61c2e';
 const USER_TOKEN = 'user-token-egress-52d9f0';
@@ -71,15 +71,6 @@ const PROXY_VARIABLES = [
   'NO_PROXY',
 ] as const;
 
-/** Rejects with `what` when `promise` has not settled within `ms`: a guard against a hung test. */
-function within<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`timed out after ${ms} ms waiting for ${what}`)), ms);
-  });
-  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
-}
-
 /** A loopback port with nothing listening on it. */
 async function closedPort(): Promise<number> {
   const server = createNetServer();
@@ -87,86 +78,6 @@ async function closedPort(): Promise<number> {
   const { port } = server.address() as AddressInfo;
   await new Promise<void>((resolve) => server.close(() => resolve()));
   return port;
-}
-
-/** What the middleware reported: its events and its log lines, each a list a test can wait on. */
-function observe() {
-  const events = new WaitableList<AmpProxyEvent>();
-  const lines = new WaitableList<Record<string, unknown>>();
-  const log = (line: object): void => lines.push(line as Record<string, unknown>);
-  const options = {
-    onProxyEvent: events.push,
-    logger: { info: log, warn: log, error: log, debug: log },
-  } satisfies AmpProxyOptions;
-  return {
-    events,
-    lines,
-    options,
-    /** The `request-end` event and log line of the one request sent since the marks. */
-    async requestEnd(eventMark: number, lineMark: number) {
-      const isEnd = (item: { type?: unknown }) => item.type === 'request-end';
-      const [event] = (await events.until(eventMark, (items) => items.some(isEnd))).filter(isEnd);
-      const [line] = (await lines.until(lineMark, (items) => items.some(isEnd))).filter(isEnd);
-      assert.ok(event && event.type === 'request-end');
-      assert.ok(line);
-      return { event, line };
-    },
-  };
-}
-
-function openSocket(url: string): Promise<WebSocket> {
-  const socket = new WebSocket(url, PROTOCOLS);
-  return new Promise((resolve, reject) => {
-    socket.once('open', () => resolve(socket));
-    socket.once('error', reject);
-    socket.once('unexpected-response', (_req, res) => reject(new Error(`HTTP ${res.statusCode}`)));
-  });
-}
-
-/**
- * A POST whose answer is an event stream: `firstChunk` resolves on its first chunk, `all` at its
- * end; `abort()` leaves, as a client that gives up does.
- */
-function openEventStream(url: string) {
-  let first!: (text: string) => void;
-  const firstChunk = new Promise<string>((resolve) => (first = resolve));
-  const req = request(url, {
-    method: 'POST',
-    agent: false,
-    headers: { authorization: `Bearer ${CLIENT_KEY}` },
-  });
-  const all = new Promise<{ status: number; text: string }>((resolve, reject) => {
-    req.on('response', (res) => {
-      let text = '';
-      res.setEncoding('utf8');
-      res.on('data', (chunk: string) => {
-        if (text === '') first(chunk);
-        text += chunk;
-      });
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, text }));
-      res.on('error', reject);
-    });
-    req.on('error', reject);
-  });
-  all.catch(() => undefined);
-  req.end('{"stream":true}');
-  return { firstChunk, all, abort: () => req.destroy() };
-}
-
-/** Event streams (`?stream`) are held open until the test ends them; everything else is echoed. */
-function upstreamHandler(
-  held: WaitableList<{ res: ServerResponse; recorded: RecordedRequest }>,
-): UpstreamHandler {
-  return (_req, res, recorded) => {
-    if (recorded.url.endsWith('?stream')) {
-      res.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-cache' });
-      res.write('event: message_start\ndata: {"n":1}\n\n');
-      held.push({ res, recorded });
-      return;
-    }
-    res.writeHead(200, { 'content-type': 'application/json' });
-    res.end(JSON.stringify({ ok: true, url: recorded.url }));
-  };
 }
 
 /** The tunnel a request came through: the one whose outbound connection is the request's peer. */
@@ -177,6 +88,31 @@ function tunnelOf<T extends RelayedTunnel>(proxy: EgressProxy<T>, remotePort: nu
     `the upstream's peer (port ${remotePort}) is not one of the proxy's connections (${proxy.outboundPorts().join(', ') || 'none'})`,
   );
   return tunnel;
+}
+
+/**
+ * One provider call to `upstream` (reached as `upstreamUrl`) through a socks5 proxy of its own:
+ * the tunnel it took and the request that arrived, for a test to check how the target was named.
+ */
+async function throughSocks5(tls: TlsFixtures, upstream: FakeUpstream, upstreamUrl: string) {
+  const proxy = await startSocksProxy();
+  const router = ampRouter({
+    upstream: upstreamUrl,
+    upstreamKey: SERVER_KEY,
+    upstreamCa: tls.ca.cert,
+    upstreamProxy: proxy.url,
+  });
+  const app = await listen((req, res) => router(req, res));
+  try {
+    const received = upstream.record();
+    assert.equal((await send(`${app.url}${PROVIDER_PATH}`, { method: 'POST', body: '{}' })).status, 200);
+    const seen = received.only();
+    return { tunnel: tunnelOf(proxy, seen.remotePort), seen };
+  } finally {
+    await router.close();
+    await app.close();
+    await proxy.close();
+  }
 }
 
 function assertNoSecretIn(bytes: Buffer, secrets: readonly string[], where: string): void {
@@ -260,39 +196,19 @@ const KINDS: ProxyKind[] = [
   },
 ];
 
-/** The gateway: a router in an Express app, with upgrades wired. */
-async function startGatewayApp(
-  express: (typeof EXPRESS_VERSIONS)[number][1],
-  router: AmpMiddleware,
-): Promise<{ url: string; server: Server; close(): Promise<void> }> {
-  const app = express();
-  app.use(router);
-  const server = createServer(app);
-  attachUpgrade(server, router);
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  return {
-    url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
-    server,
-    close: async () => {
-      await router.close();
-      await closeServer(server);
-    },
-  };
-}
-
 for (const [expressName, express] of EXPRESS_VERSIONS) {
   for (const kind of KINDS) {
     describe(`through a ${kind.label} proxy to an HTTPS upstream (${expressName})`, () => {
       let proxy: EgressProxy;
       let upstream: FakeWebSocketUpstream;
       let gateway: Awaited<ReturnType<typeof startGatewayApp>>;
-      const held = new WaitableList<{ res: ServerResponse; recorded: RecordedRequest }>();
+      const { handler, held } = upstreamAnswers();
       const seen = observe();
 
       before(async () => {
         const tls = await tlsFixtures();
         proxy = await kind.start(tls);
-        upstream = await startWebSocketUpstream(upstreamHandler(held), { tls: tls.leaf });
+        upstream = await startWebSocketUpstream(handler, { tls: tls.leaf });
         const router = ampRouter({
           upstream: `https://${kind.host}:${upstream.port}`,
           upstreamKey: SERVER_KEY,
@@ -345,7 +261,7 @@ for (const [expressName, express] of EXPRESS_VERSIONS) {
 
       it('a WebSocket goes through the proxy to the wss: upstream, subprotocol intact', async () => {
         const handshakes = upstream.handshakes.mark();
-        const socket = await openSocket(`${gateway.url.replace('http:', 'ws:')}${WS_PATH}`);
+        const socket = await openSocket(`${gateway.url.replace('http:', 'ws:')}${WS_PATH}`, PROTOCOLS);
         try {
           assert.equal(socket.protocol, 'rivet');
           const [seen] = upstream.handshakes.since(handshakes);
@@ -364,7 +280,7 @@ for (const [expressName, express] of EXPRESS_VERSIONS) {
 
       it('an event stream stays live through the proxy', async () => {
         const mark = held.mark();
-        const stream = openEventStream(`${gateway.url}${PROVIDER_PATH}?stream`);
+        const stream = openEventStream(`${gateway.url}${PROVIDER_PATH}?stream`, CLIENT_KEY);
         const first = await within(stream.firstChunk, 5000, 'the first event while the stream is open');
         assert.match(first, /message_start/);
         const [hold] = await held.until(mark, (items) => items.length === 1);
@@ -377,7 +293,7 @@ for (const [expressName, express] of EXPRESS_VERSIONS) {
 
       it("a client's abort ends the upstream call on the far side of the proxy", async () => {
         const mark = held.mark();
-        const stream = openEventStream(`${gateway.url}${PROVIDER_PATH}?stream`);
+        const stream = openEventStream(`${gateway.url}${PROVIDER_PATH}?stream`, CLIENT_KEY);
         await within(stream.firstChunk, 5000, 'the first event');
         const [hold] = await held.until(mark, (items) => items.length === 1);
         stream.abort();
@@ -406,7 +322,7 @@ describe('through an http CONNECT proxy to a plain http upstream', () => {
         headers: { authorization: `Bearer ${USER_TOKEN}` },
       });
       assert.equal(management.status, 200);
-      const socket = await openSocket(`${gateway.url.replace('http:', 'ws:')}${WS_PATH}`);
+      const socket = await openSocket(`${gateway.url.replace('http:', 'ws:')}${WS_PATH}`, PROTOCOLS);
       assert.equal(socket.protocol, 'rivet');
       socket.close();
 
@@ -442,24 +358,11 @@ describe('through a socks5 proxy to an IPv6 upstream', () => {
       t.skip('no IPv6 loopback here');
       return;
     }
-    const proxy = await startSocksProxy();
-    const router = ampRouter({
-      upstream: upstream.url,
-      upstreamKey: SERVER_KEY,
-      upstreamCa: tls.ca.cert,
-      upstreamProxy: proxy.url,
-    });
-    const app = await listen((req, res) => router(req, res));
     try {
-      const received = upstream.record();
-      assert.equal((await send(`${app.url}${PROVIDER_PATH}`, { method: 'POST', body: '{}' })).status, 200);
-      const tunnel = tunnelOf(proxy, received.only().remotePort);
+      const { tunnel } = await throughSocks5(tls, upstream, upstream.url);
       assert.equal(tunnel.addressType, 'ipv6');
       assert.equal(tunnel.target, `[::1]:${upstream.port}`);
     } finally {
-      await router.close();
-      await app.close();
-      await proxy.close();
       await upstream.close();
     }
   });
@@ -532,19 +435,18 @@ describe("upstreamProxy: 'env'", () => {
   const cases: Array<{
     label: string;
     env: () => Partial<Record<(typeof PROXY_VARIABLES)[number], string>>;
-    upstream: () => [url: string, upstream: FakeUpstream];
+    /** The upstream the call goes to: the https one, by name, unless a case says otherwise. */
+    upstream?: () => [url: string, upstream: FakeUpstream];
     route: 'http' | 'socks' | 'direct';
   }> = [
     {
       label: 'HTTPS_PROXY, for an https upstream',
       env: () => ({ HTTPS_PROXY: httpProxy.url }),
-      upstream: () => [https(), httpsUpstream],
       route: 'http',
     },
     {
       label: 'https_proxy wins over HTTPS_PROXY',
       env: () => ({ https_proxy: httpProxy.url, HTTPS_PROXY: deadProxy }),
-      upstream: () => [https(), httpsUpstream],
       route: 'http',
     },
     {
@@ -556,49 +458,41 @@ describe("upstreamProxy: 'env'", () => {
     {
       label: 'HTTP_PROXY alone does not apply to an https upstream',
       env: () => ({ HTTP_PROXY: deadProxy, http_proxy: deadProxy }),
-      upstream: () => [https(), httpsUpstream],
       route: 'direct',
     },
     {
       label: 'ALL_PROXY when no scheme-specific variable is set',
       env: () => ({ ALL_PROXY: socksProxy.url.replace(/^socks5:/, 'socks5h:') }),
-      upstream: () => [https(), httpsUpstream],
       route: 'socks',
     },
     {
       label: 'HTTPS_PROXY wins over all_proxy',
       env: () => ({ all_proxy: socksProxy.url, HTTPS_PROXY: httpProxy.url }),
-      upstream: () => [https(), httpsUpstream],
       route: 'http',
     },
     {
       label: 'no variable set: direct',
       env: () => ({}),
-      upstream: () => [https(), httpsUpstream],
       route: 'direct',
     },
     {
       label: 'NO_PROXY=*',
       env: () => ({ HTTPS_PROXY: httpProxy.url, NO_PROXY: '*' }),
-      upstream: () => [https(), httpsUpstream],
       route: 'direct',
     },
     {
       label: 'no_proxy naming the host',
       env: () => ({ HTTPS_PROXY: httpProxy.url, no_proxy: 'localhost' }),
-      upstream: () => [https(), httpsUpstream],
       route: 'direct',
     },
     {
       label: 'NO_PROXY naming the domain with a leading dot (the domain itself included)',
       env: () => ({ HTTPS_PROXY: httpProxy.url, NO_PROXY: '.localhost' }),
-      upstream: () => [https(), httpsUpstream],
       route: 'direct',
     },
     {
       label: 'NO_PROXY with a host:port entry for the upstream, in a comma and space separated list',
       env: () => ({ HTTPS_PROXY: httpProxy.url, NO_PROXY: `example.com, localhost:${httpsUpstream.port}` }),
-      upstream: () => [https(), httpsUpstream],
       route: 'direct',
     },
     {
@@ -610,13 +504,11 @@ describe("upstreamProxy: 'env'", () => {
     {
       label: 'NO_PROXY with the host on another port: proxied',
       env: () => ({ HTTPS_PROXY: httpProxy.url, NO_PROXY: `localhost:${httpsUpstream.port === 1 ? 2 : 1}` }),
-      upstream: () => [https(), httpsUpstream],
       route: 'http',
     },
     {
       label: 'NO_PROXY naming other hosts, or a mere suffix of the name: proxied',
       env: () => ({ HTTPS_PROXY: httpProxy.url, NO_PROXY: 'example.com other.test,ocalhost' }),
-      upstream: () => [https(), httpsUpstream],
       route: 'http',
     },
   ];
@@ -635,7 +527,7 @@ describe("upstreamProxy: 'env'", () => {
 
   for (const { label, env, upstream, route } of cases) {
     it(`${label}: ${route === 'direct' ? 'direct' : `through the ${route} proxy`}`, async () => {
-      const [url, target] = upstream();
+      const [url, target] = upstream?.() ?? [https(), httpsUpstream];
       const router = routerWithEnvironment(env(), url);
       assert.equal(await routeOf(router, target), route);
     });
@@ -685,7 +577,7 @@ describe('an egress proxy that fails', () => {
         causes.add(String(event.cause));
         for (const secret of secrets) assert.ok(!res.body.includes(secret), `the error body shows ${secret}`);
       }
-      await assert.rejects(openSocket(`${app.url.replace('http:', 'ws:')}${WS_PATH}`), /HTTP 502/);
+      await assert.rejects(openSocket(`${app.url.replace('http:', 'ws:')}${WS_PATH}`, PROTOCOLS), /HTTP 502/);
       const reported = JSON.stringify([seen.events.items, seen.lines.items]);
       for (const secret of secrets)
         assert.ok(!reported.includes(secret), `an event or log line shows ${secret}`);
@@ -831,8 +723,8 @@ describe('an egress proxy that fails', () => {
 describe('reload with another upstreamProxy', () => {
   it('new requests go through the new proxy; a stream under way finishes through the old one', async () => {
     const tls = await tlsFixtures();
-    const held = new WaitableList<{ res: ServerResponse; recorded: RecordedRequest }>();
-    const upstream = await startUpstream(upstreamHandler(held), { tls: tls.leaf });
+    const { handler, held } = upstreamAnswers();
+    const upstream = await startUpstream(handler, { tls: tls.leaf });
     const first = await startHttpProxy();
     const second = await startSocksProxy();
     const options = {
@@ -847,7 +739,7 @@ describe('reload with another upstreamProxy', () => {
       // A finished call leaves a kept-alive connection through the first proxy in the pool.
       assert.equal((await send(`${app.url}${PROVIDER_PATH}`, { method: 'POST', body: '{}' })).status, 200);
       const mark = held.mark();
-      const stream = openEventStream(`${app.url}${PROVIDER_PATH}?stream`);
+      const stream = openEventStream(`${app.url}${PROVIDER_PATH}?stream`, CLIENT_KEY);
       await within(stream.firstChunk, 5000, 'the first event');
 
       router.reload({ ...options, upstreamProxy: second.url.replace(/^socks5:/, 'socks5h:') });
@@ -908,41 +800,19 @@ describe('the standalone gateway', () => {
       HTTPS_PROXY: withCredentials(proxy.url, PROXY_USER, PROXY_PASSWORD),
       AMP_PROXY_UPSTREAM_KEY: SERVER_KEY,
     };
-    const run = (args: string[]) =>
-      spawn(
-        process.execPath,
-        [
-          '--import',
-          import.meta.resolve('tsx'),
-          join(ROOT, 'src/bin/amp-proxy.ts'),
-          '--config',
-          'conf/amp.json',
-          ...args,
-        ],
-        { cwd: dir, env, stdio: ['ignore', 'pipe', 'pipe'] },
-      );
+    const config = ['--config', 'conf/amp.json'];
     const proxyAddress = `127.0.0.1:${proxy.port}`;
-    const gateway = run(['--port', '0']);
+    const gateway = startCli(dir, env, config);
     try {
-      let output = '';
-      gateway.stderr.on('data', (chunk: Buffer) => (output += chunk.toString()));
-      const url = await within(
-        new Promise<string>((resolve, reject) => {
-          gateway.stdout.on('data', (chunk: Buffer) => {
-            output += chunk.toString();
-            const match = /listening\s+(http:\/\/\S+)/.exec(output);
-            if (match) resolve(match[1]!);
-          });
-          gateway.once('exit', () => reject(new Error(`the gateway exited:\n${output}`)));
-        }),
-        15_000,
-        'the gateway to listen',
+      const url = await gateway.listening;
+      assert.ok(
+        gateway.output().includes(proxyAddress),
+        `the start table names the proxy:\n${gateway.output()}`,
       );
-      assert.ok(output.includes(proxyAddress), `the start table names the proxy:\n${output}`);
 
       const received = upstream.record();
       const res = await send(`${url}${PROVIDER_PATH}`, { method: 'POST', body: '{}' });
-      assert.equal(res.status, 200, output);
+      assert.equal(res.status, 200, gateway.output());
       const seen = received.only();
       assert.equal(seen.headers.authorization, `Bearer ${SERVER_KEY}`);
       const tunnel = tunnelOf(proxy, seen.remotePort);
@@ -950,24 +820,19 @@ describe('the standalone gateway', () => {
       assert.equal(tunnel.proxyAuthorization, BASIC);
       assertNoSecretIn(proxy.relayed(), [SERVER_KEY], 'the tunnel');
 
-      const exited = once(gateway, 'exit');
-      gateway.kill('SIGTERM');
-      await exited;
+      await gateway.stop();
+      const output = gateway.output();
       assert.ok(
         !output.includes(PROXY_PASSWORD),
         `the gateway's output shows the proxy password:\n${output}`,
       );
 
-      const printer = run(['--print-config']);
-      let printed = '';
-      printer.stdout.on('data', (chunk: Buffer) => (printed += chunk.toString()));
-      printer.stderr.on('data', (chunk: Buffer) => (printed += chunk.toString()));
-      const [code] = (await within(once(printer, 'exit'), 15_000, '--print-config')) as [number];
+      const { code, output: printed } = await runCli(dir, env, [...config, '--print-config']);
       assert.equal(code, 0, printed);
       assert.ok(printed.includes(proxyAddress), `--print-config names the proxy:\n${printed}`);
       assert.ok(!printed.includes(PROXY_PASSWORD), `--print-config shows the proxy password:\n${printed}`);
     } finally {
-      gateway.kill('SIGKILL');
+      await gateway.stop();
       await upstream.close();
       await proxy.close();
       await rm(dir, { recursive: true, force: true });
@@ -981,30 +846,17 @@ describe('through a socks5 proxy to a named upstream', () => {
     if (address !== '127.0.0.1') return t.skip(`localhost resolves to ${address} here`);
     const tls = await tlsFixtures();
     const upstream = await startUpstream(undefined, { tls: tls.leaf });
-    const proxy = await startSocksProxy();
-    const router = ampRouter({
-      upstream: `https://localhost:${upstream.port}`,
-      upstreamKey: SERVER_KEY,
-      upstreamCa: tls.ca.cert,
-      upstreamProxy: proxy.url,
-    });
-    const app = await listen((req, res) => router(req, res));
     try {
-      const received = upstream.record();
-      assert.equal((await send(`${app.url}${PROVIDER_PATH}`, { method: 'POST', body: '{}' })).status, 200);
-      const tunnel = tunnelOf(proxy, received.only().remotePort);
+      const { tunnel, seen } = await throughSocks5(tls, upstream, `https://localhost:${upstream.port}`);
       assert.equal(tunnel.addressType, 'ipv4');
       assert.equal(tunnel.target, `127.0.0.1:${upstream.port}`);
       // The name was still verified against the certificate, and sent as SNI.
-      assert.equal(received.only().headers.host, `localhost:${upstream.port}`);
+      assert.equal(seen.headers.host, `localhost:${upstream.port}`);
       assert.equal(
         upstream.connections.find((c) => c.remotePort === tunnel.outboundPort)?.servername,
         'localhost',
       );
     } finally {
-      await router.close();
-      await app.close();
-      await proxy.close();
       await upstream.close();
     }
   });

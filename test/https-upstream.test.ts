@@ -2,40 +2,34 @@
 // everything works as over plain HTTP (credentials per group, streaming, large bodies, WebSockets,
 // kept-alive connections, SNI); a certificate the gateway cannot verify fails closed, saying why.
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import { once } from 'node:events';
 import { mkdtemp, rm, unlink, writeFile } from 'node:fs/promises';
-import { createServer, request, type Server, type ServerResponse } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join, relative } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { fileURLToPath } from 'node:url';
-import { WebSocket } from 'ws';
 import {
   ampManagementProxy,
   ampProviderProxy,
   ampRouter,
   AmpProxyConfigError,
   attachUpgrade,
-  type AmpMiddleware,
-  type AmpProxyEvent,
   type AmpProxyOptions,
 } from '../src/index.js';
 import { EXPRESS_VERSIONS, listen } from './support/apps.js';
 import { send } from './support/client.js';
-import { WaitableList } from './support/events.js';
-import { tlsFixtures, type KeyAndCert, type TlsFixtures } from './support/tls-fixtures.js';
 import {
-  closeServer,
-  startUpstream,
-  startWebSocketUpstream,
-  type FakeWebSocketUpstream,
-  type UpstreamHandler,
-} from './support/upstream.js';
+  observe,
+  openEventStream,
+  openSocket,
+  startCli,
+  startGatewayApp,
+  upstreamAnswers,
+  within,
+} from './support/gateway-harness.js';
+import { tlsFixtures, type KeyAndCert, type TlsFixtures } from './support/tls-fixtures.js';
+import { startUpstream, startWebSocketUpstream, type FakeWebSocketUpstream } from './support/upstream.js';
 
-const ROOT = fileURLToPath(new URL('..', import.meta.url));
 const SERVER_KEY = 'server-key-tls-4f2a9e';
 const CLIENT_KEY = 'client-key-tls-9c1e07';
 const USER_TOKEN = 'user-token-tls-7d3b55';
@@ -44,122 +38,27 @@ const CONN_PARAMS = encodeURIComponent(JSON.stringify({ wsToken: 'ws-token-tls-1
 const PROTOCOLS = ['rivet', 'rivet_encoding.bare', `rivet_conn_params.${CONN_PARAMS}`];
 const WS_PATH = '/actors/gateway/threadActor/websocket/?rvt-namespace=ns&rvt-method=get&rvt-key=T-1';
 
-/** Rejects with `what` when `promise` has not settled within `ms`: a guard against a hung test. */
-function within<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`timed out after ${ms} ms waiting for ${what}`)), ms);
-  });
-  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
-}
-
-/** What the middleware reported: its events and its log lines, each a list a test can wait on. */
-function observe() {
-  const events = new WaitableList<AmpProxyEvent>();
-  const lines = new WaitableList<Record<string, unknown>>();
-  const log = (line: object): void => lines.push(line as Record<string, unknown>);
-  const options = {
-    onProxyEvent: events.push,
-    logger: { info: log, warn: log, error: log, debug: log },
-  } satisfies AmpProxyOptions;
-  return {
-    events,
-    lines,
-    options,
-    /** The `request-end` event and log line of the one request sent since the marks. */
-    async requestEnd(eventMark: number, lineMark: number) {
-      const isEnd = (item: { type?: unknown }) => item.type === 'request-end';
-      const [event] = (await events.until(eventMark, (items) => items.some(isEnd))).filter(isEnd);
-      const [line] = (await lines.until(lineMark, (items) => items.some(isEnd))).filter(isEnd);
-      assert.ok(event && event.type === 'request-end');
-      assert.ok(line);
-      return { event, line };
-    },
-  };
-}
-
-function openSocket(url: string, protocols = PROTOCOLS): Promise<WebSocket> {
-  const socket = new WebSocket(url, protocols);
-  return new Promise((resolve, reject) => {
-    socket.once('open', () => resolve(socket));
-    socket.once('error', reject);
-    socket.once('unexpected-response', (_req, res) => reject(new Error(`HTTP ${res.statusCode}`)));
-  });
-}
-
-/** A POST whose response is an event stream: resolves `first` on its first chunk, `all` at its end. */
-function openEventStream(url: string) {
-  let first!: (text: string) => void;
-  const firstChunk = new Promise<string>((resolve) => (first = resolve));
-  const all = new Promise<{ status: number; text: string }>((resolve, reject) => {
-    const req = request(url, {
-      method: 'POST',
-      agent: false,
-      headers: { authorization: `Bearer ${CLIENT_KEY}` },
-    });
-    req.on('response', (res) => {
-      let text = '';
-      res.setEncoding('utf8');
-      res.on('data', (chunk: string) => {
-        if (text === '') first(chunk);
-        text += chunk;
-      });
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, text }));
-      res.on('error', reject);
-    });
-    req.on('error', reject);
-    req.end('{"stream":true}');
-  });
-  return { firstChunk, all };
-}
-
-/**
- * The upstream's answers: an event stream held open until the test ends it (paths ending in
- * `?stream`), a digest of an upload (`/api/provider/openai/v1/files`), else a JSON echo.
- */
-function upstreamHandler(held: WaitableList<ServerResponse>): UpstreamHandler {
-  return (_req, res, recorded) => {
-    if (recorded.url.endsWith('?stream')) {
-      res.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-cache' });
-      res.write('event: message_start\ndata: {"n":1}\n\n');
-      held.push(res);
-      return;
-    }
-    const body = recorded.url.startsWith('/api/provider/openai/v1/files')
-      ? { length: recorded.body.length, sha256: createHash('sha256').update(recorded.body).digest('hex') }
-      : { ok: true, url: recorded.url };
-    res.writeHead(200, { 'content-type': 'application/json' });
-    res.end(JSON.stringify(body));
-  };
-}
-
 for (const [name, express] of EXPRESS_VERSIONS) {
   describe(`an HTTPS upstream trusted through upstreamCa (${name})`, () => {
     let upstream: FakeWebSocketUpstream;
-    let router: AmpMiddleware;
-    let server: Server;
+    let gateway: Awaited<ReturnType<typeof startGatewayApp>>;
     let base: string;
-    const held = new WaitableList<ServerResponse>();
+    const { handler, held } = upstreamAnswers();
 
     before(async () => {
       const tls = await tlsFixtures();
-      upstream = await startWebSocketUpstream(upstreamHandler(held), { tls: tls.leaf });
-      router = ampRouter({
+      upstream = await startWebSocketUpstream(handler, { tls: tls.leaf });
+      const router = ampRouter({
         upstream: `https://localhost:${upstream.port}`,
         upstreamKey: SERVER_KEY,
         upstreamCa: tls.ca.cert,
         clients: [{ key: CLIENT_KEY, name: 'alice' }],
       });
-      const app = express();
-      app.use(router);
-      server = createServer(app);
-      attachUpgrade(server, router);
-      await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-      base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+      gateway = await startGatewayApp(express, router);
+      base = gateway.url;
     });
     after(async () => {
-      await router.close();
-      await closeServer(server);
+      await gateway.close();
       await upstream.close();
     });
 
@@ -207,12 +106,12 @@ for (const [name, express] of EXPRESS_VERSIONS) {
 
     it('event-stream events arrive while the upstream still holds the stream open', async () => {
       const mark = held.mark();
-      const stream = openEventStream(`${base}${PROVIDER_PATH}?stream`);
+      const stream = openEventStream(`${base}${PROVIDER_PATH}?stream`, CLIENT_KEY);
       // The upstream has not ended the stream: only a gateway that streams gets this far.
       const first = await within(stream.firstChunk, 5000, 'the first event before the stream ends');
       assert.match(first, /message_start/);
-      const [res] = await held.until(mark, (items) => items.length === 1);
-      res!.end('data: [DONE]\n\n');
+      const [hold] = await held.until(mark, (items) => items.length === 1);
+      hold!.res.end('data: [DONE]\n\n');
       const { status, text } = await within(stream.all, 5000, 'the end of the stream');
       assert.equal(status, 200);
       assert.equal(text, 'event: message_start\ndata: {"n":1}\n\ndata: [DONE]\n\n');
@@ -254,7 +153,7 @@ for (const [name, express] of EXPRESS_VERSIONS) {
     it('a WebSocket is tunnelled to the wss: upstream with its subprotocol intact', async () => {
       const handshakes = upstream.handshakes.mark();
       const closes = upstream.closes.mark();
-      const socket = await openSocket(`${base.replace('http:', 'ws:')}${WS_PATH}`);
+      const socket = await openSocket(`${base.replace('http:', 'ws:')}${WS_PATH}`, PROTOCOLS);
       assert.equal(socket.protocol, 'rivet');
       const [seen] = upstream.handshakes.since(handshakes);
       assert.ok(seen);
@@ -477,7 +376,7 @@ describe('a certificate the gateway cannot verify fails closed', () => {
           }
         }
         await assert.rejects(
-          openSocket(`${app.url.replace('http:', 'ws:')}${WS_PATH}`),
+          openSocket(`${app.url.replace('http:', 'ws:')}${WS_PATH}`, PROTOCOLS),
           /HTTP 502/,
           'a WebSocket upgrade is refused too',
         );
@@ -495,39 +394,6 @@ describe('a certificate the gateway cannot verify fails closed', () => {
     });
   }
 });
-
-/** Runs the gateway's command line in `cwd` with exactly `env`; resolves once it listens. */
-function startCli(cwd: string, env: NodeJS.ProcessEnv, args: string[]) {
-  const child = spawn(
-    process.execPath,
-    ['--import', import.meta.resolve('tsx'), join(ROOT, 'src/bin/amp-proxy.ts'), '--port', '0', ...args],
-    { cwd, env, stdio: ['ignore', 'pipe', 'pipe'] },
-  );
-  let output = '';
-  child.stderr.on('data', (chunk: Buffer) => (output += chunk.toString()));
-  const listening = within(
-    new Promise<string>((resolve, reject) => {
-      child.stdout.on('data', (chunk: Buffer) => {
-        output += chunk.toString();
-        const match = /listening\s+(http:\/\/\S+)/.exec(output);
-        if (match) resolve(match[1]!);
-      });
-      child.once('exit', () => reject(new Error(`the gateway exited:\n${output}`)));
-    }),
-    15_000,
-    'the gateway to listen',
-  );
-  return {
-    listening,
-    output: () => output,
-    async stop(): Promise<void> {
-      if (child.exitCode !== null) return;
-      const exited = once(child, 'exit');
-      child.kill('SIGTERM');
-      await within(exited, 10_000, 'the gateway to exit').catch(() => child.kill('SIGKILL'));
-    },
-  };
-}
 
 describe('the standalone gateway and NODE_EXTRA_CA_CERTS', () => {
   it('trusts a CA from NODE_EXTRA_CA_CERTS: without upstreamCa, and alongside an upstreamCa naming another CA', async () => {
