@@ -28,7 +28,7 @@ check_contents() { # package dir
   local found
   found=$(cd "$1" && find . -name '*.map' -o -path './dist/*/bin/*.d.ts' -o -path './dist/cjs/bin')
   [[ -z "$found" ]] || fail "$1 ships files it must not:"$'\n'"$found"
-  found=$(grep -rl sourceMappingURL "$1" || true)
+  found=$(grep -rlE --include="*.js" --include="*.cjs" --include="*.mjs" --include="*.ts" "^//# sourceMappingURL=" "$1/dist" || true)
   [[ -z "$found" ]] || fail "$1 has sourceMappingURL comments:"$'\n'"$found"
 }
 mkdir "$work/unpacked"
