@@ -3,7 +3,8 @@
 // stream by a parser of our own, not Node's — must be exactly the requests the gateway accepted,
 // and a second client's request on the same pooled connection must arrive intact.
 import assert from 'node:assert/strict';
-import { describe, it, type TestContext } from 'node:test';
+import { after, before, describe, it, type TestContext } from 'node:test';
+import type { AmpProxyOptions } from '../src/index.js';
 import { RawClient, exchangeRaw, type ClientRawResponse } from './support/raw-client.js';
 import {
   GROUPS,
@@ -19,6 +20,7 @@ import {
   type GroupCase,
   type Host,
 } from './support/raw-gateway.js';
+import { startHttpProxy, startSocksProxy, type EgressProxy } from './support/egress-proxies.js';
 import { chunked } from './support/raw-http.js';
 import { describeConnections, startRawUpstream } from './support/raw-upstream.js';
 
@@ -273,15 +275,17 @@ function groupsFor(method: Method): readonly GroupCase[] {
     : GROUPS;
 }
 
+/** Runs one case on a fresh upstream and gateway; returns the upstream's port, to see how it was reached. */
 async function runCase(
   t: TestContext,
   host: Host,
   group: GroupCase,
   method: Method,
   variant: Variant,
-): Promise<void> {
+  options: AmpProxyOptions = {},
+): Promise<number> {
   const upstream = await startRawUpstream();
-  const gateway = await startGateway(host, gatewayOptions(upstream.url));
+  const gateway = await startGateway(host, gatewayOptions(upstream.url, options));
   try {
     const head = rawRequest({
       method,
@@ -357,6 +361,7 @@ async function runCase(
       authorization: group.bob.upstream,
     });
     assertUpstreamReceived(upstream, group.target, accepted);
+    return Number(new URL(upstream.url).port);
   } finally {
     await gateway.close();
     await upstream.close();
@@ -368,9 +373,39 @@ for (const host of HOSTS) {
     for (const variant of VARIANTS) {
       for (const method of METHODS) {
         for (const group of groupsFor(method)) {
-          it(`${method} ${group.group} · ${variant.name}`, (t) => runCase(t, host, group, method, variant));
+          it(`${method} ${group.group} · ${variant.name}`, async (t) => {
+            await runCase(t, host, group, method, variant);
+          });
         }
       }
     }
   });
 }
+
+// Through an egress proxy the tunnel relays the gateway's bytes as they are, so every guarantee
+// above must hold unchanged: the same matrix on the provider group (the server key's connections)
+// through an HTTP CONNECT proxy and a SOCKS5 proxy.
+describe('request framing through an egress proxy (node:http)', { concurrency: 16 }, () => {
+  const proxies: { kind: string; proxy?: EgressProxy }[] = [{ kind: 'CONNECT' }, { kind: 'socks5' }];
+  before(async () => {
+    proxies[0]!.proxy = await startHttpProxy();
+    proxies[1]!.proxy = await startSocksProxy();
+  });
+  after(() => Promise.all(proxies.map(({ proxy }) => proxy?.close())));
+  const provider = GROUPS.find((g) => g.group === 'provider')!;
+  for (const entry of proxies) {
+    for (const variant of VARIANTS) {
+      for (const method of ['GET', 'DELETE', 'POST'] as const) {
+        it(`${entry.kind} ${method} provider · ${variant.name}`, async (t) => {
+          const upstreamPort = await runCase(t, 'node:http', provider, method, variant, {
+            upstreamProxy: entry.proxy!.url,
+          });
+          assert.ok(
+            entry.proxy!.tunnels.items.some((tunnel) => tunnel.port === upstreamPort),
+            'the upstream was reached through the proxy',
+          );
+        });
+      }
+    }
+  }
+});
