@@ -410,9 +410,15 @@ export interface AmpEffectiveOptions extends Record<keyof AmpProxyOptions, unkno
   tokenHeader: string;
   timeoutMs: number;
   secretsFile: string;
-  /** `direct`, or the proxy's scheme, host and port (never its credentials), and why: `http://proxy:3128 (from HTTPS_PROXY)`. */
+  /**
+   * `direct`, or the proxy's scheme, host and port (never its credentials), and why:
+   * `http://proxy:3128 (from HTTPS_PROXY)`.
+   */
   upstreamProxy: string;
-  /** How many certificates from where, each with its subject and the start of its SHA-256 fingerprint; `null` when none. */
+  /**
+   * How many certificates from where, each with its subject and the start of its SHA-256
+   * fingerprint; `null` when none.
+   */
   upstreamCa: string | null;
   restrictManagementToLocalhost: boolean;
   trustedProxies: string[];

@@ -422,8 +422,9 @@ export const FILE_OPTION_NAMES: readonly string[] = OPTION_NAMES.filter(
 );
 
 /**
- * Checks every option (errors name the option path) and applies every default. `namesToSuggest`: what an unknown option's error lists, by default every option (a config file
- * lists what can be written in a file).
+ * Checks every option (errors name the option path) and applies every default. `namesToSuggest`:
+ * what an unknown option's error lists, by default every option (a config file lists what can be
+ * written in a file).
  */
 export function validateOptions(
   options: unknown = {},

@@ -6,8 +6,9 @@ import type { RewriteSpec } from '../provider/response-rewriter.js';
 import { writeBody, type OutboundBody } from './request-framing.js';
 
 /**
- * Where a request goes, how it gets there and how long the upstream may stay silent: taken from the options the
- * request started with, so that a `reload` never sends one request half by the old options.
+ * Where a request goes, how it gets there and how long the upstream may stay silent: taken from
+ * the options the request started with, so that a `reload` never sends one request half by the
+ * old options.
  */
 export interface Destination {
   readonly upstreamBase: string;
