@@ -121,6 +121,7 @@ describe('proxy URLs', () => {
     ['http://proxy:3128/?x=1', /only a scheme/],
     ['not a url', /expected a proxy URL/],
     ['proxy.corp:3128', /scheme "proxy.corp:"/],
+    ['http://user:50%off@proxy:3128', /percent-encoded credentials/],
   ] as const) {
     it(`refuses ${text}`, () => {
       const parsed = parseProxyUrl(text, false);

@@ -29,6 +29,13 @@ export function parseProxyUrl(text: string, assumeHttp: boolean): URL | { proble
     };
   }
   if (url.hostname === '') return { problem: 'expected a proxy URL with a host' };
+  try {
+    decodeURIComponent(url.username);
+    decodeURIComponent(url.password);
+  } catch {
+    // The agents decode them to build Proxy-Authorization, and would fail at the first request.
+    return { problem: 'expected percent-encoded credentials ("%" written as "%25")' };
+  }
   if ((url.pathname !== '/' && url.pathname !== '') || url.search || url.hash) {
     return {
       problem: `expected only a scheme, credentials, host and port, as in "${url.protocol}//host:port"`,
