@@ -721,6 +721,34 @@ describe('an egress proxy that fails', () => {
 });
 
 describe('reload with another upstreamProxy', () => {
+  it('switching proxies back and forth many times keeps working, and piles nothing up on the server', async () => {
+    const upstream = await startUpstream();
+    const proxies = [await startHttpProxy(), await startSocksProxy()];
+    const router = ampRouter({
+      upstream: upstream.url,
+      upstreamKey: SERVER_KEY,
+      upstreamProxy: proxies[0]!.url,
+    });
+    const app = await listen((req, res) => router(req, res));
+    try {
+      assert.equal((await send(`${app.url}${PROVIDER_PATH}`, { method: 'POST', body: '{}' })).status, 200);
+      const closeListeners = app.server.listenerCount('close');
+      for (let round = 1; round <= 25; round++) {
+        const proxy = proxies[round % 2]!;
+        router.reload({ upstream: upstream.url, upstreamKey: SERVER_KEY, upstreamProxy: proxy.url });
+        const tunnels = proxy.tunnels.items.length;
+        assert.equal((await send(`${app.url}${PROVIDER_PATH}`, { method: 'POST', body: '{}' })).status, 200);
+        assert.ok(proxy.tunnels.items.length > tunnels, `round ${round} went through the proxy it named`);
+      }
+      assert.equal(app.server.listenerCount('close'), closeListeners);
+    } finally {
+      await router.close();
+      await app.close();
+      await Promise.all(proxies.map((proxy) => proxy.close()));
+      await upstream.close();
+    }
+  });
+
   it('new requests go through the new proxy; a stream under way finishes through the old one', async () => {
     const tls = await tlsFixtures();
     const { handler, held } = upstreamAnswers();

@@ -1,7 +1,7 @@
 import type { Agent, ClientRequest, IncomingMessage, ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
-import { createProxyMiddleware, type RequestHandler } from 'http-proxy-middleware';
+import { createProxyMiddleware, type Options, type RequestHandler } from 'http-proxy-middleware';
 import { rejectUpgrade, sendAmpError, upstreamFailureCause } from '../errors.js';
 import { isCorsHeader } from '../access/cors.js';
 import type { OutboundRequest } from './outbound-request.js';
@@ -152,8 +152,19 @@ function onError(error: Error, outbound: OutboundRequest, target: ServerResponse
 
 type Engine = RequestHandler<OutboundRequest, ServerResponse>;
 
-function createEngine(agent: Agent, stripCors: boolean): Engine {
-  return createProxyMiddleware<OutboundRequest, ServerResponse>({
+/**
+ * An http-proxy-middleware instance and the agent it opens upstream connections with. The agent
+ * is read from `options` each time a request starts (http-proxy-middleware copies its options per
+ * request), so a new way of connecting swaps the agent, not the instance: each instance subscribes
+ * to its server's `close` event, and one per change would pile up.
+ */
+interface EngineWithAgent {
+  readonly engine: Engine;
+  readonly options: { agent: Agent };
+}
+
+function createEngine(agent: Agent, stripCors: boolean): EngineWithAgent {
+  const options: Options<OutboundRequest, ServerResponse> & { agent: Agent } = {
     // Required by the library; every request's own destination replaces it through `router`.
     target: 'http://amp-upstream.invalid',
     router: (outbound) => outbound.destination.upstreamBase,
@@ -174,41 +185,48 @@ function createEngine(agent: Agent, stripCors: boolean): Engine {
         proxyServer.on('error', onError);
       },
     ],
-  });
+  };
+  return { engine: createProxyMiddleware<OutboundRequest, ServerResponse>(options), options };
+}
+
+function closeIdleConnections(agent: Agent): void {
+  // Read by Node each time a socket is released; @types/node does not declare it.
+  (agent as Agent & { keepAlive: boolean }).keepAlive = false;
+  for (const sockets of Object.values(agent.freeSockets)) {
+    for (const socket of sockets ?? []) socket.destroy();
+  }
 }
 
 /**
  * The proxies of one group. Its keep-alive connections serve only this group, so a connection
  * that carried the server key never carries another group's request. Upgrades get a connection
  * of their own that is never pooled: one the upstream refused cannot serve a later request.
- * Engines are made per way of connecting (`UpstreamConnection`): once a reload changes it, the
- * previous engines' idle connections close, and their requests in flight finish on their own.
+ * Agents are made by the request's way of connecting (`UpstreamConnection`): once a reload
+ * changes it, new agents are made and the previous ones' idle connections close, while their
+ * requests in flight finish on their own.
  */
 export function createGroupProxy(stripCors: boolean): GroupProxy {
   let connectionKey: string | undefined;
-  type Engines = Map<'http:' | 'https:', { agent: Agent; engine: Engine }>;
-  const pooledEngines: Engines = new Map();
-  const upgradeEngines: Engines = new Map();
-  const everyAgent = () => [...pooledEngines.values(), ...upgradeEngines.values()].map(({ agent }) => agent);
-  const closeIdleOf = (agent: Agent): void => {
-    // Read by Node each time a socket is released; @types/node does not declare it.
-    (agent as Agent & { keepAlive: boolean }).keepAlive = false;
-    for (const sockets of Object.values(agent.freeSockets)) {
-      for (const socket of sockets ?? []) socket.destroy();
-    }
-  };
+  const pooledEngines = new Map<'http:' | 'https:', EngineWithAgent>();
+  const upgradeEngines = new Map<'http:' | 'https:', EngineWithAgent>();
+  const everyEngine = () => [...pooledEngines.values(), ...upgradeEngines.values()];
   const engineFor = ({ connection, protocol }: OutboundRequest['destination'], pooled: boolean): Engine => {
     if (connection.key !== connectionKey) {
-      for (const agent of everyAgent()) closeIdleOf(agent);
-      pooledEngines.clear();
-      upgradeEngines.clear();
       connectionKey = connection.key;
+      for (const [engines, enginesArePooled] of [
+        [pooledEngines, true],
+        [upgradeEngines, false],
+      ] as const) {
+        for (const [engineProtocol, { options }] of engines) {
+          closeIdleConnections(options.agent);
+          options.agent = connection.createAgent(engineProtocol, enginesArePooled);
+        }
+      }
     }
     const engines = pooled ? pooledEngines : upgradeEngines;
     let entry = engines.get(protocol);
     if (!entry) {
-      const agent = connection.createAgent(protocol, pooled);
-      entry = { agent, engine: createEngine(agent, stripCors) };
+      entry = createEngine(connection.createAgent(protocol, pooled), stripCors);
       engines.set(protocol, entry);
     }
     return entry.engine;
@@ -228,7 +246,7 @@ export function createGroupProxy(stripCors: boolean): GroupProxy {
       );
     },
     closeIdle() {
-      for (const agent of everyAgent()) closeIdleOf(agent);
+      for (const { options } of everyEngine()) closeIdleConnections(options.agent);
     },
   };
 }
