@@ -23,8 +23,8 @@ describe('loadAmpConfig', () => {
     const cwd = await project({ 'package.json': '{"name":"x"}' });
     const loaded = await loadAmpConfig({ cwd, env: {} });
     assert.equal(loaded.filepath, undefined);
-    // A gateway reads the proxy variables; a host that builds options in code does not.
-    assert.deepEqual(loaded.options, { upstreamProxy: 'env' });
+    // A gateway reads the proxy variables (none set here); a host that builds options in code does not.
+    assert.deepEqual(loaded.options, { upstreamProxy: false });
     assert.deepEqual(loaded.gateway, { port: 8317, host: '127.0.0.1', metricsPath: undefined });
   });
 
@@ -49,7 +49,7 @@ describe('loadAmpConfig', () => {
       assert.deepEqual(loaded.options, {
         upstream: 'https://amp.example',
         policies: { management: 'dual-token' },
-        upstreamProxy: 'env',
+        upstreamProxy: false,
       });
     });
   }
@@ -61,7 +61,7 @@ describe('loadAmpConfig', () => {
     });
     const loaded = await loadAmpConfig({ cwd: join(cwd, 'src/deep'), env: {} });
     assert.equal(loaded.filepath, join(cwd, 'package.json'));
-    assert.deepEqual(loaded.options, { timeoutMs: 1234, upstreamProxy: 'env' });
+    assert.deepEqual(loaded.options, { timeoutMs: 1234, upstreamProxy: false });
     assert.equal(loaded.gateway.port, 9000);
   });
 
@@ -274,11 +274,14 @@ describe('loadAmpConfig', () => {
       env: { https_proxy: 'http://u:pa55-word-9@proxy.corp:3128' },
     });
     assert.equal(viaProxy.effective.upstreamProxy, 'http://proxy.corp:3128 (from https_proxy)');
+    // The options name the proxy the given env chose: the middleware connects as `effective` says.
+    assert.equal(viaProxy.options.upstreamProxy, 'http://u:pa55-word-9@proxy.corp:3128/');
     const exempt = await loadAmpConfig({
       cwd,
       env: { HTTPS_PROXY: 'http://proxy.corp:3128', NO_PROXY: 'ampcode.com' },
     });
     assert.equal(exempt.effective.upstreamProxy, 'direct (NO_PROXY exempts ampcode.com)');
+    assert.equal(exempt.options.upstreamProxy, false);
     await assert.rejects(
       loadAmpConfig({ cwd, env: { HTTPS_PROXY: 'ftp://u:pa55-word-9@proxy.corp' } }),
       (error: unknown) =>

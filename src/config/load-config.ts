@@ -2,6 +2,7 @@ import { readFile } from 'node:fs/promises';
 import { dirname, resolve as resolvePath } from 'node:path';
 import { AmpProxyConfigError } from '../errors.js';
 import { serverKeyFromEnv } from '../auth/upstream-key.js';
+import { chooseEgressProxy } from '../egress/egress-proxy.js';
 import { describeOptions, findAmbientServerKey } from './effective-options.js';
 import { GATEWAY_SETTING_NAMES, resolveGatewaySettings } from './gateway-settings.js';
 import { isPlainObject } from '../plain-object.js';
@@ -180,7 +181,7 @@ async function readMiddlewareOptions(
   if (isPlainObject(options.upstreamProxy)) {
     options.upstreamProxy = (await reader.read('upstreamProxy', options.upstreamProxy)).value;
   }
-  // A gateway runs where the proxy variables describe the network; a library host chooses.
+  // A gateway runs where the proxy variables describe the network (resolved once validated).
   options.upstreamProxy ??= 'env';
   const caFile = isPlainObject(options.upstreamCa) ? options.upstreamCa.file : undefined;
   if (typeof caFile === 'string' && filepath) {
@@ -219,6 +220,12 @@ export async function loadAmpConfig({
   const reader = new SecretReferenceReader(filepath ?? resolvePath(cwd, 'amp-proxy.config'), env);
   const { options, upstreamKeyOrigin } = await readMiddlewareOptions(contents, filepath, reader, env);
   const validated = validateOptionsOfFile(options, filepath);
+  if (validated.upstreamProxy === 'env') {
+    // Resolved here, against `env`, so that a middleware built from these options connects the
+    // way `effective` says, whichever environment the caller passed.
+    const { proxy } = chooseEgressProxy('env', new URL(validated.upstream.base), env);
+    options.upstreamProxy = proxy ? proxy.url.href : false;
+  }
   const gateway = resolveGatewaySettings({ fromFile: contents, file: filepath, env, overrides });
   const serverKey =
     upstreamKeyOrigin === undefined
