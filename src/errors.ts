@@ -159,8 +159,16 @@ export function upstreamFailureCause(error: unknown): string {
 }
 
 /** Answers a WebSocket upgrade request with the JSON error for `code` and closes the socket. */
+/**
+ * An upgrade socket that already has its answer: another `upgrade` listener (a host's `ws`
+ * server answering 400 to paths not its own, say) wrote it, ended it or destroyed it.
+ */
+export function isAnswered(socket: Duplex): boolean {
+  return socket.destroyed || socket.writableEnded;
+}
+
 export function rejectUpgrade(socket: Duplex, code: AmpErrorCode, where?: string): void {
-  if (socket.destroyed) return;
+  if (isAnswered(socket)) return;
   const { status } = AMP_ERRORS[code];
   const body = errorBody(code, where);
   socket.end(

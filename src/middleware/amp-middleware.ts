@@ -2,7 +2,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { resolveOptions, type ResolvedConfig } from '../config/resolve-options.js';
-import { AmpProxyConfigError, rejectUpgrade, sendAmpError } from '../errors.js';
+import { AmpProxyConfigError, isAnswered, rejectUpgrade, sendAmpError } from '../errors.js';
 import { forbidsCrossOrigin } from '../access/cors.js';
 import { createGroupProxy, endTunnel, type GroupProxy } from '../proxy/group-proxy.js';
 import { createUpstreamHeaderBuilder } from '../proxy/upstream-headers.js';
@@ -209,7 +209,8 @@ export function createAmpMiddleware(
     const url = req.url ?? '/';
     const { path: pathname, query = '' } = splitRequestTarget(url);
     const target = route(pathname);
-    if (target === undefined) return false;
+    // A socket an earlier listener answered is left alone, even on our paths.
+    if (target === undefined || isAnswered(socket)) return false;
     // `undefined` for a bad path, and for groups that never upgrade (left to other handlers).
     const upgrade = target === 'bad-path' ? undefined : target.handler.upgrade;
     if (target !== 'bad-path' && !upgrade) return false;
