@@ -130,6 +130,14 @@ export interface AmpProxyOptions {
    */
   trustedProxies?: readonly string[];
   /**
+   * The host names this middleware serves, for an app that also has routes of its own: exact
+   * names (`amp.corp.example`) and `*.suffix` (any name ending in `.suffix`), case-insensitive,
+   * on any port. Requests for other hosts go to `next()` untouched, and their upgrades to the
+   * server's other listeners. The name is read from `Host`, or from `X-Forwarded-Host` when the
+   * TCP peer is one of `trustedProxies`. Defaults to none: every host.
+   */
+  hosts?: readonly string[];
+  /**
    * A pino-style logger (`info`/`warn`/`error`/`debug`, object first). It gets one line per
    * finished request and WebSocket, with group, policy, method, redacted path, status, duration,
    * bytes, key source and outcome. Defaults to none: the middleware logs nothing.
@@ -422,6 +430,8 @@ export interface AmpEffectiveOptions extends Record<keyof AmpProxyOptions, unkno
   upstreamCa: string | null;
   restrictManagementToLocalhost: boolean;
   trustedProxies: string[];
+  /** `null`: every host. */
+  hosts: string[] | null;
   logger: 'custom' | null;
   onProxyEvent: 'custom' | null;
   modelMappings: { from: string; to: string; regex: boolean }[];

@@ -88,6 +88,7 @@ function ampPathOf(req: IncomingMessage, pathname: string, mountPath: string | u
 /** Everything built from one set of options; `reload` swaps it whole. */
 interface Runtime {
   readonly handlers: ReadonlyMap<AmpGroup, GroupHandler>;
+  readonly hostScope: ResolvedConfig['hostScope'];
   readonly warn: ResolvedConfig['warn'];
   readonly checkUpstream: () => Promise<AmpUpstreamCheck>;
 }
@@ -123,6 +124,7 @@ function buildRuntime(
   );
   return {
     handlers,
+    hostScope: config.hostScope,
     warn: config.warn,
     checkUpstream: () => probeUpstream(config.upstreamBase, config.upstreamConnection),
   };
@@ -184,6 +186,7 @@ export function createAmpMiddleware(
 
   const middleware = {
     [scope.name](req: IncomingMessage, res: ServerResponse, next?: NextFunction): void {
+      if (runtime.hostScope && !runtime.hostScope(req)) return (next ?? notFound(res))();
       const url = req.url ?? '/';
       const { path: pathname, query = '' } = splitRequestTarget(url);
       const ampPath = ampPathOf(req, pathname, scope.mountPath);
@@ -206,6 +209,7 @@ export function createAmpMiddleware(
   }[scope.name] as AmpMiddleware;
 
   middleware.upgrade = (req, socket, head) => {
+    if (runtime.hostScope && !runtime.hostScope(req)) return false;
     const url = req.url ?? '/';
     const { path: pathname, query = '' } = splitRequestTarget(url);
     const target = route(pathname);
