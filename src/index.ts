@@ -26,6 +26,7 @@ export type {
   AmpProxyEvent,
   AmpProxyEventListener,
   AmpProxyOptions,
+  AmpRequestClient,
   AmpRequestEndEvent,
   AmpRequestOutcome,
   AmpRequestStartEvent,

@@ -11,7 +11,8 @@ import { splitRequestTarget } from '../routing/request-target.js';
 import { classifyAmpPath } from '../routing/route-groups.js';
 import { createGroupHandler, type GroupHandler } from './group-handler.js';
 import { probeUpstream } from '../egress/upstream-probe.js';
-import type { AmpGroup, AmpMiddleware, AmpUpstreamCheck, NextFunction } from '../types.js';
+import { presentedClient } from '../auth/credentials.js';
+import type { AmpGroup, AmpMiddleware, AmpRequestClient, AmpUpstreamCheck, NextFunction } from '../types.js';
 
 /** Amp's own URLs are short; a much longer one is a probe or a mistake (Node's header cap is 16 KiB). */
 const MAX_URL_LENGTH = 8192;
@@ -63,6 +64,7 @@ function answerFactoryCalledAsMiddleware(name: string, [res, next]: readonly unk
       reload: () => undefined,
       close: async () => undefined,
       checkUpstream: async () => ({ ready: false, cause: 'amp_factory_not_called' }) as const,
+      clientOf: () => undefined,
     },
   );
 }
@@ -88,6 +90,7 @@ function ampPathOf(req: IncomingMessage, pathname: string, mountPath: string | u
 /** Everything built from one set of options; `reload` swaps it whole. */
 interface Runtime {
   readonly handlers: ReadonlyMap<AmpGroup, GroupHandler>;
+  readonly clientOf: (req: IncomingMessage) => AmpRequestClient | undefined;
   readonly hostScope: ResolvedConfig['hostScope'];
   readonly warn: ResolvedConfig['warn'];
   readonly checkUpstream: () => Promise<AmpUpstreamCheck>;
@@ -124,6 +127,10 @@ function buildRuntime(
   );
   return {
     handlers,
+    clientOf: (req) => {
+      const client = presentedClient(req.headers, config.tokenHeader, config.clients);
+      return client && { name: client.name };
+    },
     hostScope: config.hostScope,
     warn: config.warn,
     checkUpstream: () => probeUpstream(config.upstreamBase, config.upstreamConnection),
@@ -237,6 +244,15 @@ export function createAmpMiddleware(
   };
 
   middleware.checkUpstream = () => runtime.checkUpstream();
+
+  /** A rate limiter and an access log both ask about the same request: they get one answer. */
+  const knownClients = new WeakMap<IncomingMessage, AmpRequestClient | undefined>();
+  middleware.clientOf = (req) => {
+    if (knownClients.has(req)) return knownClients.get(req);
+    const client = runtime.clientOf(req);
+    knownClients.set(req, client);
+    return client;
+  };
 
   middleware.close = async () => {
     const ended = [...tunnels].map(endTunnel);
