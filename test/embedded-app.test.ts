@@ -251,7 +251,8 @@ for (const [name, express] of EXPRESS_VERSIONS) {
       ampSocket.send('ping');
       const [echo] = (await once(ampSocket, 'message')) as [Buffer];
       assert.equal(echo.toString(), 'ping');
-      const [handshake] = upstream.handshakes.since(handshakes);
+      const [handshake, ...others] = upstream.handshakes.since(handshakes);
+      assert.deepEqual(others, []);
       assert.equal(handshake?.headers.authorization, `Bearer ${ALICE_AMP}`);
       assert.equal(handshake?.headers.cookie, undefined);
 

@@ -3,8 +3,10 @@
  * for its own host names; the host's routes, and the credentials sent to them, never reach Amp.
  */
 import assert from 'node:assert/strict';
+import type { IncomingMessage } from 'node:http';
 import { after, before, describe, it } from 'node:test';
 import { WebSocket } from 'ws';
+import { createHostScope } from '../src/access/host-scope.js';
 import { ampRouter, attachUpgrade, type AmpMiddleware, type AmpProxyOptions } from '../src/index.js';
 import { EXPRESS_VERSIONS, listen, type RunningApp } from './support/apps.js';
 import { send } from './support/client.js';
@@ -219,4 +221,34 @@ describe('hosts: checked when the factory is called', () => {
       );
     });
   }
+});
+
+describe('which requests a host scope claims', () => {
+  const request = (headers: Record<string, string>, remoteAddress = '203.0.113.7') =>
+    ({ headers, socket: { remoteAddress } }) as unknown as IncomingMessage;
+  const scope = createHostScope(['amp.corp.example', '*.amp.corp.example', '[::1]'], ['10.0.0.0/8'])!;
+
+  it('reads Host without its port or a trailing dot, in any case', () => {
+    assert.equal(scope(request({ host: 'AMP.CORP.EXAMPLE:443' })), true);
+    assert.equal(scope(request({ host: 'a.b.amp.corp.example.' })), true);
+    assert.equal(scope(request({ host: '[::1]:8080' })), true);
+    assert.equal(scope(request({ host: 'amp.corp.example.evil.test' })), false);
+    assert.equal(scope(request({ host: 'xamp.corp.example' })), false);
+    assert.equal(scope(request({})), false);
+  });
+
+  it('reads X-Forwarded-Host, its last value, only from a trusted peer', () => {
+    const forwarded = { host: 'backend:8080', 'x-forwarded-host': 'app.corp.example, amp.corp.example' };
+    assert.equal(scope(request(forwarded, '10.1.2.3')), true);
+    assert.equal(scope(request(forwarded)), false);
+    assert.equal(
+      scope(request({ host: 'amp.corp.example', 'x-forwarded-host': 'app.corp.example' }, '10.1.2.3')),
+      false,
+    );
+    assert.equal(scope(request({ host: 'app.corp.example', 'x-forwarded-host': 'amp.corp.example' })), false);
+  });
+
+  it('claims every request without hosts', () => {
+    assert.equal(createHostScope(undefined, []), undefined);
+  });
 });
