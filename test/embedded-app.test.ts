@@ -302,3 +302,40 @@ describe('clientOf(req)', () => {
     assert.equal(amp.clientOf(req), first);
   });
 });
+
+for (const [name, express] of EXPRESS_VERSIONS) {
+  describe(`a request id the host took from a client's header (${name})`, () => {
+    it('reaches the events redacted: a gateway key in it never does', async () => {
+      const events = new WaitableList<AmpProxyEvent>();
+      const amp = ampRouter({
+        upstream: 'http://127.0.0.1:9',
+        clients: [{ key: GW_ALICE, name: 'alice' }],
+        onProxyEvent: events.push,
+      });
+      const host = express();
+      host.use((req, _res, next) => {
+        (req as { id?: unknown }).id = req.headers['x-request-id'];
+        next();
+      });
+      host.use(amp);
+      const app = await listen(host);
+      try {
+        const mark = events.mark();
+        const response = await send(`${app.url}/api/internal`, {
+          headers: { authorization: `Bearer ${GW_ALICE}`, 'x-request-id': `trace:${GW_ALICE}` },
+        });
+        assert.equal(response.status, 400); // amp_gateway_key_misplaced
+        const seen = await events.until(mark, (items) => items.some((event) => event.type === 'request-end'));
+        const ids = seen.map((event) => ('requestId' in event ? event.requestId : undefined));
+        assert.equal(ids.length, 2);
+        for (const id of ids) {
+          assert.match(String(id), /^trace:/);
+          assert.ok(!String(id).includes(GW_ALICE));
+        }
+      } finally {
+        await amp.close();
+        await app.close();
+      }
+    });
+  });
+}
