@@ -55,8 +55,9 @@ export { loadAmpConfig } from './config/load-config.js';
 // middleware it returns) a type error in both Express majors; see `answerFactoryCalledAsMiddleware`.
 
 /**
- * Every Amp route group behind one middleware. Mount it where the Amp server root should be
- * (`app.use(ampRouter())` or `app.use('/amp', ampRouter())`); paths that are not Amp's go to `next()`.
+ * Every Amp route group behind one middleware, at the root of an origin of its own: the Amp CLI
+ * keeps only the origin of `AMP_URL`. In an app with routes of its own, scope it with `hosts`;
+ * paths (and hosts) that are not Amp's go to `next()`.
  */
 export function ampRouter(options?: AmpProxyOptions, ...notAMiddleware: never[]): AmpMiddleware {
   return createAmpMiddleware(options, { name: 'ampRouter', groups: AMP_GROUPS }, notAMiddleware);
