@@ -158,7 +158,6 @@ export function upstreamFailureCause(error: unknown): string {
   return typeof code === 'string' && /^[A-Z][A-Z0-9_]{1,63}$/.test(code) ? code : 'unknown';
 }
 
-/** Answers a WebSocket upgrade request with the JSON error for `code` and closes the socket. */
 /**
  * An upgrade socket that already has its answer: another `upgrade` listener (a host's `ws`
  * server answering 400 to paths not its own, say) wrote it, ended it or destroyed it.
@@ -167,6 +166,7 @@ export function isAnswered(socket: Duplex): boolean {
   return socket.destroyed || socket.writableEnded;
 }
 
+/** Answers a WebSocket upgrade request with the JSON error for `code` and closes the socket. */
 export function rejectUpgrade(socket: Duplex, code: AmpErrorCode, where?: string): void {
   if (isAnswered(socket)) return;
   const { status } = AMP_ERRORS[code];
