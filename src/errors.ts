@@ -160,7 +160,7 @@ export function upstreamFailureCause(error: unknown): string {
 
 /**
  * An upgrade socket that already has its answer: another `upgrade` listener (a host's `ws`
- * server answering 400 to paths not its own, say) wrote it, ended it or destroyed it.
+ * server answering 400 to paths not its own, say) ended it with its answer, or destroyed it.
  */
 export function isAnswered(socket: Duplex): boolean {
   return socket.destroyed || socket.writableEnded;
