@@ -158,9 +158,17 @@ export function upstreamFailureCause(error: unknown): string {
   return typeof code === 'string' && /^[A-Z][A-Z0-9_]{1,63}$/.test(code) ? code : 'unknown';
 }
 
+/**
+ * An upgrade socket that already has its answer: another `upgrade` listener (a host's `ws`
+ * server answering 400 to paths not its own, say) ended it with its answer, or destroyed it.
+ */
+export function isAnswered(socket: Duplex): boolean {
+  return socket.destroyed || socket.writableEnded;
+}
+
 /** Answers a WebSocket upgrade request with the JSON error for `code` and closes the socket. */
 export function rejectUpgrade(socket: Duplex, code: AmpErrorCode, where?: string): void {
-  if (socket.destroyed) return;
+  if (isAnswered(socket)) return;
   const { status } = AMP_ERRORS[code];
   const body = errorBody(code, where);
   socket.end(

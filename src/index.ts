@@ -1,5 +1,6 @@
 import type { IncomingMessage, Server } from 'node:http';
 import type { Duplex } from 'node:stream';
+import { isAnswered } from './errors.js';
 import { createAmpMiddleware } from './middleware/amp-middleware.js';
 import { AMP_GROUPS, GROUP_MOUNT_PATH } from './routing/route-groups.js';
 import type { AmpMiddleware, AmpProxyOptions, AttachUpgradeOptions } from './types.js';
@@ -25,6 +26,7 @@ export type {
   AmpProxyEvent,
   AmpProxyEventListener,
   AmpProxyOptions,
+  AmpRequestClient,
   AmpRequestEndEvent,
   AmpRequestOutcome,
   AmpRequestStartEvent,
@@ -53,8 +55,9 @@ export { loadAmpConfig } from './config/load-config.js';
 // middleware it returns) a type error in both Express majors; see `answerFactoryCalledAsMiddleware`.
 
 /**
- * Every Amp route group behind one middleware. Mount it where the Amp server root should be
- * (`app.use(ampRouter())` or `app.use('/amp', ampRouter())`); paths that are not Amp's go to `next()`.
+ * Every Amp route group behind one middleware, at the root of an origin of its own: the Amp CLI
+ * keeps only the origin of `AMP_URL`. In an app with routes of its own, scope it with `hosts`;
+ * paths (and hosts) that are not Amp's go to `next()`.
  */
 export function ampRouter(options?: AmpProxyOptions, ...notAMiddleware: never[]): AmpMiddleware {
   return createAmpMiddleware(options, { name: 'ampRouter', groups: AMP_GROUPS }, notAMiddleware);
@@ -79,9 +82,23 @@ export function ampManagementProxy(options?: AmpProxyOptions, ...notAMiddleware:
 }
 
 /**
+ * No `upgrade` listener answered the socket or took it on. A listener that handles a socket later
+ * (after an asynchronous check) attaches an `error` listener first, as `ws` does and must: Node
+ * removed its own, so an unhandled reset would crash the process.
+ */
+function isUntouched(socket: Duplex): boolean {
+  return (
+    !isAnswered(socket) &&
+    socket.listenerCount('error') === 0 &&
+    socket.listenerCount('data') === 0 &&
+    socket.listenerCount('close') === 0
+  );
+}
+
+/**
  * Sends the server's WebSocket upgrades to `middleware`. Upgrades it does not own are left to
- * the server's other `upgrade` listeners, or refused with 404 when there are none (as Node does
- * without any listener). Returns a function that detaches it.
+ * the server's other `upgrade` listeners, and refused with 404 when none of them answered or took
+ * the socket. Returns a function that detaches it.
  */
 export function attachUpgrade(
   server: Server,
@@ -98,9 +115,13 @@ export function attachUpgrade(
       if (middleware.upgrade(req, socket, head)) return;
       req.url = original;
     }
-    if (server.listenerCount('upgrade') === 1) {
-      socket.end('HTTP/1.1 404 Not Found\r\nConnection: close\r\nContent-Length: 0\r\n\r\n');
-    }
+    // Once every listener has run: a socket none of them answered or started handling would
+    // hang until the client gives up.
+    process.nextTick(() => {
+      if (isUntouched(socket)) {
+        socket.end('HTTP/1.1 404 Not Found\r\nConnection: close\r\nContent-Length: 0\r\n\r\n');
+      }
+    });
   };
   server.on('upgrade', listener);
   return () => server.off('upgrade', listener);

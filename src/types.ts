@@ -130,6 +130,14 @@ export interface AmpProxyOptions {
    */
   trustedProxies?: readonly string[];
   /**
+   * The host names this middleware serves, for an app that also has routes of its own: exact
+   * names (`amp.corp.example`) and `*.suffix` (any name ending in `.suffix`), case-insensitive,
+   * on any port. Requests for other hosts go to `next()` untouched, and their upgrades to the
+   * server's other listeners. The name is read from `Host`, or from `X-Forwarded-Host` when the
+   * TCP peer is one of `trustedProxies`. Defaults to none: every host.
+   */
+  hosts?: readonly string[];
+  /**
    * A pino-style logger (`info`/`warn`/`error`/`debug`, object first). It gets one line per
    * finished request and WebSocket, with group, policy, method, redacted path, status, duration,
    * bytes, key source and outcome. Defaults to none: the middleware logs nothing.
@@ -163,6 +171,12 @@ export interface AmpProxyOptions {
 
 export type NextFunction = (error?: unknown) => void;
 
+/** Who a request came from, as the host's own middleware may know it: never a key. */
+export interface AmpRequestClient {
+  /** The `name` of the gateway client whose key the request presented. */
+  readonly name: string | undefined;
+}
+
 /** What every factory returns: Express/Connect middleware with WebSocket and shutdown hooks. */
 export interface AmpMiddleware {
   (req: IncomingMessage, res: ServerResponse, next?: NextFunction): void;
@@ -191,6 +205,13 @@ export interface AmpMiddleware {
    * For readiness probes; the standalone gateway's `/readyz` is this. Gives up after 3 s.
    */
   checkUpstream(): Promise<AmpUpstreamCheck>;
+  /**
+   * The gateway client (`clients`) a request identifies itself as by the key it presents, or
+   * `undefined`: for the host's middleware before or after this one (a rate limiter's key, a
+   * budget, an access log). Works on any request, without the request reaching this middleware;
+   * the answer is remembered per request. Never the key.
+   */
+  clientOf(req: IncomingMessage): AmpRequestClient | undefined;
 }
 
 /** What `checkUpstream()` found. */
@@ -219,6 +240,8 @@ export interface AmpRequestStartEvent {
   readonly method: string;
   /** Path and query relative to the Amp root, credential parameters redacted. */
   readonly path: string;
+  /** The id the host's request logger gave the request (pino-http's `req.id`), when it has one. */
+  readonly requestId?: string;
 }
 
 export interface AmpRequestEndEvent {
@@ -228,6 +251,8 @@ export interface AmpRequestEndEvent {
   readonly policy: string;
   readonly method: string;
   readonly path: string;
+  /** The id the host's request logger gave the request (pino-http's `req.id`), when it has one. */
+  readonly requestId?: string;
   /** The status sent to the client; `undefined` when no response was sent (the client left first). */
   readonly status: number | undefined;
   readonly durationMs: number;
@@ -422,6 +447,8 @@ export interface AmpEffectiveOptions extends Record<keyof AmpProxyOptions, unkno
   upstreamCa: string | null;
   restrictManagementToLocalhost: boolean;
   trustedProxies: string[];
+  /** `null`: every host. */
+  hosts: string[] | null;
   logger: 'custom' | null;
   onProxyEvent: 'custom' | null;
   modelMappings: { from: string; to: string; regex: boolean }[];

@@ -24,6 +24,7 @@ describe('validateOptions (no sockets)', () => {
     assert.equal(validated.secretsFile, join(homedir(), '.local', 'share', 'amp', 'secrets.json'));
     assert.equal(validated.restrictManagementToLocalhost, false);
     assert.deepEqual(validated.trustedProxies, []);
+    assert.equal(validated.hosts, undefined);
     assert.equal(validated.modelMappings.mapModel, undefined);
     assert.equal(validated.forceModelMappings, false);
     assert.equal(validated.maxBodyBytes, 32 * 1024 * 1024);
@@ -43,6 +44,7 @@ describe('validateOptions (no sockets)', () => {
       upstreamCa: rootCertificates.slice(0, 2).join('\n'),
       restrictManagementToLocalhost: true,
       trustedProxies: [' 10.0.0.0/8 '],
+      hosts: [' Amp.Corp.Example. ', '*.amp.corp.example', '[::1]'],
       logger: { info: () => undefined, warn: () => undefined, error: () => undefined },
       onProxyEvent: () => undefined,
       modelMappings: [{ from: 'gpt-5', to: 'claude-sonnet-4' }],
@@ -59,6 +61,7 @@ describe('validateOptions (no sockets)', () => {
       { key: 'gw-alice-0001', name: 'alice', upstreamKey: 'amp-alice-0001' },
     ]);
     assert.deepEqual(validated.trustedProxies, ['10.0.0.0/8']);
+    assert.deepEqual(validated.hosts, ['amp.corp.example', '*.amp.corp.example', '[::1]']);
     assert.equal(validated.modelMappings.mapModel?.('gpt-5(high)'), 'claude-sonnet-4(high)');
     assert.ok(validated.upstreamProxy instanceof URL);
     assert.equal(validated.upstreamProxy.host, 'proxy.example:1080');

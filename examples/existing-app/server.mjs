@@ -41,9 +41,9 @@ export function createApp({
   });
 
   // `/api-docs`, not `/docs`: `/docs` (like `/api/**`, `/actors/**`, `/auth`, `/threads` and
-  // `/settings`) belongs to Amp once the router sits at the root. Mount it under a prefix
-  // (`app.use('/amp', amp)` and `attachUpgrade(server, amp, { prefix: '/amp' })`) if the app
-  // needs those paths itself.
+  // `/settings`) belongs to Amp once the router sits at the root. If the app needs those paths
+  // itself, give Amp a host name of its own (`ampRouter({ hosts: ['amp.corp.example'] })`): the
+  // Amp CLI keeps only the origin of AMP_URL, so a prefix mount cannot reach it.
   app.get('/api-docs', (_req, res) => {
     res.json({ openapi: '3.1.0', info: { title: 'Orders API', version: '1.0.0' }, paths: {} });
   });

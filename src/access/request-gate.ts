@@ -44,6 +44,15 @@ function clientAddress(req: IncomingMessage, trusted: BlockList | undefined): st
   return hops[0] ?? peer;
 }
 
+/** Whether a request's TCP peer is one of `trustedProxies`; `undefined` when none is trusted. */
+export function trustedPeerCheck(
+  trustedProxies: readonly string[],
+): ((req: IncomingMessage) => boolean) | undefined {
+  if (trustedProxies.length === 0) return undefined;
+  const trusted = addressList(trustedProxies);
+  return (req) => contains(trusted, req.socket.remoteAddress ?? '');
+}
+
 export interface GateOptions {
   readonly restrictToLocalhost: boolean;
   readonly trustedProxies: readonly string[];

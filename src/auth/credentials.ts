@@ -165,3 +165,21 @@ export function readCredentials(
     upstreamQuery: (drop) => (drop === 'none' || query === '' ? query : withoutCredentialParams(query)),
   };
 }
+
+/**
+ * The gateway client a request's credential headers identify, for the host's own middleware
+ * (`clientOf`); `undefined` for none, and for keys of two clients, which the gateway refuses.
+ */
+export function presentedClient(
+  headers: IncomingHttpHeaders,
+  tokenHeader: string,
+  clients: ClientTable,
+): ResolvedClient | undefined {
+  if (clients.size === 0) return undefined;
+  const reader = new CredentialReader(clients);
+  for (const header of [...CREDENTIAL_HEADERS, tokenHeader]) {
+    const raw = firstValue(headers[header]);
+    if (raw !== undefined) reader.carriesGatewayKey(raw);
+  }
+  return reader.conflictingClients ? undefined : reader.client;
+}

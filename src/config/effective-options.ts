@@ -53,6 +53,7 @@ export function describeOptions(
     upstreamCa: options.upstreamCa ? describeUpstreamCa(options.upstreamCa) : null,
     restrictManagementToLocalhost: options.restrictManagementToLocalhost,
     trustedProxies: [...options.trustedProxies],
+    hosts: options.hosts ? [...options.hosts] : null,
     logger: customOrNone(options.logger),
     onProxyEvent: customOrNone(options.onProxyEvent),
     modelMappings: options.modelMappings.rules.map(({ from, to, regex }) => ({

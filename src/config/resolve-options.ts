@@ -3,6 +3,7 @@ import { createServerKeyResolver, type ServerKeyResolver } from '../auth/upstrea
 import { chooseEgressProxy, type EgressProxy } from '../egress/egress-proxy.js';
 import { upstreamTrustBundle } from '../egress/trusted-cas.js';
 import { createUpstreamConnection, type UpstreamConnection } from '../egress/upstream-connection.js';
+import { createHostScope, type HostScope } from '../access/host-scope.js';
 import { loggingListener } from '../observability/logger.js';
 import { createRedactor } from '../observability/redact.js';
 import type { ProviderRoutingConfig } from '../provider/provider-routing.js';
@@ -21,6 +22,8 @@ export interface ResolvedConfig {
   readonly serverKey: ServerKeyResolver;
   readonly restrictToLocalhost: boolean;
   readonly trustedProxies: readonly string[];
+  /** Whether a request is for a host this router serves; `undefined` when it serves every host. */
+  readonly hostScope: HostScope | undefined;
   /** Where request and WebSocket events go; `undefined` when nobody listens, so nothing is traced. */
   readonly emit: AmpProxyEventListener | undefined;
   /** Masks credentials in logs and events, including every key this config knows. */
@@ -87,6 +90,7 @@ export function resolveOptions(options: unknown): ResolvedConfig {
     serverKey: createServerKeyResolver(upstreamKey, upstream.asWritten, validated.secretsFile),
     restrictToLocalhost: validated.restrictManagementToLocalhost,
     trustedProxies: validated.trustedProxies,
+    hostScope: createHostScope(validated.hosts, validated.trustedProxies),
     emit: combineListeners([logger && loggingListener(logger), validated.onProxyEvent]),
     redactor: createRedactor([...clients.secrets, ...serverKeys, ...proxyCredentials(proxy)]),
     providerRouting: providerRouting(validated),

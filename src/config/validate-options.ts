@@ -52,6 +52,8 @@ export interface ValidatedOptions {
   readonly upstreamCa: UpstreamCa | undefined;
   readonly restrictManagementToLocalhost: boolean;
   readonly trustedProxies: readonly string[];
+  /** Lower case, without a trailing dot; `undefined`: every host. */
+  readonly hosts: readonly string[] | undefined;
   readonly logger: AmpProxyOptions['logger'];
   readonly onProxyEvent: AmpProxyOptions['onProxyEvent'];
   readonly modelMappings: ValidatedModelMappings;
@@ -348,6 +350,42 @@ function validateTrustedProxies(value: unknown): readonly string[] {
   });
 }
 
+/** A DNS name (labels of letters, digits, `-` and `_`), an IPv4 address or a bracketed IPv6 address. */
+const HOST_NAME = /^(?:[a-z0-9_](?:[a-z0-9_-]*[a-z0-9_])?)(?:\.[a-z0-9_](?:[a-z0-9_-]*[a-z0-9_])?)*$/;
+
+function validateHostEntry(entry: unknown, path: string): string {
+  if (typeof entry !== 'string') fail(path, `expected a host name, got ${describeValue(entry)}`);
+  const name = entry.trim().toLowerCase().replace(/\.$/, '');
+  const wildcard = name.startsWith('*.');
+  const rest = wildcard ? name.slice(2) : name;
+  const bracketed = /^\[(.*)\]$/.exec(rest)?.[1];
+  if (!wildcard && bracketed !== undefined && isIP(bracketed) === 6) return name;
+  if (/:\d*$/.test(rest) && !rest.includes('/')) {
+    fail(
+      path,
+      `names a port; give the name alone (${describeValue(rest.replace(/:\d*$/, ''))}): requests on every port are claimed`,
+    );
+  }
+  if (!HOST_NAME.test(rest) || (wildcard && isIP(rest) !== 0)) {
+    fail(
+      path,
+      `expected a host name such as "amp.corp.example" or "*.amp.corp.example" (no scheme, port or path), got ${describeValue(entry)}`,
+    );
+  }
+  return name;
+}
+
+function validateHosts(value: unknown): readonly string[] | undefined {
+  if (value === undefined) return undefined;
+  if (!Array.isArray(value) || value.length === 0) {
+    fail(
+      'hosts',
+      `expected a non-empty array of host names such as ["amp.corp.example"]; omit it to claim requests for every host, got ${describeValue(value)}`,
+    );
+  }
+  return value.map((entry: unknown, index) => validateHostEntry(entry, `hosts[${index}]`));
+}
+
 function validateLogger(value: unknown): AmpProxyOptions['logger'] {
   if (value === undefined) return undefined;
   const methods = isPlainObject(value) ? value : {};
@@ -402,6 +440,7 @@ const OPTION_VALIDATORS: OptionValidators = {
   upstreamCa: validateUpstreamCa,
   restrictManagementToLocalhost: (value) => validateFlag(value, 'restrictManagementToLocalhost'),
   trustedProxies: validateTrustedProxies,
+  hosts: validateHosts,
   logger: validateLogger,
   onProxyEvent: (value) => validateFunction(value, 'onProxyEvent'),
   modelMappings: validateModelMappings,

@@ -2,7 +2,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { resolveOptions, type ResolvedConfig } from '../config/resolve-options.js';
-import { AmpProxyConfigError, rejectUpgrade, sendAmpError } from '../errors.js';
+import { AmpProxyConfigError, isAnswered, rejectUpgrade, sendAmpError } from '../errors.js';
 import { forbidsCrossOrigin } from '../access/cors.js';
 import { createGroupProxy, endTunnel, type GroupProxy } from '../proxy/group-proxy.js';
 import { createUpstreamHeaderBuilder } from '../proxy/upstream-headers.js';
@@ -11,7 +11,8 @@ import { splitRequestTarget } from '../routing/request-target.js';
 import { classifyAmpPath } from '../routing/route-groups.js';
 import { createGroupHandler, type GroupHandler } from './group-handler.js';
 import { probeUpstream } from '../egress/upstream-probe.js';
-import type { AmpGroup, AmpMiddleware, AmpUpstreamCheck, NextFunction } from '../types.js';
+import { presentedClient } from '../auth/credentials.js';
+import type { AmpGroup, AmpMiddleware, AmpRequestClient, AmpUpstreamCheck, NextFunction } from '../types.js';
 
 /** Amp's own URLs are short; a much longer one is a probe or a mistake (Node's header cap is 16 KiB). */
 const MAX_URL_LENGTH = 8192;
@@ -63,6 +64,7 @@ function answerFactoryCalledAsMiddleware(name: string, [res, next]: readonly unk
       reload: () => undefined,
       close: async () => undefined,
       checkUpstream: async () => ({ ready: false, cause: 'amp_factory_not_called' }) as const,
+      clientOf: () => undefined,
     },
   );
 }
@@ -88,6 +90,8 @@ function ampPathOf(req: IncomingMessage, pathname: string, mountPath: string | u
 /** Everything built from one set of options; `reload` swaps it whole. */
 interface Runtime {
   readonly handlers: ReadonlyMap<AmpGroup, GroupHandler>;
+  readonly clientOf: (req: IncomingMessage) => AmpRequestClient | undefined;
+  readonly hostScope: ResolvedConfig['hostScope'];
   readonly warn: ResolvedConfig['warn'];
   readonly checkUpstream: () => Promise<AmpUpstreamCheck>;
 }
@@ -123,6 +127,11 @@ function buildRuntime(
   );
   return {
     handlers,
+    clientOf: (req) => {
+      const client = presentedClient(req.headers, config.tokenHeader, config.clients);
+      return client && { name: client.name };
+    },
+    hostScope: config.hostScope,
     warn: config.warn,
     checkUpstream: () => probeUpstream(config.upstreamBase, config.upstreamConnection),
   };
@@ -184,6 +193,7 @@ export function createAmpMiddleware(
 
   const middleware = {
     [scope.name](req: IncomingMessage, res: ServerResponse, next?: NextFunction): void {
+      if (runtime.hostScope && !runtime.hostScope(req)) return (next ?? notFound(res))();
       const url = req.url ?? '/';
       const { path: pathname, query = '' } = splitRequestTarget(url);
       const ampPath = ampPathOf(req, pathname, scope.mountPath);
@@ -206,10 +216,12 @@ export function createAmpMiddleware(
   }[scope.name] as AmpMiddleware;
 
   middleware.upgrade = (req, socket, head) => {
+    if (runtime.hostScope && !runtime.hostScope(req)) return false;
     const url = req.url ?? '/';
     const { path: pathname, query = '' } = splitRequestTarget(url);
     const target = route(pathname);
-    if (target === undefined) return false;
+    // A socket an earlier listener answered is left alone, even on our paths.
+    if (target === undefined || isAnswered(socket)) return false;
     // `undefined` for a bad path, and for groups that never upgrade (left to other handlers).
     const upgrade = target === 'bad-path' ? undefined : target.handler.upgrade;
     if (target !== 'bad-path' && !upgrade) return false;
@@ -232,6 +244,15 @@ export function createAmpMiddleware(
   };
 
   middleware.checkUpstream = () => runtime.checkUpstream();
+
+  /** A rate limiter and an access log both ask about the same request: they get one answer. */
+  const knownClients = new WeakMap<IncomingMessage, AmpRequestClient | undefined>();
+  middleware.clientOf = (req) => {
+    if (knownClients.has(req)) return knownClients.get(req);
+    const client = runtime.clientOf(req);
+    knownClients.set(req, client);
+    return client;
+  };
 
   middleware.close = async () => {
     const ended = [...tunnels].map(endTunnel);

@@ -2,7 +2,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
 import { readCredentials, type PresentedCredentials } from '../auth/credentials.js';
 import type { ResolvedConfig } from '../config/resolve-options.js';
-import { rejectUpgrade, sendAmpError } from '../errors.js';
+import { isAnswered, rejectUpgrade, sendAmpError } from '../errors.js';
 import {
   createPolicy,
   createServerKeyStage,
@@ -335,6 +335,9 @@ class ForwardingPipeline implements GroupHandler {
     const { credentials, decision } = authorised;
     const forward = decision.kind === 'spend-server-key' ? await this.#resolveServerKey(req) : decision;
     if (forward instanceof Refusal) return forward;
+    // Another upgrade listener may have answered the socket while the stages awaited; an
+    // upstream tunnel for it would carry the user's credentials to a socket nobody reads.
+    if (isAnswered(socket)) return undefined;
     this.tracer?.tunnel(socket, withQuery(ampPath, query));
     const request = this.#outboundRequest(
       req,

@@ -22,6 +22,19 @@ export interface Tracer {
 }
 
 /**
+ * The id a host's request logger gave the request (pino-http's `req.id`, a number or a string),
+ * redacted like a path: a host may take it from a client's header, which can hold anything.
+ */
+function requestIdOf(req: IncomingMessage, redactUrl: (url: string) => string): { requestId?: string } {
+  const id = (req as { id?: unknown }).id;
+  if (typeof id === 'string' && id !== '') return { requestId: redactUrl(id) };
+  if (typeof id === 'number') return { requestId: String(id) };
+  return NO_REQUEST_ID;
+}
+
+const NO_REQUEST_ID: { requestId?: string } = Object.freeze({});
+
+/**
  * Emits the events of one group; `emit` isolates its listeners from each other and from us.
  * `redactUrl` is the config's redactor (`ResolvedConfig.redactor.url`), which also knows the
  * gateway's keys; every path in an event has been through it. Long because each event's fields
@@ -39,6 +52,7 @@ export function createTracer(
       const path = redactUrl(rawPath);
       const method = req.method ?? 'GET';
       const bytesBefore = req.socket.bytesWritten;
+      const requestId = requestIdOf(req, redactUrl);
       let keySource: KeySource | undefined;
       let client: string | undefined;
       let route: string | undefined;
@@ -74,6 +88,7 @@ export function createTracer(
           policy,
           method,
           path,
+          ...requestId,
           status: res.headersSent ? res.statusCode : undefined,
           durationMs: Math.round((performance.now() - started) * 1000) / 1000,
           bytesSent: req.socket.bytesWritten - bytesBefore,
@@ -85,7 +100,7 @@ export function createTracer(
           cause,
         });
       });
-      emit({ type: 'request-start', group, method, path });
+      emit({ type: 'request-start', group, method, path, ...requestId });
       return trace;
     },
     tunnel(socket, rawPath) {

@@ -118,6 +118,12 @@ function onProxyReqWs(stripCors: boolean) {
     proxyReq.once('upgrade', (_res: IncomingMessage, upstream: Socket) =>
       upstreamSockets.set(socket, upstream),
     );
+    // Whenever the client's socket closes (before the upstream answered, or once the tunnel is
+    // open), the upstream side goes too: http-proxy leaves both open otherwise.
+    socket.once('close', () => {
+      proxyReq.destroy();
+      upstreamSockets.get(socket)?.destroy();
+    });
     const ours = (upstreamRes: IncomingMessage): void =>
       answerRefusedUpgrade(upstreamRes, proxyReq, socket, stripCors);
     proxyReq.once('response', ours);

@@ -41,8 +41,11 @@ export interface RawConnection {
 }
 
 export interface RawUpstreamOptions {
-  /** The answer to a complete request. Default: 200 with a small JSON body naming the request. */
-  reply?: (request: RawRequest, connection: RawConnection) => RawReply;
+  /**
+   * The answer to a complete request. Default: 200 with a small JSON body naming the request.
+   * `undefined` leaves the request unanswered (an upstream that hangs).
+   */
+  reply?: (request: RawRequest, connection: RawConnection) => RawReply | undefined;
   /**
    * Asked once a request's head has arrived and its body has not: a reply answers right away,
    * before the body is read (the body is still read afterwards, and not answered again).
@@ -181,8 +184,8 @@ export async function startRawUpstream(options: RawUpstreamOptions = {}): Promis
         offset = step.end;
         if (!early) {
           const reply = (upstream.options.reply ?? describeRequest)(request, connection);
-          answer(reply, request.method);
-          if (reply.status === 101) connection.upgradedAt = offset;
+          if (reply) answer(reply, request.method);
+          if (reply?.status === 101) connection.upgradedAt = offset;
         }
         notify();
       }
