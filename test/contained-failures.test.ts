@@ -8,6 +8,7 @@ import { send } from './support/client.js';
 import { WaitableList } from './support/events.js';
 import { within } from './support/gateway-harness.js';
 import { installTripwire } from './support/tripwire.js';
+import { startRawUpstream } from './support/raw-upstream.js';
 import { startUpstream, type FakeUpstream } from './support/upstream.js';
 
 const SERVER_KEY = 'server-key-contained-0001';
@@ -211,5 +212,40 @@ describe('upstream bytes cannot throw outside the error boundary', () => {
     const res = await post(`${MESSAGES}?stream`);
     assert.equal(res.status, 200);
     assertBody(res.body, `data: {"model":"served-model","a":${DEEP}}\n\ndata: {"model":"claude-opus-4"}\n\n`);
+  });
+});
+
+describe('an answer Node cannot pass on is a failed upstream, not a crash', () => {
+  const ODD_STATUS = 'HTTP/1.1 042 Odd\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n{}';
+
+  it('a status below 100, on a forwarded or a mapped call, is answered 502 and the next request is served', async () => {
+    const tripwire = installTripwire();
+    const upstream = await startRawUpstream({ reply: () => ({ status: 0, raw: ODD_STATUS, close: true }) });
+    const router = ampRouter({
+      upstream: upstream.url,
+      upstreamKey: SERVER_KEY,
+      modelMappings: [{ from: 'claude-opus-4', to: 'served-model' }],
+    });
+    const app = await listen((req, res) => router(req, res));
+    try {
+      const mapped = JSON.stringify({ model: 'claude-opus-4' });
+      for (const [path, body] of [
+        ['/api/internal', undefined],
+        [MESSAGES, undefined],
+        [MESSAGES, mapped],
+      ] as const) {
+        const method = body ? 'POST' : 'GET';
+        const headers = { authorization: 'Bearer u', 'content-type': 'application/json' };
+        const res = await within(send(`${app.url}${path}`, { method, headers, body }), 5000, path);
+        assert.equal(res.status, 502, res.body);
+        assert.equal((res.json() as { error: string }).error, 'amp_upstream_proxy_error');
+      }
+      assert.equal(upstream.arrivals().length, 3);
+    } finally {
+      await app.close();
+      await upstream.close();
+      tripwire.remove();
+    }
+    assert.deepEqual(tripwire.caught, []);
   });
 });
