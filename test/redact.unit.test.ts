@@ -29,7 +29,10 @@ describe('redaction never throws and cuts whole code points', () => {
     const table: ReadonlyArray<readonly [url: string, redacted: string]> = [
       // The issue's example: the gateway process exited on it.
       ['/api/internal?token=abc%F0%9F%98%80defghij', `/api/internal?token=abc%F0%9F%98%80${ELLIPSIS}`],
-      [`/api/internal?token=${EMOJI.repeat(10)}`, `/api/internal?token=${'%F0%9F%98%80'.repeat(4)}${ELLIPSIS}`],
+      [
+        `/api/internal?token=${EMOJI.repeat(10)}`,
+        `/api/internal?token=${'%F0%9F%98%80'.repeat(4)}${ELLIPSIS}`,
+      ],
       // UTF-8 of a lone surrogate does not decode: the raw text is what is cut.
       ['/x?key=%ED%A0%BDabcdefgh', `/x?key=%25ED%25${ELLIPSIS}`],
       [`/x?key=${LONE_HIGH}abcdefghij`, `/x?key=%EF%BF%BDabc${ELLIPSIS}`],
@@ -64,9 +67,9 @@ describe('redaction never throws and cuts whole code points', () => {
     const anyText = fc.oneof(
       fc.string({ unit: 'binary', maxLength: 40 }),
       fc.string({ unit: 'binary-ascii', maxLength: 40 }),
-      fc.uint8Array({ maxLength: 30 }).map((bytes) =>
-        [...bytes].map((byte) => `%${byte.toString(16).padStart(2, '0')}`).join(''),
-      ),
+      fc
+        .uint8Array({ maxLength: 30 })
+        .map((bytes) => [...bytes].map((byte) => `%${byte.toString(16).padStart(2, '0')}`).join('')),
       fc.constantFrom(LONE_HIGH, LONE_LOW, EMOJI, '%', '%F0%9F', '\0', 'gw-key-abcdef-123'),
     );
     const query = fc
