@@ -73,18 +73,20 @@ for (const host of HOSTS) {
       assertUpstreamGotNothing(upstream);
     });
 
-    it('a TRACE WebSocket handshake is refused the same way', async () => {
-      for (const group of GROUPS.filter(({ group }) => group !== 'browser')) {
+    it('a WebSocket handshake with TRACE, or any method but GET, is refused the same way', async () => {
+      for (const [group, method] of GROUPS.filter(({ group }) => group !== 'browser').flatMap((group) =>
+        ['TRACE', 'DELETE', 'POST'].map((method) => [group, method] as const),
+      )) {
         const response = await exchangeRaw(
           gateway.port,
           rawRequest({
-            method: 'TRACE',
+            method,
             target: group.target,
             authorization: group.alice.sent,
             label: 'ws',
             headers: WEBSOCKET_HEADERS,
           }),
-          { method: 'TRACE' },
+          { method },
         );
         assertRefusedMethod(response);
       }

@@ -85,7 +85,11 @@ const fuzzedRequest = fc.record({
     undefined,
   ),
   headerValue: fc.option(unicodeText.map(looseUtf8), { nil: undefined }),
+  /** Sent as a WebSocket handshake, which goes through `attachUpgrade` instead. */
+  upgrade: fc.boolean(),
 });
+const WEBSOCKET_HEADERS =
+  'Connection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n';
 
 type FuzzedRequest = typeof fuzzedRequest extends fc.Arbitrary<infer T> ? T : never;
 
@@ -95,7 +99,7 @@ function requestBytes(request: FuzzedRequest): Buffer {
   const head =
     `${request.method} ${path}${query === '' ? '' : `?${query}`} HTTP/1.1\r\nHost: gateway.test\r\n` +
     (request.authorization ? `Authorization: ${request.authorization}\r\n` : '') +
-    'Content-Length: 0\r\n';
+    (request.upgrade ? WEBSOCKET_HEADERS : 'Content-Length: 0\r\n');
   return Buffer.concat([
     Buffer.from(head, 'latin1'),
     request.headerValue
@@ -113,6 +117,7 @@ const EMOJI_TOKEN: FuzzedRequest = {
   query: [['token', 'abc%F0%9F%98%80defghij']],
   authorization: 'Bearer user-token-1',
   headerValue: undefined,
+  upgrade: false,
 };
 
 /** Sends one fuzzed request and checks that an HTTP answer came back without a key in it. */
@@ -148,6 +153,7 @@ describe('arbitrary Unicode in paths, query names and values and header values',
           onProxyEvent: (event) => events.push(event),
           logger: { info: log, warn: log, error: log, debug: log },
         }),
+        { upgrades: true },
       );
       const tripwire = installTripwire();
       try {

@@ -223,7 +223,8 @@ export function createAmpMiddleware(
     if (target !== 'bad-path' && !upgrade) return false;
     // Node removes its own error listener from upgraded sockets; a client reset must not crash the host.
     socket.on('error', () => socket.destroy());
-    if (REFLECTING_METHODS.has(req.method!)) {
+    if (req.method !== 'GET') {
+      // A WebSocket handshake is a GET (RFC 6455 §4.1); http-proxy drops any other without a word.
       rejectUpgrade(socket, 'amp_method_not_allowed');
     } else if (!upgrade || query.includes('#')) {
       rejectUpgrade(socket, 'amp_bad_path');
