@@ -16,7 +16,7 @@ export const AMP_ERRORS = {
   amp_method_not_allowed: {
     status: 405,
     message:
-      'TRACE, TRACK and CONNECT are not served on Amp routes: an intermediary would echo the request back, credentials included.',
+      'TRACE, TRACK and CONNECT are not served on Amp routes (an intermediary would echo the request back, credentials included), and a WebSocket handshake must be a GET.',
     /** The `Allow` header a 405 must carry (RFC 9110 §15.5.6): what Amp routes serve. */
     allow: 'GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS',
   },
