@@ -13,6 +13,13 @@ export const AMP_ERRORS = {
     message:
       'The request is framed ambiguously (conflicting or invalid Content-Length / Transfer-Encoding, a body on a WebSocket upgrade) and was refused.',
   },
+  amp_method_not_allowed: {
+    status: 405,
+    message:
+      'TRACE, TRACK and CONNECT are not served on Amp routes (an intermediary would echo the request back, credentials included), and a WebSocket handshake must be a GET.',
+    /** The `Allow` header a 405 must carry (RFC 9110 §15.5.6): what Amp routes serve. */
+    allow: 'GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS',
+  },
   amp_gateway_key_misplaced: {
     status: 400,
     message:
@@ -93,7 +100,9 @@ export const AMP_ERRORS = {
     status: 504,
     message: 'The Amp upstream did not answer in time.',
   },
-} as const satisfies Record<AmpErrorCode, { status: number; message: string }>;
+} as const satisfies Record<AmpErrorCode, { status: number; message: string; allow?: string }>;
+
+const { allow } = AMP_ERRORS.amp_method_not_allowed;
 
 /**
  * Thrown by the factories, `reload` and `loadAmpConfig` when options are invalid. `option` names
@@ -141,6 +150,7 @@ export function sendAmpError(res: ServerResponse, code: AmpErrorCode, where?: st
   for (const name of res.getHeaderNames()) if (isCorsHeader(name)) res.removeHeader(name);
   const body = errorBody(code, where);
   res.writeHead(AMP_ERRORS[code].status, {
+    ...(code === 'amp_method_not_allowed' && { allow }),
     'content-type': 'application/json; charset=utf-8',
     'content-length': Buffer.byteLength(body),
     'cache-control': 'no-store',
@@ -174,6 +184,7 @@ export function rejectUpgrade(socket: Duplex, code: AmpErrorCode, where?: string
   socket.end(
     `HTTP/1.1 ${status} ${STATUS_CODES[status] ?? ''}\r\n` +
       'Connection: close\r\n' +
+      (code === 'amp_method_not_allowed' ? `Allow: ${allow}\r\n` : '') +
       'Content-Type: application/json; charset=utf-8\r\n' +
       `Content-Length: ${Buffer.byteLength(body)}\r\n\r\n` +
       body,

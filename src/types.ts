@@ -496,6 +496,7 @@ export interface AttachUpgradeOptions {
  */
 export type AmpErrorCode =
   | 'amp_bad_request'
+  | 'amp_method_not_allowed'
   | 'amp_gateway_key_misplaced'
   | 'amp_websocket_not_attached'
   | 'amp_bad_path'

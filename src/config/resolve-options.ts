@@ -35,20 +35,47 @@ export interface ResolvedConfig {
 }
 
 /**
+ * Where the host hears of a mistake: its logger, else a process warning. A logger that throws is
+ * host code failing; the warning then goes to the process, and nothing reaches the request.
+ */
+function warningsTo(logger: ValidatedOptions['logger']): ResolvedConfig['warn'] {
+  const emitWarning = (code: string, message: string): void => process.emitWarning(message, { code });
+  if (!logger) return emitWarning;
+  return (code, message) => {
+    try {
+      logger.warn({ code }, message);
+    } catch {
+      emitWarning(code, message);
+    }
+  };
+}
+
+/**
  * One listener for several. Listeners are host code: one that throws loses its own event and
- * breaks nothing else. `undefined` when there is none, so that nothing is traced.
+ * breaks nothing else; its first failure is reported (by the error's name only, as a message
+ * could hold anything), later ones are not, since a broken listener fails on every event.
+ * `undefined` when there is none, so that nothing is traced.
  */
 function combineListeners(
-  listeners: readonly (AmpProxyEventListener | undefined)[],
+  listeners: Readonly<Record<'logger' | 'onProxyEvent', AmpProxyEventListener | undefined>>,
+  warn: ResolvedConfig['warn'],
 ): AmpProxyEventListener | undefined {
-  const present = listeners.filter((listener) => listener !== undefined);
+  const present = Object.entries(listeners).flatMap(([name, listener]) =>
+    listener ? [{ name, listener, reported: false }] : [],
+  );
   if (present.length === 0) return undefined;
   return (event) => {
-    for (const listener of present) {
+    for (const entry of present) {
       try {
-        listener(event);
-      } catch {
-        // isolated on purpose
+        entry.listener(event);
+      } catch (error) {
+        if (entry.reported) continue;
+        entry.reported = true;
+        const kind = error instanceof Error ? error.name : typeof error;
+        warn(
+          'amp_listener_error',
+          `amp-proxy-middleware: ${entry.name} threw (${kind}) on a ${event.type} event; the event is lost to it, the request is unaffected, and its later failures are not reported`,
+        );
       }
     }
   };
@@ -76,6 +103,7 @@ export function resolveOptions(options: unknown): ResolvedConfig {
   const { upstream, upstreamKey, clients, logger } = validated;
   const { proxy } = chooseEgressProxy(validated.upstreamProxy, new URL(upstream.base));
   const serverKeys = typeof upstreamKey === 'string' ? [upstreamKey] : [];
+  const warn = warningsTo(logger);
   return {
     upstreamBase: upstream.base,
     clients: clients.table,
@@ -91,11 +119,12 @@ export function resolveOptions(options: unknown): ResolvedConfig {
     restrictToLocalhost: validated.restrictManagementToLocalhost,
     trustedProxies: validated.trustedProxies,
     hostScope: createHostScope(validated.hosts, validated.trustedProxies),
-    emit: combineListeners([logger && loggingListener(logger), validated.onProxyEvent]),
+    emit: combineListeners(
+      { logger: logger && loggingListener(logger), onProxyEvent: validated.onProxyEvent },
+      warn,
+    ),
     redactor: createRedactor([...clients.secrets, ...serverKeys, ...proxyCredentials(proxy)]),
     providerRouting: providerRouting(validated),
-    warn: logger
-      ? (code, message) => logger.warn({ code }, message)
-      : (code, message) => process.emitWarning(message, { code }),
+    warn,
   };
 }

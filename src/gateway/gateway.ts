@@ -6,7 +6,7 @@ import { startTable } from './config-report.js';
 import { watchConfigFiles } from './config-watcher.js';
 import { jsonLogger } from './json-logger.js';
 import { reloadConfig } from './reload.js';
-import { gatewayRoutes } from './routes.js';
+import { gatewayRoutes, refuseConnect } from './routes.js';
 import { shutDown } from './shutdown.js';
 import type {
   AmpGatewaySettings,
@@ -113,6 +113,7 @@ export async function startGateway(options: GatewayOptions = {}): Promise<Runnin
   const router = ampRouter(routerOptions(loaded.options, logger, metrics));
   const server = createServer(gatewayRoutes(router, metrics, () => loaded));
   attachUpgrade(server, router);
+  server.on('connect', (_req, socket) => refuseConnect(socket));
   const url = await listen(server, loaded.gateway);
   output.write(startTable(loaded, url));
 

@@ -1,5 +1,6 @@
-import type { RequestListener, ServerResponse } from 'node:http';
-import type { AmpMetrics, AmpMiddleware, LoadedAmpConfig } from '../index.js';
+import { STATUS_CODES, type RequestListener, type ServerResponse } from 'node:http';
+import type { Duplex } from 'node:stream';
+import { AMP_ERRORS, type AmpMetrics, type AmpMiddleware, type LoadedAmpConfig } from '../index.js';
 
 function sendJson(res: ServerResponse, status: number, body: object): void {
   const text = JSON.stringify(body);
@@ -46,4 +47,20 @@ export function gatewayRoutes(
     }
     router(req, res, () => sendJson(res, 404, { error: 'not_found' }));
   };
+}
+
+/**
+ * Node hands a CONNECT request to the server's `connect` event, never to the request listener,
+ * and with no listener drops the connection without a word. The gateway is no forward proxy:
+ * every CONNECT gets the 405 its Amp routes answer TRACE with.
+ */
+export function refuseConnect(socket: Duplex): void {
+  const { status, message, allow } = AMP_ERRORS.amp_method_not_allowed;
+  const body = JSON.stringify({ error: 'amp_method_not_allowed', message });
+  // Node leaves a `connect` socket without an error listener: a client reset must not crash us.
+  socket.on('error', () => socket.destroy());
+  socket.end(
+    `HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\nConnection: close\r\nAllow: ${allow}\r\n` +
+      `Content-Type: application/json; charset=utf-8\r\nContent-Length: ${Buffer.byteLength(body)}\r\n\r\n${body}`,
+  );
 }

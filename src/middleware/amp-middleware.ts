@@ -14,6 +14,13 @@ import { probeUpstream } from '../egress/upstream-probe.js';
 import { presentedClient } from '../auth/credentials.js';
 import type { AmpGroup, AmpMiddleware, AmpRequestClient, AmpUpstreamCheck, NextFunction } from '../types.js';
 
+/**
+ * Methods whose answer reflects the request: an intermediary that answers TRACE (Apache's default)
+ * echoes it back, a key the gateway added included (RFC 9110 §9.3.8). CONNECT and TRACK never
+ * reach a `request` listener (Node's parser), but a host may hand them over itself.
+ */
+const REFLECTING_METHODS = new Set(['TRACE', 'TRACK', 'CONNECT']);
+
 /** Amp's own URLs are short; a much longer one is a probe or a mistake (Node's header cap is 16 KiB). */
 const MAX_URL_LENGTH = 8192;
 
@@ -202,6 +209,7 @@ export function createAmpMiddleware(
         warnIfMountedWhereNothingMatches(req, pathname);
         return (next ?? notFound(res))();
       }
+      if (REFLECTING_METHODS.has(req.method!)) return sendAmpError(res, 'amp_method_not_allowed');
       if (target === 'bad-path' || query.includes('#')) return sendAmpError(res, 'amp_bad_path');
       if (url.length > MAX_URL_LENGTH) return sendAmpError(res, 'amp_uri_too_long');
       if (target.handler.upgrade && isUpgradeRequest(req)) {
@@ -227,7 +235,10 @@ export function createAmpMiddleware(
     if (target !== 'bad-path' && !upgrade) return false;
     // Node removes its own error listener from upgraded sockets; a client reset must not crash the host.
     socket.on('error', () => socket.destroy());
-    if (!upgrade || query.includes('#')) {
+    if (req.method !== 'GET') {
+      // A WebSocket handshake is a GET (RFC 6455 §4.1); http-proxy drops any other without a word.
+      rejectUpgrade(socket, 'amp_method_not_allowed');
+    } else if (!upgrade || query.includes('#')) {
       rejectUpgrade(socket, 'amp_bad_path');
     } else if (url.length > MAX_URL_LENGTH) {
       rejectUpgrade(socket, 'amp_uri_too_long');

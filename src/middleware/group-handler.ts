@@ -12,7 +12,7 @@ import {
   type ServerKeyStage,
 } from '../policy/policies.js';
 import { createRequestGate, type RequestGate } from '../access/request-gate.js';
-import { createTracer, type RequestTrace, type Tracer } from '../observability/events.js';
+import { containedTracer, createTracer, type RequestTrace, type Tracer } from '../observability/events.js';
 import { rewriteLocalResponse } from '../provider/local-response.js';
 import {
   routeProviderCall,
@@ -117,32 +117,45 @@ function createRedirectHandler(
   tracer: Tracer | undefined,
   upstreamBase: string,
 ): GroupHandler {
+  // Async only to be its own error boundary, as the forwarding pipeline's `http` is.
+  const redirect = async (
+    req: IncomingMessage,
+    res: ServerResponse,
+    ampPath: string,
+    query: string,
+    answer: Answer,
+  ) => {
+    answer.trace = tracer?.request(req, res, withQuery(ampPath, query));
+    const credentials = admission.admit(req, ampPath, query);
+    if (credentials instanceof Refusal) return answer.refuse(credentials);
+    const location = upstreamBase + withQuery(ampPath, credentials.upstreamQuery('all-credentials'));
+    res.writeHead(302, { location, 'content-length': 0 });
+    res.end();
+  };
   return {
     http(req, res, ampPath, query) {
-      const { answer } = traced(tracer, req, res, ampPath, query);
-      const credentials = admission.admit(req, ampPath, query);
-      if (credentials instanceof Refusal) return answer(credentials);
-      const location = upstreamBase + withQuery(ampPath, credentials.upstreamQuery('all-credentials'));
-      res.writeHead(302, { location, 'content-length': 0 });
-      res.end();
+      const answer = new Answer(res);
+      redirect(req, res, ampPath, query, answer).catch(() =>
+        answer.refuse(new Refusal('amp_internal_error')),
+      );
     },
   };
 }
 
-/** Attached before any asynchronous step, so no ending of the request can be missed. */
-function traced(
-  tracer: Tracer | undefined,
-  req: IncomingMessage,
-  res: ServerResponse,
-  ampPath: string,
-  query: string,
-): { trace: RequestTrace | undefined; answer: (refusal: Refusal) => void } {
-  const trace = tracer?.request(req, res, withQuery(ampPath, query));
-  const answer = (refusal: Refusal): void => {
-    trace?.answered(refusal.code);
-    sendAmpError(res, refusal.code, refusal.where);
+/**
+ * Answers a refused request, telling its trace why. The trace is set by the stage that starts it,
+ * inside the error boundary, and attaches its `close` listener before any asynchronous step, so
+ * no ending of the request can be missed.
+ */
+class Answer {
+  trace: RequestTrace | undefined;
+
+  constructor(private readonly res: ServerResponse) {}
+
+  readonly refuse = (refusal: Refusal): void => {
+    this.trace?.answered(refusal.code);
+    sendAmpError(this.res, refusal.code, refusal.where);
   };
-  return { trace, answer };
 }
 
 /** Admission: who may use the group at all, and what credentials the request presents. */
@@ -202,12 +215,13 @@ class ForwardingPipeline implements GroupHandler {
   }
 
   http(req: IncomingMessage, res: ServerResponse, ampPath: string, query: string): void {
-    const { trace, answer } = traced(this.tracer, req, res, ampPath, query);
-    // The one error boundary: whatever a stage or host code does, the client gets an answer
-    // (or a cut connection once a response started) and nothing reaches the host as an error.
-    this.#serve(req, res, ampPath, query, trace, answer).then(
-      (refusal) => refusal && answer(refusal),
-      () => answer(new Refusal('amp_internal_error')),
+    const answer = new Answer(res);
+    // The one error boundary: whatever tracing, a stage or host code does, the client gets an
+    // answer (or a cut connection once a response started) and nothing reaches the host as an
+    // error.
+    this.#serve(req, res, ampPath, query, answer).then(
+      (refusal) => refusal && answer.refuse(refusal),
+      () => answer.refuse(new Refusal('amp_internal_error')),
     );
   }
 
@@ -283,9 +297,9 @@ class ForwardingPipeline implements GroupHandler {
     res: ServerResponse,
     ampPath: string,
     query: string,
-    trace: RequestTrace | undefined,
-    answer: (refusal: Refusal) => void,
+    answer: Answer,
   ): Promise<Refusal | undefined> {
+    const trace = (answer.trace = this.tracer?.request(req, res, withQuery(ampPath, query)));
     const framing = framingOf(req);
     if (!framing) return new Refusal('amp_bad_request');
     const authorised = await this.#authorise(req, ampPath, query);
@@ -300,7 +314,7 @@ class ForwardingPipeline implements GroupHandler {
     }
     if (route.kind === 'local') {
       trace?.routed(`local:${route.model}`);
-      serveLocally(req, res, route, answer);
+      serveLocally(req, res, route, answer.refuse);
       return undefined;
     }
 
@@ -362,11 +376,14 @@ export function createGroupHandler(
 ): GroupHandler {
   const policySpec = config.policies[group];
   const tracer = config.emit
-    ? createTracer(
-        group,
-        typeof policySpec === 'function' ? 'custom' : policySpec,
-        config.emit,
-        config.redactor.url,
+    ? containedTracer(
+        createTracer(
+          group,
+          typeof policySpec === 'function' ? 'custom' : policySpec,
+          config.emit,
+          config.redactor.url,
+        ),
+        config.warn,
       )
     : undefined;
   const admission = new Admission(group, config);

@@ -21,6 +21,48 @@ export interface Tracer {
   tunnel(socket: Duplex, path: string): void;
 }
 
+/** What a request whose trace failed tells: nothing. */
+const UNTRACED: RequestTrace = {
+  keySpent: () => undefined,
+  answered: () => undefined,
+  failed: () => undefined,
+  routed: () => undefined,
+};
+
+/**
+ * A tracer whose own failure (a bug of ours) costs the events of a request, never its answer:
+ * the first failure is reported through `warn`, later ones are not, as they would repeat it.
+ */
+export function containedTracer(tracer: Tracer, warn: (code: string, message: string) => void): Tracer {
+  let reported = false;
+  const report = (error: unknown): void => {
+    if (reported) return;
+    reported = true;
+    const kind = error instanceof Error ? error.name : typeof error;
+    warn(
+      'amp_trace_error',
+      `amp-proxy-middleware: tracing a request failed (${kind}); requests are served, their events may be missing`,
+    );
+  };
+  return {
+    request(req, res, path) {
+      try {
+        return tracer.request(req, res, path);
+      } catch (error) {
+        report(error);
+        return UNTRACED;
+      }
+    },
+    tunnel(socket, path) {
+      try {
+        tracer.tunnel(socket, path);
+      } catch (error) {
+        report(error);
+      }
+    },
+  };
+}
+
 /**
  * The id a host's request logger gave the request (pino-http's `req.id`, a number or a string),
  * redacted like a path: a host may take it from a client's header, which can hold anything.

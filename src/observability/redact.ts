@@ -6,19 +6,39 @@ import type { Redactor } from '../types.js';
 
 /**
  * The one redaction step every log line and event passes through: a secret shows at most its
- * first 4 characters, enough to tell two keys apart in a log, never enough to use one.
+ * first 4 code points, enough to tell two keys apart in a log, never enough to use one.
  */
 export function redactSecret(value: string): string {
   return `${shownPart(value)}…`;
 }
 
+/**
+ * Where the first `count` code points of `text` end, or -1 when it has fewer. Counted in code
+ * points so that a cut never splits a surrogate pair (an emoji in a query value).
+ */
+function endOfCodePoints(text: string, count: number): number {
+  let end = 0;
+  for (let seen = 0; seen < count; seen++) {
+    if (end >= text.length) return -1;
+    end += text.codePointAt(end)! > 0xffff ? 2 : 1;
+  }
+  return end;
+}
+
 function shownPart(secret: string): string {
-  return secret.length > 8 ? secret.slice(0, 4) : '';
+  return endOfCodePoints(secret, 9) === -1 ? '' : secret.slice(0, endOfCodePoints(secret, 4));
 }
 
 /** `…` as it is written in a URL. */
 const ENCODED_ELLIPSIS = encodeURIComponent('…');
 const QUERY_SEPARATOR = /([&;])/;
+/** A lone surrogate, which `encodeURIComponent` throws on (a `u` regex reads pairs as one). */
+const LONE_SURROGATE = /\p{Cs}/gu;
+
+/** Percent-encoding that cannot throw: a lone surrogate is written as U+FFFD, as UTF-8 would. */
+function encodeComponent(text: string): string {
+  return encodeURIComponent(text.replace(LONE_SURROGATE, '\uFFFD'));
+}
 
 function decodeComponent(component: string): string {
   try {
@@ -108,7 +128,7 @@ class KnownSecretsRedactor implements Redactor {
     if (eq === -1) return name;
     const value = param.slice(eq + 1);
     if (isSecretName(decodeComponent(rawName.replace(/\+/g, ' ')).trim().toLowerCase())) {
-      return `${name}=${encodeURIComponent(redactSecret(decodeComponent(value)))}`;
+      return `${name}=${encodeComponent(redactSecret(decodeComponent(value)))}`;
     }
     return `${name}=${this.#maskSecrets(value, ENCODED_ELLIPSIS)}`;
   }

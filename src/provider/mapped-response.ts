@@ -35,21 +35,31 @@ export function forwardRewritten(
 
   if (!rewriter.holdsWholeBody) res.writeHead(status, proxyRes.statusMessage, headers);
   // Written by hand rather than through a Transform stream: one hop less for every event.
+  // Stream handlers run outside the pipeline's error boundary: whatever the upstream sent, a
+  // failure here cuts this response (the only signal once it is under way), never the process.
   source.on('data', (chunk: Buffer) => {
-    const out = rewriter.push(chunk);
-    if (out === undefined) return fail();
-    if (out.length > 0 && !res.write(out)) {
-      source.pause();
-      res.once('drain', () => source.resume());
+    try {
+      const out = rewriter.push(chunk);
+      if (out === undefined) return fail();
+      if (out.length > 0 && !res.write(out)) {
+        source.pause();
+        res.once('drain', () => source.resume());
+      }
+    } catch {
+      fail();
     }
   });
   source.once('end', () => {
-    const rest = rewriter.end();
-    if (rewriter.holdsWholeBody) {
-      headers['content-length'] = Buffer.byteLength(rest);
-      res.writeHead(status, proxyRes.statusMessage, headers);
+    try {
+      const rest = rewriter.end();
+      if (rewriter.holdsWholeBody) {
+        headers['content-length'] = Buffer.byteLength(rest);
+        res.writeHead(status, proxyRes.statusMessage, headers);
+      }
+      res.end(rest);
+    } catch {
+      fail();
     }
-    res.end(rest);
   });
   return true;
 }

@@ -77,7 +77,11 @@ function rewriteDocument(document: Json, spec: RewriteSpec): boolean {
   return changed;
 }
 
-/** The JSON text with the spec applied; the same text, byte for byte, when nothing applies. */
+/**
+ * The JSON text with the spec applied; the same text, byte for byte, when nothing applies or
+ * when the document cannot be written back: `JSON.parse` reads any depth, but `JSON.stringify`
+ * recurses and throws `RangeError` on a few thousand levels of nesting, which an upstream can send.
+ */
 export function rewriteJsonText(text: string, spec: RewriteSpec): string {
   let document: unknown;
   try {
@@ -85,7 +89,12 @@ export function rewriteJsonText(text: string, spec: RewriteSpec): string {
   } catch {
     return text;
   }
-  return isPlainObject(document) && rewriteDocument(document, spec) ? JSON.stringify(document) : text;
+  if (!isPlainObject(document) || !rewriteDocument(document, spec)) return text;
+  try {
+    return JSON.stringify(document);
+  } catch {
+    return text;
+  }
 }
 
 const DATA_PREFIX = 'data:';

@@ -55,6 +55,10 @@ function timeoutError(): Error {
   return Object.assign(new Error('upstream timed out'), { code: UPSTREAM_TIMEOUT });
 }
 
+function invalidStatusError(): Error {
+  return Object.assign(new Error('invalid upstream status'), { code: 'ERR_HTTP_INVALID_STATUS_CODE' });
+}
+
 function isServerResponse(target: ServerResponse | Socket): target is ServerResponse {
   return 'writeHead' in target;
 }
@@ -84,7 +88,20 @@ function onProxyRes(stripCors: boolean) {
       outbound.trace?.failed('upstream-error', 'reset');
       res.destroy();
     });
-    forwardResponse(proxyRes, outbound.method, res, stripCors, outbound.rewrite);
+    // Node's parser reads any three digits, but `writeHead` (called later, in stream handlers)
+    // throws on a status below 100: such an answer is the upstream failing.
+    const status = proxyRes.statusCode ?? 0;
+    if (status < 100) {
+      proxyRes.destroy();
+      return onError(invalidStatusError(), outbound, res);
+    }
+    try {
+      forwardResponse(proxyRes, outbound.method, res, stripCors, outbound.rewrite);
+    } catch (error) {
+      // http-proxy's listener is outside the pipeline's boundary: a throw here would end the process.
+      proxyRes.destroy();
+      onError(error as Error, outbound, res);
+    }
   };
 }
 

@@ -31,6 +31,8 @@ const DROPPED = new Set<string>([
   'http-referer',
   'referer',
   'priority',
+  // Addressed to intermediaries (TRACE, OPTIONS); one that answers at 0 reflects the request.
+  'max-forwards',
 ]);
 const DROPPED_PREFIXES = ['x-forwarded-', 'x-stainless-', 'sec-ch-ua', 'sec-fetch-'];
 /** Needed on an upgrade; hop-by-hop on a plain request, where Node's agent sets its own. */

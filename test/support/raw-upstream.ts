@@ -19,6 +19,8 @@ export interface RawReply {
   body?: string | Buffer;
   /** Close the connection after answering. */
   close?: boolean;
+  /** Exact bytes to answer with instead of a response built from the fields above (`status` is then unused). */
+  raw?: string;
 }
 
 /** One TCP connection the upstream accepted, recorded byte for byte. */
@@ -83,6 +85,7 @@ export function describeRequest(request: RawRequest, connection: RawConnection):
 }
 
 function serialiseReply(reply: RawReply, method: string): Buffer {
+  if (reply.raw !== undefined) return Buffer.from(reply.raw, 'latin1');
   const body = Buffer.from(reply.body ?? '');
   const fields: HeaderField[] = Object.entries(reply.headers ?? {});
   const hasLength = fields.some(([name]) => /^(content-length|transfer-encoding)$/i.test(name));
