@@ -41,6 +41,10 @@ export interface ProxyCommands {
    * (`clients` variant only), on the header objects of requests the process served.
    */
   recognition: number;
+  /** Starts sampling `heapUsed` every 2 ms (no forced GC: garbage counts, as it holds memory). */
+  'heap-start': null;
+  /** The highest `heapUsed` seen since `heap-start`, in bytes. */
+  'heap-stop': number;
 }
 
 /** What the fake upstream answers, by command. */

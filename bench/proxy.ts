@@ -136,6 +136,8 @@ if (kind === 'bare') {
 let peak = 0;
 let peakTimer: NodeJS.Timeout | undefined;
 let maxRssAtStart = 0;
+let heapPeak = 0;
+let heapTimer: NodeJS.Timeout | undefined;
 
 function collectGarbage(): void {
   // Two passes: the first can only queue finalizers of weakly held objects.
@@ -165,6 +167,16 @@ server.listen(0, '127.0.0.1', () => {
     recognition: () => {
       if (!recognitionCost) throw new Error('only the clients variant measures key recognition');
       return recognitionCost();
+    },
+    'heap-start': () => {
+      clearInterval(heapTimer);
+      heapPeak = process.memoryUsage().heapUsed;
+      heapTimer = setInterval(() => (heapPeak = Math.max(heapPeak, process.memoryUsage().heapUsed)), 2);
+      return null;
+    },
+    'heap-stop': () => {
+      clearInterval(heapTimer);
+      return Math.max(heapPeak, process.memoryUsage().heapUsed);
     },
     'peak-stop': () => {
       clearInterval(peakTimer);
