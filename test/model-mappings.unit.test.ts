@@ -177,12 +177,16 @@ describe('provider routing decisions', () => {
   it('a body over maxBodyBytes, as sent or once decoded, is too large', async () => {
     const padded = JSON.stringify({ model: 'claude-opus-4', pad: 'x'.repeat(2000) });
     assert.deepEqual(await routeProviderCall(fakeRequest('POST', padded), MESSAGES, config()), {
-      kind: 'too-large',
+      kind: 'refused',
+      error: 'amp_body_too_large',
     });
     const zipped = gzipSync(padded);
     assert.ok(zipped.length < 1024);
     const req = fakeRequest('POST', zipped, { 'content-encoding': 'gzip' });
-    assert.deepEqual(await routeProviderCall(req, MESSAGES, config()), { kind: 'too-large' });
+    assert.deepEqual(await routeProviderCall(req, MESSAGES, config()), {
+      kind: 'refused',
+      error: 'amp_body_too_large',
+    });
   });
 
   it("a body a host parser read is mapped from req.body, which routing leaves as the host's", async () => {

@@ -45,22 +45,39 @@ export class SizeCap extends Transform {
 }
 
 /**
- * Decodes a body held in memory: `'too-large'` once more than `maxBytes` come out, `'broken'`
- * when the bytes are not valid in their coding.
+ * How many times its own size a compressed request body may grow once decoded. Real JSON bodies
+ * compress 3 to 20 times (a long context repeating itself a little more); a bomb compresses
+ * hundreds to millions of times, which would let a few bytes make the gateway do the work of
+ * megabytes. Bodies that decode to at most DECODED_FLOOR_BYTES are never refused for it.
+ */
+export const MAX_COMPRESSION_RATIO = 100;
+export const DECODED_FLOOR_BYTES = 1024 * 1024;
+
+/**
+ * Decodes a body held in memory, handing each decoded chunk to `onChunk` as it comes out:
+ * `'too-large'` once more than `maxBytes` come out, `'too-compressed'` once more than
+ * MAX_COMPRESSION_RATIO times the encoded size (and DECODED_FLOOR_BYTES) do, `'broken'` when the
+ * bytes are not valid in their coding.
  */
 export function decodeWhole(
   bytes: Buffer,
   decoder: Transform,
   maxBytes: number,
-): Promise<Buffer | 'too-large' | 'broken'> {
+  onChunk?: (chunk: Buffer) => void,
+): Promise<Buffer | 'too-large' | 'too-compressed' | 'broken'> {
+  const ratioCap = Math.max(DECODED_FLOOR_BYTES, bytes.length * MAX_COMPRESSION_RATIO);
+  const overCap = ratioCap < maxBytes ? 'too-compressed' : 'too-large';
   return new Promise((resolve) => {
-    const capped = new SizeCap(maxBytes);
+    const capped = new SizeCap(Math.min(maxBytes, ratioCap));
     const chunks: Buffer[] = [];
-    capped.on('data', (chunk: Buffer) => chunks.push(chunk));
+    capped.on('data', (chunk: Buffer) => {
+      chunks.push(chunk);
+      onChunk?.(chunk);
+    });
     capped.once('end', () => resolve(Buffer.concat(chunks)));
     capped.once('error', () => {
       decoder.destroy();
-      resolve('too-large');
+      resolve(overCap);
     });
     decoder.once('error', () => resolve('broken'));
     decoder.pipe(capped);

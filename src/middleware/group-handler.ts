@@ -293,10 +293,10 @@ class ForwardingPipeline implements GroupHandler {
     const { credentials, decision } = authorised;
 
     const route = this.#routing ? await routeProviderCall(req, ampPath, this.#routing) : AS_RECEIVED;
-    if (route.kind === 'too-large') {
-      // The rest of the body is never read, so the connection cannot carry another request.
-      res.shouldKeepAlive = false;
-      return new Refusal('amp_body_too_large');
+    if (route.kind === 'refused') {
+      // The rest of a body too large is never read, so the connection cannot carry another request.
+      if (route.error === 'amp_body_too_large') res.shouldKeepAlive = false;
+      return new Refusal(route.error);
     }
     if (route.kind === 'local') {
       trace?.routed(`local:${route.model}`);
