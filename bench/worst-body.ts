@@ -201,7 +201,10 @@ export interface WorstBodyFigures {
 }
 
 /** Runs the phase on an amp proxy of its own (with the model mapping) behind `upstream`. */
-export async function measureWorstBody(upstream: string, log: (line: string) => void): Promise<WorstBodyFigures> {
+export async function measureWorstBody(
+  upstream: string,
+  log: (line: string) => void,
+): Promise<WorstBodyFigures> {
   const bodies = worstBodies();
   const proxy = await startChild<ProxyCommands>('proxy.ts', ['amp', upstream, 'mapped']);
   try {
@@ -253,7 +256,11 @@ export function reportWorstBody(report: Report, figures: WorstBodyFigures): void
       `${fixed(latencyRatio, 2)}x idle, ${attack.latency.failures} failed, needs <= 2x and none`,
     );
     const heapRatio = attack.heapPeak / idle.heapPeak;
-    report.target(`heap under ${attack.name}`, heapRatio <= 2, `${fixed(heapRatio, 2)}x idle peak, needs <= 2x`);
+    report.target(
+      `heap under ${attack.name}`,
+      heapRatio <= 2,
+      `${fixed(heapRatio, 2)}x idle peak, needs <= 2x`,
+    );
   }
 }
 

@@ -8,10 +8,7 @@ export type Json = Record<string, unknown>;
 
 /** Why a provider call's body is refused before it goes anywhere. */
 export type BodyRefusal =
-  | 'amp_body_too_large'
-  | 'amp_body_too_compressed'
-  | 'amp_body_ambiguous'
-  | 'amp_body_too_complex';
+  'amp_body_too_large' | 'amp_body_too_compressed' | 'amp_body_ambiguous' | 'amp_body_too_complex';
 
 /**
  * Past these, a body is not parsed into objects for a local handler: the parse would take the

@@ -108,7 +108,8 @@ const WATCHED_KEYS: ReadonlyMap<string, number> = new Map([
   ['function', FUNCTION_KEY],
 ]);
 
-const isWhitespace = (byte: number): boolean => byte === 0x20 || byte === 0x0a || byte === 0x0d || byte === 0x09;
+const isWhitespace = (byte: number): boolean =>
+  byte === 0x20 || byte === 0x0a || byte === 0x0d || byte === 0x09;
 const isDigit = (byte: number): boolean => byte >= ZERO && byte <= NINE;
 const isHexDigit = (byte: number): boolean =>
   isDigit(byte) || (byte >= 0x41 && byte <= 0x46) || (byte >= 0x61 && byte <= 0x66);
@@ -230,7 +231,8 @@ export class ModelScanner {
           } else if ((byte === 0x65 || byte === 0x45) && this.#state !== NUM_EXP) {
             this.#state = NUM_E;
             i++;
-          } else if (isDigit(byte)) return this.#fail(); // a leading zero
+          } else if (isDigit(byte))
+            return this.#fail(); // a leading zero
           else this.#endScalar(); // the byte ends the number and is read again
           continue;
         case NUM_DOT:
@@ -384,8 +386,7 @@ export class ModelScanner {
       this.#stringStart = at;
       this.#state = STRING;
     } else if (byte === OPEN_OBJECT) {
-      const opened =
-        role === TOOLS ? TOOL : role === TOOL && key === FUNCTION_KEY ? TOOL_FUNCTION : OTHER;
+      const opened = role === TOOLS ? TOOL : role === TOOL && key === FUNCTION_KEY ? TOOL_FUNCTION : OTHER;
       this.#open(1, opened);
     } else if (byte === OPEN_ARRAY) {
       this.#open(0, role === TOP && key === TOOLS_KEY ? TOOLS : OTHER);
