@@ -156,7 +156,7 @@ export interface AmpProxyOptions {
   forceModelMappings?: boolean;
   /**
    * The largest request body read to find a provider call's model (only when `modelMappings` or
-   * `localProvider` is set); larger ones get `413 amp_body_too_large`. Defaults to 33554432 (32 MiB).
+   * `localProvider` is set); larger ones get `413 amp_body_too_large`. Defaults to 16777216 (16 MiB).
    */
   maxBodyBytes?: number;
 }
