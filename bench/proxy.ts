@@ -52,7 +52,8 @@ const server = createServer(app);
  * The built package is measured, as users run it: tsx's transform of src/ adds its own
  * per-closure cost that the bare proxy (plain JavaScript from node_modules) does not pay.
  */
-const BUILT_PACKAGE = '../dist/esm';
+// BENCH_PACKAGE (an absolute path to another build's dist/esm) lets a phase compare two builds.
+const BUILT_PACKAGE = process.env.BENCH_PACKAGE ?? '../dist/esm';
 /** What the `recognition` command measures on; set by the `clients` variant. */
 let recognitionCost: (() => Promise<number>) | undefined;
 

@@ -5,8 +5,13 @@
  * client's p50 / p99 / max latency and failures, and the proxy's heap (sampled every 2 ms, garbage
  * included) in each run, against the idle run.
  *
+ * Then what the scanner costs ordinary traffic: POST req/s at 50 connections through the same
+ * mapped proxy (every body is read for its model), alternating with a proxy of another build when
+ * WORST_BASELINE is set.
+ *
  * Run alone: node --import tsx bench/worst-body.ts   (npm run bench runs it as one phase)
- * WORST_SECONDS=N   seconds per run (default 10)
+ * WORST_SECONDS=N      seconds per latency run (default 10)
+ * WORST_BASELINE=dir   absolute path of another build's dist/esm to compare req/s with
  */
 import { Agent, request } from 'node:http';
 import { randomBytes } from 'node:crypto';
@@ -15,14 +20,17 @@ import { pathToFileURL } from 'node:url';
 import { brotliCompressSync, constants } from 'node:zlib';
 import { killAllChildren, startChild } from './children.js';
 import { MAPPED_MODEL, USER_TOKEN, type ProxyCommands, type UpstreamCommands } from './protocol.js';
-import { fixed, Report } from './report.js';
-import { MESSAGES_PATH } from './traffic.js';
+import { fixed, median, Report } from './report.js';
+import { load, MESSAGES_PATH } from './traffic.js';
 
 const MB = 1024 * 1024;
 const SECONDS = Number(process.env.WORST_SECONDS ?? 10);
 const ATTACKERS = 2;
 const PROBE_TIMEOUT_MS = 30_000;
 const ATTACK_TIMEOUT_MS = 120_000;
+const RATE_ROUNDS = 4;
+const RATE_SECONDS = 4;
+const BASELINE = process.env.WORST_BASELINE;
 
 const PROBE_BODY = JSON.stringify({
   model: MAPPED_MODEL,
@@ -198,6 +206,54 @@ export interface WorstBodyFigures {
   readonly heapAtRest: number;
   readonly idle: WorstBodyRun;
   readonly attacks: readonly WorstBodyRun[];
+  /** POST req/s at c=50 through the mapped proxy (median of rounds), and through the baseline build's. */
+  readonly rate: number;
+  readonly baselineRate: number | undefined;
+}
+
+function startMapped(upstream: string, builtPackage?: string) {
+  const previous = process.env.BENCH_PACKAGE;
+  if (builtPackage) process.env.BENCH_PACKAGE = builtPackage;
+  try {
+    return startChild<ProxyCommands>('proxy.ts', ['amp', upstream, 'mapped']);
+  } finally {
+    if (builtPackage) process.env.BENCH_PACKAGE = previous;
+    if (previous === undefined) delete process.env.BENCH_PACKAGE;
+  }
+}
+
+async function requestRate(base: string): Promise<number> {
+  const result = await load(base, {
+    method: 'POST',
+    path: MESSAGES_PATH,
+    connections: 50,
+    seconds: RATE_SECONDS,
+  });
+  if (result.failures > 0) throw new Error(`${result.failures} of ${result.responses} requests failed`);
+  return result.requestsPerSecond;
+}
+
+/** This build's mapped proxy against the baseline build's, alternating, on ordinary bodies. */
+async function measureRates(
+  proxy: { url: string },
+  upstream: string,
+  log: (line: string) => void,
+): Promise<{ rate: number; baselineRate: number | undefined }> {
+  const baseline = BASELINE ? await startMapped(upstream, BASELINE) : undefined;
+  try {
+    const samples: { current: number[]; baseline: number[] } = { current: [], baseline: [] };
+    for (const url of [proxy.url, baseline?.url]) if (url) await requestRate(url); // warm-up
+    for (let round = 1; round <= RATE_ROUNDS; round++) {
+      samples.current.push(await requestRate(proxy.url));
+      if (baseline) samples.baseline.push(await requestRate(baseline.url));
+      log(
+        `mapped proxy POST req/s round ${round}: ${fixed(samples.current.at(-1)!, 0)}${baseline ? `, baseline ${fixed(samples.baseline.at(-1)!, 0)}` : ''}`,
+      );
+    }
+    return { rate: median(samples.current), baselineRate: baseline ? median(samples.baseline) : undefined };
+  } finally {
+    await baseline?.stop();
+  }
 }
 
 /** Runs the phase on an amp proxy of its own (with the model mapping) behind `upstream`. */
@@ -206,7 +262,7 @@ export async function measureWorstBody(
   log: (line: string) => void,
 ): Promise<WorstBodyFigures> {
   const bodies = worstBodies();
-  const proxy = await startChild<ProxyCommands>('proxy.ts', ['amp', upstream, 'mapped']);
+  const proxy = await startMapped(upstream);
   try {
     await probe(proxy.url, 2); // compiles the paths
     const heapAtRest = (await proxy.call('memory')).heapUsed;
@@ -227,7 +283,7 @@ export async function measureWorstBody(
     const idle = await run('idle', 'no attacker');
     const attacks: WorstBodyRun[] = [];
     for (const body of bodies) attacks.push(await run(body.name, body.describe, body));
-    return { heapAtRest, idle, attacks };
+    return { heapAtRest, idle, attacks, ...(await measureRates(proxy, upstream, log)) };
   } finally {
     await proxy.stop();
   }
@@ -235,6 +291,14 @@ export async function measureWorstBody(
 
 export function reportWorstBody(report: Report, figures: WorstBodyFigures): void {
   const { idle } = figures;
+  if (figures.baselineRate !== undefined) {
+    report.ampRatio(
+      'mapped proxy: req/s POST, ordinary body (c=50)',
+      { label: 'baseline build', value: figures.baselineRate },
+      { label: 'this build', value: figures.rate },
+      0,
+    );
+  }
   for (const attack of figures.attacks) {
     const label = `${attack.name} x${ATTACKERS}`;
     report.ampRatio(
@@ -272,6 +336,7 @@ async function main(): Promise<void> {
     const report = new Report();
     reportWorstBody(report, figures);
     process.stdout.write(`heap at rest (after GC): ${fixed(figures.heapAtRest / MB, 1)} MB\n`);
+    process.stdout.write(`mapped proxy req/s POST, ordinary body (c=50): ${fixed(figures.rate, 0)}\n`);
     process.stdout.write(`${report.render()}\n`);
   } finally {
     await upstream.stop();

@@ -1,15 +1,19 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import fc from 'fast-check';
-import {
-  MAX_TOOL_NAMES,
-  ModelScanner,
-  scanBody,
-  stringAt,
-  type BodyScan,
-} from '../src/provider/model-scanner.js';
+import { MAX_TOOL_NAMES, ModelScanner, type BodyScan, type Span } from '../src/provider/model-scanner.js';
 
 type Found = Extract<BodyScan, { kind: 'object' }>;
+
+function scanBody(body: Uint8Array): BodyScan {
+  const scanner = new ModelScanner();
+  scanner.push(body);
+  return scanner.end();
+}
+
+function stringAt(body: Buffer, span: Span): string {
+  return JSON.parse(body.toString('utf8', span.start, span.end)) as string;
+}
 
 function scan(text: string | Buffer): BodyScan {
   return scanBody(Buffer.from(text));

@@ -54,18 +54,21 @@ export const MAX_COMPRESSION_RATIO = 100;
 export const DECODED_FLOOR_BYTES = 1024 * 1024;
 
 /**
- * Decodes a body held in memory, handing each decoded chunk to `onChunk` as it comes out:
+ * Decodes a body held in memory into the chunks the decoder makes (never joined, so that no one
+ * copy of megabytes holds up other requests), handing each to `onChunk` as it comes out:
  * `'too-large'` once more than `maxBytes` come out, `'too-compressed'` once more than
  * MAX_COMPRESSION_RATIO times the encoded size (and DECODED_FLOOR_BYTES) do, `'broken'` when the
  * bytes are not valid in their coding.
  */
 export function decodeWhole(
-  bytes: Buffer,
+  encoded: readonly Buffer[],
   decoder: Transform,
   maxBytes: number,
   onChunk?: (chunk: Buffer) => void,
-): Promise<Buffer | 'too-large' | 'too-compressed' | 'broken'> {
-  const ratioCap = Math.max(DECODED_FLOOR_BYTES, bytes.length * MAX_COMPRESSION_RATIO);
+): Promise<Buffer[] | 'too-large' | 'too-compressed' | 'broken'> {
+  let encodedLength = 0;
+  for (const chunk of encoded) encodedLength += chunk.length;
+  const ratioCap = Math.max(DECODED_FLOOR_BYTES, encodedLength * MAX_COMPRESSION_RATIO);
   const overCap = ratioCap < maxBytes ? 'too-compressed' : 'too-large';
   return new Promise((resolve) => {
     const capped = new SizeCap(Math.min(maxBytes, ratioCap));
@@ -74,13 +77,14 @@ export function decodeWhole(
       chunks.push(chunk);
       onChunk?.(chunk);
     });
-    capped.once('end', () => resolve(Buffer.concat(chunks)));
+    capped.once('end', () => resolve(chunks));
     capped.once('error', () => {
       decoder.destroy();
       resolve(overCap);
     });
     decoder.once('error', () => resolve('broken'));
     decoder.pipe(capped);
-    decoder.end(bytes);
+    for (const chunk of encoded) decoder.write(chunk);
+    decoder.end();
   });
 }

@@ -2,7 +2,7 @@ import type { IncomingMessage } from 'node:http';
 import { isPlainObject } from '../plain-object.js';
 import { decodeWhole, decoderFor } from '../http/body-encoding.js';
 import type { HeldBody } from '../http/held-body.js';
-import { ModelScanner, stringAt, type BodyScan } from './model-scanner.js';
+import { ModelScanner, type BodyScan, type Span } from './model-scanner.js';
 
 export type Json = Record<string, unknown>;
 
@@ -55,34 +55,79 @@ function parsedByHost(json: Json): ProviderBody {
   const named: NamedModel = {
     model,
     toolNames: toolNamesIn(json),
-    withModel: (to) => ({ bytes: Buffer.from(JSON.stringify({ ...json, model: to })), asReceived: false }),
+    withModel: (to) => ({ chunks: [Buffer.from(JSON.stringify({ ...json, model: to }))], asReceived: false }),
     parsedWithModel: (to) => ({ ...json, model: to }),
   };
   return { received: undefined, named };
+}
+
+/** A body held in the pieces it came in, and where each piece starts. */
+class Pieces {
+  readonly #starts: number[] = [];
+  constructor(readonly chunks: readonly Buffer[]) {
+    let at = 0;
+    for (const chunk of chunks) {
+      this.#starts.push(at);
+      at += chunk.length;
+    }
+  }
+
+  /** The index of the piece holding byte `offset`. */
+  #pieceAt(offset: number): number {
+    let low = 0;
+    let high = this.#starts.length - 1;
+    while (low < high) {
+      const middle = (low + high + 1) >> 1;
+      if (this.#starts[middle]! <= offset) low = middle;
+      else high = middle - 1;
+    }
+    return low;
+  }
+
+  /** The text of a string token the scan found (a name: copying it is cheap). */
+  stringAt(span: Span): string {
+    const parts: Buffer[] = [];
+    for (let index = this.#pieceAt(span.start); index < this.chunks.length; index++) {
+      const start = this.#starts[index]!;
+      if (start >= span.end) break;
+      parts.push(this.chunks[index]!.subarray(Math.max(0, span.start - start), span.end - start));
+    }
+    return JSON.parse(Buffer.concat(parts).toString('utf8')) as string;
+  }
+
+  /** The pieces with `replacement` in place of the span's bytes, sharing every other byte. */
+  spliced(span: Span, replacement: Buffer): Buffer[] {
+    const first = this.#pieceAt(span.start);
+    const last = this.#pieceAt(span.end - 1);
+    return [
+      ...this.chunks.slice(0, first),
+      this.chunks[first]!.subarray(0, span.start - this.#starts[first]!),
+      replacement,
+      this.chunks[last]!.subarray(span.end - this.#starts[last]!),
+      ...this.chunks.slice(last + 1),
+    ];
+  }
 }
 
 /**
  * A body the gateway read itself, never parsed: the scan says where the model is, and the mapped
  * name is spliced into the decoded bytes in its place, every other byte as the client sent it.
  */
-function scanned(received: HeldBody, decoded: Buffer, scan: BodyScan): ProviderBody | BodyRefusal {
+function scanned(received: HeldBody, decoded: readonly Buffer[], scan: BodyScan): ProviderBody | BodyRefusal {
   if (scan.kind !== 'object') return { received, named: undefined };
   // JSON parsers disagree on a repeated key (the last wins, the first wins, or an error): a body
   // naming two models could be routed as one and served as the other.
   if (scan.modelKeys > 1) return 'amp_body_ambiguous';
   const { model: span } = scan;
   if (!span) return { received, named: undefined };
+  const body = new Pieces(decoded);
   const named: NamedModel = {
-    model: stringAt(decoded, span),
-    toolNames: scan.toolNames.map((name) => stringAt(decoded, name)),
-    withModel(to) {
-      const name = Buffer.from(JSON.stringify(to));
-      const bytes = Buffer.concat([decoded.subarray(0, span.start), name, decoded.subarray(span.end)]);
-      return { bytes, asReceived: false };
-    },
+    model: body.stringAt(span),
+    toolNames: scan.toolNames.map((name) => body.stringAt(name)),
+    withModel: (to) => ({ chunks: body.spliced(span, Buffer.from(JSON.stringify(to))), asReceived: false }),
     parsedWithModel(to) {
       if (scan.values > MAX_PARSED_VALUES || scan.depth > MAX_PARSED_DEPTH) return 'amp_body_too_complex';
-      const json = JSON.parse(decoded.toString('utf8')) as Json;
+      const json = JSON.parse(Buffer.concat(decoded).toString('utf8')) as Json;
       json.model = to;
       return json;
     },
@@ -94,7 +139,7 @@ function readStream(
   req: IncomingMessage,
   maxBytes: number,
   onChunk: ((chunk: Buffer) => void) | undefined,
-): Promise<Buffer | 'too-large'> {
+): Promise<Buffer[] | 'too-large'> {
   return new Promise((resolve, reject) => {
     const chunks: Buffer[] = [];
     let size = 0;
@@ -110,7 +155,7 @@ function readStream(
       onChunk?.(chunk);
     };
     req.on('data', onData);
-    req.once('end', () => resolve(Buffer.concat(chunks)));
+    req.once('end', () => resolve(chunks));
     req.once('error', reject);
   });
 }
@@ -133,9 +178,10 @@ export async function readProviderBody(
   const scanner = new ModelScanner();
   const raw = await readStream(req, maxBytes, decoder ? undefined : (chunk) => scanner.push(chunk));
   if (raw === 'too-large') return 'amp_body_too_large';
-  const received: HeldBody = { bytes: raw, asReceived: true };
+  const received: HeldBody = { chunks: raw, asReceived: true };
   if (decoder === 'unsupported') return { received, named: undefined };
   if (!decoder) return scanned(received, raw, scanner.end());
+  // The decoder works in its own thread on the whole body; only the scan runs here, chunk by chunk.
   const decoded = await decodeWhole(raw, decoder, maxBytes, (chunk) => scanner.push(chunk));
   if (decoded === 'too-large') return 'amp_body_too_large';
   if (decoded === 'too-compressed') return 'amp_body_too_compressed';

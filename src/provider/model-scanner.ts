@@ -169,10 +169,11 @@ export class ModelScanner {
 
   #scan(chunk: Uint8Array): void {
     const length = chunk.length;
+    let state = this.#state;
     let i = 0;
-    while (i < length) {
-      const byte = chunk[i]!;
-      switch (this.#state) {
+    scan: while (i < length) {
+      let byte = chunk[i]!;
+      switch (state) {
         case STRING: {
           // The tight loop: most of a body is the inside of strings.
           let j = i;
@@ -182,158 +183,162 @@ export class ModelScanner {
             j++;
           }
           if (this.#keyWatched) this.#collectKey(chunk, i, j);
-          i = j;
-          if (i === length) return;
-          const b = chunk[i]!;
-          if (b === QUOTE) this.#endString(this.#offset + i + 1);
-          else if (b === BACKSLASH) {
+          if (j === length) break scan;
+          byte = chunk[j]!;
+          i = j + 1;
+          if (byte === QUOTE) state = this.#endString(this.#offset + i);
+          else if (byte === BACKSLASH) {
             this.#keyEscaped = true;
-            if (this.#keyWatched) this.#collectKey(chunk, i, i + 1);
-            this.#state = ESCAPE;
-          } else return this.#fail();
-          i++;
-          continue;
+            if (this.#keyWatched) this.#collectKey(chunk, j, i);
+            state = ESCAPE;
+          } else state = FAILED;
+          break;
         }
         case ESCAPE:
           if (byte === 0x75) {
-            this.#state = UNICODE;
+            state = UNICODE;
             this.#hexLeft = 4;
-          } else if (ESCAPABLE.has(byte)) this.#state = STRING;
-          else return this.#fail();
+          } else state = ESCAPABLE.has(byte) ? STRING : FAILED;
           if (this.#keyWatched) this.#collectKey(chunk, i, i + 1);
           i++;
-          continue;
+          break;
         case UNICODE:
-          if (!isHexDigit(byte)) return this.#fail();
-          if (--this.#hexLeft === 0) this.#state = STRING;
+          if (!isHexDigit(byte)) state = FAILED;
+          else if (--this.#hexLeft === 0) state = STRING;
           if (this.#keyWatched) this.#collectKey(chunk, i, i + 1);
           i++;
-          continue;
+          break;
         case LITERAL:
-          if (byte !== this.#literal[this.#literalIndex]) return this.#fail();
-          if (++this.#literalIndex === this.#literal.length) this.#endScalar();
+          if (byte !== this.#literal[this.#literalIndex]) state = FAILED;
+          else if (++this.#literalIndex === this.#literal.length) state = AFTER_VALUE;
           i++;
-          continue;
+          break;
         case NUM_MINUS:
-          if (byte === ZERO) this.#state = NUM_ZERO;
-          else if (isDigit(byte)) this.#state = NUM_INT;
-          else return this.#fail();
+        case NUM_DOT:
+        case NUM_E_SIGN:
+          // A digit must follow.
+          if (!isDigit(byte)) state = FAILED;
+          else
+            state =
+              state === NUM_MINUS
+                ? byte === ZERO
+                  ? NUM_ZERO
+                  : NUM_INT
+                : state === NUM_DOT
+                  ? NUM_FRAC
+                  : NUM_EXP;
           i++;
-          continue;
+          break;
+        case NUM_E:
+          if (byte === PLUS || byte === MINUS) state = NUM_E_SIGN;
+          else state = isDigit(byte) ? NUM_EXP : FAILED;
+          i++;
+          break;
         case NUM_ZERO:
         case NUM_INT:
         case NUM_FRAC:
         case NUM_EXP:
-          if (isDigit(byte) && this.#state !== NUM_ZERO) i++;
-          else if (byte === DOT && this.#state !== NUM_FRAC && this.#state !== NUM_EXP) {
-            this.#state = NUM_DOT;
+          if (state !== NUM_ZERO) {
+            while (i < length && isDigit(chunk[i]!)) i++;
+            if (i === length) break scan;
+            byte = chunk[i]!;
+          }
+          if (byte === DOT && (state === NUM_ZERO || state === NUM_INT)) {
+            state = NUM_DOT;
             i++;
-          } else if ((byte === 0x65 || byte === 0x45) && this.#state !== NUM_EXP) {
-            this.#state = NUM_E;
+          } else if ((byte === 0x65 || byte === 0x45) && state !== NUM_EXP) {
+            state = NUM_E;
             i++;
-          } else if (isDigit(byte))
-            return this.#fail(); // a leading zero
-          else this.#endScalar(); // the byte ends the number and is read again
-          continue;
-        case NUM_DOT:
-          if (!isDigit(byte)) return this.#fail();
-          this.#state = NUM_FRAC;
-          i++;
-          continue;
-        case NUM_E:
-          if (byte === PLUS || byte === MINUS) this.#state = NUM_E_SIGN;
-          else if (isDigit(byte)) this.#state = NUM_EXP;
-          else return this.#fail();
-          i++;
-          continue;
-        case NUM_E_SIGN:
-          if (!isDigit(byte)) return this.#fail();
-          this.#state = NUM_EXP;
-          i++;
-          continue;
+          } else if (isDigit(byte)) {
+            state = FAILED; // a leading zero
+          } else {
+            state = AFTER_VALUE; // the byte ends the number and is read again
+          }
+          break;
         default:
-          break;
+          i++;
+          if (!isWhitespace(byte)) state = this.#structural(state, byte, this.#offset + i - 1);
       }
-      i++;
-      if (isWhitespace(byte)) continue;
-      switch (this.#state) {
-        case START:
-          if (byte !== OPEN_OBJECT) return this.#fail();
-          this.#values++;
-          this.#open(1, TOP);
-          break;
-        case VALUE:
-        case VALUE_OR_CLOSE:
-          if (byte === CLOSE_ARRAY && this.#state === VALUE_OR_CLOSE) this.#close(0);
-          else this.#startValue(byte, this.#offset + i - 1);
-          break;
-        case KEY_OR_CLOSE:
-        case KEY:
-          if (byte === QUOTE) this.#startKey();
-          else if (byte === CLOSE_OBJECT && this.#state === KEY_OR_CLOSE) this.#close(1);
-          else return this.#fail();
-          break;
-        case COLON:
-          if (byte !== COLON_BYTE) return this.#fail();
-          this.#state = VALUE;
-          break;
-        case AFTER_VALUE: {
-          const inObject = this.#kinds[this.#depth - 1] === 1;
-          if (byte === COMMA) this.#state = inObject ? KEY : VALUE;
-          else if (byte === (inObject ? CLOSE_OBJECT : CLOSE_ARRAY)) this.#close(inObject ? 1 : 0);
-          else return this.#fail();
-          break;
-        }
-        default:
-          // DONE: nothing but whitespace may follow the object.
-          return this.#fail();
-      }
-      if (this.#state === FAILED) return;
+      if (state === FAILED) break;
     }
+    this.#state = state;
   }
 
-  #fail(): void {
-    this.#state = FAILED;
+  /** The state after `byte` outside strings, numbers and literals. */
+  #structural(state: number, byte: number, at: number): number {
+    switch (state) {
+      case AFTER_VALUE: {
+        const inObject = this.#kinds[this.#depth - 1] === 1;
+        if (byte === COMMA) return inObject ? KEY : VALUE;
+        if (byte === (inObject ? CLOSE_OBJECT : CLOSE_ARRAY)) return this.#close();
+        return FAILED;
+      }
+      case VALUE:
+        return this.#startValue(byte, at);
+      case VALUE_OR_CLOSE:
+        return byte === CLOSE_ARRAY ? this.#close() : this.#startValue(byte, at);
+      case KEY:
+        return byte === QUOTE ? this.#startKey() : FAILED;
+      case KEY_OR_CLOSE:
+        if (byte === QUOTE) return this.#startKey();
+        return byte === CLOSE_OBJECT ? this.#close() : FAILED;
+      case COLON:
+        return byte === COLON_BYTE ? VALUE : FAILED;
+      case START:
+        if (byte !== OPEN_OBJECT) return FAILED;
+        this.#values++;
+        return this.#open(1, TOP);
+      default:
+        // DONE: nothing but whitespace may follow the object.
+        return FAILED;
+    }
   }
 
   #role(depth: number): number {
     return depth <= ROLE_DEPTH ? this.#roles[depth]! : OTHER;
   }
 
-  #open(kind: number, role: number): void {
+  #open(kind: number, role: number): number {
     if (this.#depth === this.#kinds.length) {
       const grown = new Uint8Array(this.#kinds.length * 2);
       grown.set(this.#kinds);
       this.#kinds = grown;
     }
-    this.#kinds[this.#depth++] = kind;
-    if (this.#depth > this.#maxDepth) this.#maxDepth = this.#depth;
-    if (this.#depth <= ROLE_DEPTH) this.#roles[this.#depth] = role;
-    if (role === TOOL) {
-      this.#toolName = undefined;
-      this.#functionName = undefined;
-    }
-    this.#state = kind === 1 ? KEY_OR_CLOSE : VALUE_OR_CLOSE;
-  }
-
-  #close(kind: number): void {
-    if (this.#role(this.#depth) === TOOL) {
-      for (const name of [this.#toolName, this.#functionName]) {
-        if (name && this.#toolNames.length < MAX_TOOL_NAMES) this.#toolNames.push(name);
+    const depth = ++this.#depth;
+    this.#kinds[depth - 1] = kind;
+    if (depth > this.#maxDepth) this.#maxDepth = depth;
+    if (depth <= ROLE_DEPTH) {
+      this.#roles[depth] = role;
+      if (role === TOOL) {
+        this.#toolName = undefined;
+        this.#functionName = undefined;
       }
     }
-    if (this.#kinds[this.#depth - 1] !== kind) return this.#fail();
-    this.#depth--;
-    this.#state = this.#depth === 0 ? DONE : AFTER_VALUE;
+    return kind === 1 ? KEY_OR_CLOSE : VALUE_OR_CLOSE;
   }
 
-  #startKey(): void {
+  /** Closes the innermost container; the caller checked the byte closes its kind. */
+  #close(): number {
+    const depth = this.#depth;
+    if (depth <= ROLE_DEPTH && this.#roles[depth] === TOOL) {
+      this.#keepToolName(this.#toolName);
+      this.#keepToolName(this.#functionName);
+    }
+    this.#depth = depth - 1;
+    return depth === 1 ? DONE : AFTER_VALUE;
+  }
+
+  #keepToolName(name: Span | undefined): void {
+    if (name && this.#toolNames.length < MAX_TOOL_NAMES) this.#toolNames.push(name);
+  }
+
+  #startKey(): number {
     const role = this.#role(this.#depth);
     this.#inKey = true;
     this.#keyWatched = role === TOP || role === TOOL || role === TOOL_FUNCTION;
     this.#keyLength = 0;
     this.#keyEscaped = false;
-    this.#state = STRING;
+    return STRING;
   }
 
   #collectKey(chunk: Uint8Array, from: number, to: number): void {
@@ -359,12 +364,25 @@ export class ModelScanner {
     return key === NAME_KEY ? key : NO_KEY;
   }
 
-  #startValue(byte: number, at: number): void {
+  #startValue(byte: number, at: number): number {
     this.#values++;
     const role = this.#role(this.#depth);
     const key = this.#key;
+    // Only a watched key, or an element of `tools`, needs bookkeeping.
+    if (key !== NO_KEY || role === TOOLS) return this.#startWatchedValue(byte, at, role, key);
+    if (byte === QUOTE) {
+      this.#inKey = false;
+      this.#keyWatched = false;
+      this.#stringTarget = NOWHERE;
+      return STRING;
+    }
+    return this.#startOther(byte, OTHER);
+  }
+
+  #startWatchedValue(byte: number, at: number, role: number, key: number): number {
     this.#key = NO_KEY;
     this.#stringTarget = NOWHERE;
+    let opened = OTHER;
     if (role === TOP && key === MODEL_KEY) {
       this.#modelKeys++;
       this.#model = undefined;
@@ -372,62 +390,54 @@ export class ModelScanner {
     } else if (role === TOP && key === TOOLS_KEY) {
       // The last `tools` is the one JSON.parse keeps.
       this.#toolNames = [];
+      if (byte === OPEN_ARRAY) opened = TOOLS;
     } else if (key === NAME_KEY) {
       if (role === TOOL) this.#toolName = undefined;
       else this.#functionName = undefined;
       if (byte === QUOTE) this.#stringTarget = role === TOOL ? TO_TOOL_NAME : TO_FUNCTION_NAME;
     } else if (key === FUNCTION_KEY) {
       this.#functionName = undefined;
+      if (byte === OPEN_OBJECT) opened = TOOL_FUNCTION;
+    } else if (role === TOOLS && byte === OPEN_OBJECT) {
+      opened = TOOL;
     }
-
     if (byte === QUOTE) {
       this.#inKey = false;
       this.#keyWatched = false;
       this.#stringStart = at;
-      this.#state = STRING;
-    } else if (byte === OPEN_OBJECT) {
-      const opened = role === TOOLS ? TOOL : role === TOOL && key === FUNCTION_KEY ? TOOL_FUNCTION : OTHER;
-      this.#open(1, opened);
-    } else if (byte === OPEN_ARRAY) {
-      this.#open(0, role === TOP && key === TOOLS_KEY ? TOOLS : OTHER);
-    } else if (byte === MINUS) this.#state = NUM_MINUS;
-    else if (byte === ZERO) this.#state = NUM_ZERO;
-    else if (isDigit(byte)) this.#state = NUM_INT;
-    else if (LITERALS[byte]) {
-      this.#literal = LITERALS[byte];
-      this.#literalIndex = 1;
-      this.#state = LITERAL;
-    } else this.#fail();
+      return STRING;
+    }
+    return this.#startOther(byte, opened);
   }
 
-  #endString(end: number): void {
+  /** A value that is not a string; `role` is the role of a container it opens. */
+  #startOther(byte: number, role: number): number {
+    if (byte === OPEN_OBJECT) return this.#open(1, role);
+    if (byte === OPEN_ARRAY) return this.#open(0, role);
+    if (byte === MINUS) return NUM_MINUS;
+    if (byte === ZERO) return NUM_ZERO;
+    if (isDigit(byte)) return NUM_INT;
+    const literal = LITERALS[byte];
+    if (!literal) return FAILED;
+    this.#literal = literal;
+    this.#literalIndex = 1;
+    return LITERAL;
+  }
+
+  #endString(end: number): number {
     if (this.#inKey) {
       this.#inKey = false;
       this.#key = this.#watchedKey();
       this.#keyWatched = false;
-      this.#state = COLON;
-      return;
+      return COLON;
     }
-    const span = { start: this.#stringStart, end };
-    if (this.#stringTarget === TO_MODEL) this.#model = span;
-    else if (this.#stringTarget === TO_TOOL_NAME) this.#toolName = span;
-    else if (this.#stringTarget === TO_FUNCTION_NAME) this.#functionName = span;
-    this.#state = AFTER_VALUE;
+    const target = this.#stringTarget;
+    if (target !== NOWHERE) {
+      const span = { start: this.#stringStart, end };
+      if (target === TO_MODEL) this.#model = span;
+      else if (target === TO_TOOL_NAME) this.#toolName = span;
+      else this.#functionName = span;
+    }
+    return AFTER_VALUE;
   }
-
-  #endScalar(): void {
-    this.#state = AFTER_VALUE;
-  }
-}
-
-/** The text of a string token the scan found. */
-export function stringAt(body: Buffer, span: Span): string {
-  return JSON.parse(body.toString('utf8', span.start, span.end)) as string;
-}
-
-/** Scans a body held whole. */
-export function scanBody(body: Uint8Array): BodyScan {
-  const scanner = new ModelScanner();
-  scanner.push(body);
-  return scanner.end();
 }
