@@ -1,9 +1,11 @@
 import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
 import type { ServerResponse } from 'node:http';
 import { after, before, describe, it } from 'node:test';
 import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
 import { brotliCompressSync, gzipSync } from 'node:zlib';
+import { DECODED_FLOOR_BYTES } from '../src/http/body-encoding.js';
 import { ampRouter, type AmpProxyOptions } from '../src/index.js';
 import { EXPRESS_VERSIONS } from './support/apps.js';
 import { send } from './support/client.js';
@@ -128,10 +130,24 @@ for (const [name, express] of EXPRESS_VERSIONS) {
         assert.equal(errorOf(res), 'amp_body_too_compressed');
         assert.deepEqual(arrived, []);
       }
-      // Under the floor, any ratio is fine.
-      const small = await post(url, gzipSync(manyObjects(512 * 1024)), { 'content-encoding': 'gzip' });
+      const overFloor = await post(url, gzipSync(manyObjects(2 * DECODED_FLOOR_BYTES)), {
+        'content-encoding': 'gzip',
+      });
+      assert.equal(errorOf(overFloor.res), 'amp_body_too_compressed');
+      // Under the floor any ratio is fine, and over it any ratio a real body has.
+      const small = await post(url, gzipSync(manyObjects(DECODED_FLOOR_BYTES - 16)), {
+        'content-encoding': 'gzip',
+      });
       assert.equal(small.res.status, 200);
       assert.equal(small.arrived.length, 1);
+      const text = JSON.stringify({
+        model: 'o3',
+        content: randomBytes(3 * DECODED_FLOOR_BYTES).toString('base64'),
+      });
+      const zipped = gzipSync(text);
+      const large = await post(url, zipped, { 'content-encoding': 'gzip' });
+      assert.equal(large.res.status, 200);
+      assert.deepEqual(large.arrived[0]!.body, zipped); // no rule maps o3: it goes as it came
     });
 
     it('a local handler is not given a body with more values or nesting than it can be parsed with', async () => {

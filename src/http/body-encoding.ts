@@ -48,10 +48,12 @@ export class SizeCap extends Transform {
  * How many times its own size a compressed request body may grow once decoded. Real JSON bodies
  * compress 3 to 20 times (a long context repeating itself a little more); a bomb compresses
  * hundreds to millions of times, which would let a few bytes make the gateway do the work of
- * megabytes. Bodies that decode to at most DECODED_FLOOR_BYTES are never refused for it.
+ * megabytes. Bodies that decode to at most DECODED_FLOOR_BYTES are never refused for it (a small
+ * body's headers weigh in its ratio); past that floor a bomb is refused, having cost no more
+ * decoding and scanning than the floor.
  */
 export const MAX_COMPRESSION_RATIO = 100;
-export const DECODED_FLOOR_BYTES = 1024 * 1024;
+export const DECODED_FLOOR_BYTES = 64 * 1024;
 
 /**
  * Decodes a body held in memory into the chunks the decoder makes (never joined, so that no one
