@@ -10,7 +10,7 @@
  * WORST_BASELINE is set.
  *
  * Run alone: node --import tsx bench/worst-body.ts   (npm run bench runs it as one phase)
- * WORST_SECONDS=N      seconds per latency run (default 10)
+ * WORST_SECONDS=N      seconds per latency run (default 10; 3 with BENCH_QUICK=1)
  * WORST_BASELINE=dir   absolute path of another build's dist/esm to compare req/s with
  */
 import { Agent, request } from 'node:http';
@@ -24,12 +24,13 @@ import { fixed, median, Report } from './report.js';
 import { load, MESSAGES_PATH } from './traffic.js';
 
 const MB = 1024 * 1024;
-const SECONDS = Number(process.env.WORST_SECONDS ?? 10);
+const quick = process.env.BENCH_QUICK === '1';
+const SECONDS = Number(process.env.WORST_SECONDS ?? (quick ? 3 : 10));
 const ATTACKERS = 2;
 const PROBE_TIMEOUT_MS = 30_000;
 const ATTACK_TIMEOUT_MS = 120_000;
-const RATE_ROUNDS = 4;
-const RATE_SECONDS = 4;
+const RATE_ROUNDS = quick ? 1 : 4;
+const RATE_SECONDS = quick ? 2 : 4;
 const BASELINE = process.env.WORST_BASELINE;
 
 const PROBE_BODY = JSON.stringify({
