@@ -257,7 +257,10 @@ export class ModelScanner {
           break;
         default:
           i++;
-          if (!isWhitespace(byte)) state = this.#structural(state, byte, this.#offset + i - 1);
+          // The separator between values, the commonest byte outside strings, without a call.
+          if (byte === COMMA && state === AFTER_VALUE)
+            state = this.#kinds[this.#depth - 1] === 1 ? KEY : VALUE;
+          else if (!isWhitespace(byte)) state = this.#structural(state, byte, this.#offset + i - 1);
       }
       if (state === FAILED) break;
     }
