@@ -1,7 +1,8 @@
 /**
  * One body must not stall everyone (issue 16 §2). An amp proxy with a model mapping (so it reads
  * every provider body) serves a second client's ordinary mapped calls, one at a time, first on
- * its own (the idle run), then while attackers send the worst bodies in a loop. Reported: that
+ * its own (the idle run), then while attackers send the worst bodies in a loop (and, as a control,
+ * while they send ordinary calls in the same loop: what any client in a loop costs). Reported: that
  * client's p50 / p99 / max latency and failures, and the proxy's heap (sampled every 2 ms, garbage
  * included) in each run, against the idle run.
  *
@@ -74,6 +75,13 @@ function worstBodies(): WorstBody[] {
     denseEncoded = brotli(dense);
   }
   return [
+    {
+      // The control: the same loop with an ordinary call, what any client in a loop costs the rest.
+      name: 'ordinary',
+      describe: `the probe's own ${PROBE_BODY.length} B body in ${brotli(Buffer.from(PROBE_BODY)).length} B of brotli`,
+      bytes: brotli(Buffer.from(PROBE_BODY)),
+      decodedBytes: PROBE_BODY.length,
+    },
     {
       name: 'bomb',
       describe: `${bomb.length} B of {} in ${brotli(bomb).length} B of brotli`,

@@ -16,8 +16,8 @@ export type BodyRefusal =
  * is mostly long strings: a thousand messages of a few content blocks, tens of tools with their
  * schemas, come to tens of thousands of values, nested a dozen deep.
  */
-export const MAX_PARSED_VALUES = 100_000;
-export const MAX_PARSED_DEPTH = 128;
+const MAX_PARSED_VALUES = 100_000;
+const MAX_PARSED_DEPTH = 128;
 
 /** A provider call's body, read for what routing needs. */
 export interface ProviderBody {
