@@ -14,6 +14,7 @@ import {
   type ServerResponse,
 } from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
+import { monitorEventLoopDelay, type IntervalHistogram } from 'node:perf_hooks';
 import express from 'express';
 import { createProxyMiddleware } from 'http-proxy-middleware';
 import type * as Clients from '../src/auth/clients.js';
@@ -137,6 +138,7 @@ if (kind === 'bare') {
 let peak = 0;
 let peakTimer: NodeJS.Timeout | undefined;
 let maxRssAtStart = 0;
+let loopDelay: IntervalHistogram | undefined;
 let heapPeak = 0;
 let heapTimer: NodeJS.Timeout | undefined;
 
@@ -178,6 +180,17 @@ server.listen(0, '127.0.0.1', () => {
     'heap-stop': () => {
       clearInterval(heapTimer);
       return Math.max(heapPeak, process.memoryUsage().heapUsed);
+    },
+    'loop-start': () => {
+      loopDelay?.disable();
+      loopDelay = monitorEventLoopDelay({ resolution: 1 });
+      loopDelay.enable();
+      return null;
+    },
+    'loop-stop': () => {
+      if (!loopDelay) throw new Error('loop-stop without loop-start');
+      loopDelay.disable();
+      return { p99: loopDelay.percentile(99) / 1e6, max: loopDelay.max / 1e6 };
     },
     'peak-stop': () => {
       clearInterval(peakTimer);

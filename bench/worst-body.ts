@@ -207,6 +207,8 @@ export interface WorstBodyRun {
   readonly latency: Latencies;
   /** Highest heapUsed of the proxy during the run, garbage included. */
   readonly heapPeak: number;
+  /** How late the proxy's event loop ran (p99 and max, ms): how long one callback held it. */
+  readonly loopDelay: { p99: number; max: number };
   readonly statuses: Record<number, number>;
 }
 
@@ -277,14 +279,17 @@ export async function measureWorstBody(
     const heapAtRest = (await proxy.call('memory')).heapUsed;
     const run = async (name: string, describe: string, body?: WorstBody): Promise<WorstBodyRun> => {
       await proxy.call('heap-start');
+      await proxy.call('loop-start');
       const attacking = body && attack(proxy.url, body);
       const latency = await probe(proxy.url, SECONDS);
       await attacking?.stop();
+      const loopDelay = await proxy.call('loop-stop');
       const heapPeak = await proxy.call('heap-stop');
-      const result = { name, describe, latency, heapPeak, statuses: attacking?.statuses ?? {} };
+      const result = { name, describe, latency, heapPeak, loopDelay, statuses: attacking?.statuses ?? {} };
       log(
         `worst body ${name}: p50 ${fixed(latency.p50, 2)} ms, p99 ${fixed(latency.p99, 2)} ms, max ${fixed(latency.max, 0)} ms, ` +
           `${latency.calls} calls (${latency.failures} failed); heap peak ${fixed(heapPeak / MB, 1)} MB; ` +
+          `event loop delay p99 ${fixed(loopDelay.p99, 1)} ms, max ${fixed(loopDelay.max, 1)} ms; ` +
           `worst bodies answered ${JSON.stringify(result.statuses)}`,
       );
       return result;
@@ -315,6 +320,12 @@ export function reportWorstBody(report: Report, figures: WorstBodyFigures): void
       { label: 'idle', value: idle.latency.p99 },
       { label, value: attack.latency.p99 },
       2,
+    );
+    report.ampRatio(
+      'proxy event-loop delay, max (ms)',
+      { label: 'idle', value: idle.loopDelay.max },
+      { label, value: attack.loopDelay.max },
+      1,
     );
     report.ampRatio(
       'proxy heap peak (MB)',
