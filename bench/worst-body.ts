@@ -13,13 +13,14 @@
  * Run alone: node --import tsx bench/worst-body.ts   (npm run bench runs it as one phase)
  * WORST_SECONDS=N      seconds per latency run (default 10; 3 with BENCH_QUICK=1)
  * WORST_BASELINE=dir   absolute path of another build's dist/esm to compare req/s with
+ * WORST_ONLY=rate      only the idle run and the req/s comparison
  */
 import { Agent, request } from 'node:http';
 import { randomBytes } from 'node:crypto';
 import { performance } from 'node:perf_hooks';
 import { pathToFileURL } from 'node:url';
 import { brotliCompressSync, constants } from 'node:zlib';
-import { killAllChildren, startChild } from './children.js';
+import { killAllChildren, startChild, type Child } from './children.js';
 import { MAPPED_MODEL, USER_TOKEN, type ProxyCommands, type UpstreamCommands } from './protocol.js';
 import { fixed, median, Report } from './report.js';
 import { load, MESSAGES_PATH } from './traffic.js';
@@ -30,9 +31,10 @@ const SECONDS = Number(process.env.WORST_SECONDS ?? (quick ? 3 : 10));
 const ATTACKERS = 2;
 const PROBE_TIMEOUT_MS = 30_000;
 const ATTACK_TIMEOUT_MS = 120_000;
-const RATE_ROUNDS = quick ? 1 : 4;
+const RATE_ROUNDS = quick ? 1 : 6;
 const RATE_SECONDS = quick ? 2 : 4;
 const BASELINE = process.env.WORST_BASELINE;
+const RATE_ONLY = process.env.WORST_ONLY === 'rate';
 
 const PROBE_BODY = JSON.stringify({
   model: MAPPED_MODEL,
@@ -217,9 +219,15 @@ export interface WorstBodyFigures {
   readonly heapAtRest: number;
   readonly idle: WorstBodyRun;
   readonly attacks: readonly WorstBodyRun[];
-  /** POST req/s at c=50 through the mapped proxy (median of rounds), and through the baseline build's. */
-  readonly rate: number;
-  readonly baselineRate: number | undefined;
+  /** Ordinary traffic through this build's mapped proxy, and through the baseline build's. */
+  readonly rate: Rate;
+  readonly baselineRate: Rate | undefined;
+}
+
+/** Medians over the rounds: POST req/s at c=50, and the proxy's CPU µs per request meanwhile. */
+interface Rate {
+  readonly perSecond: number;
+  readonly cpuPerRequest: number;
 }
 
 function startMapped(upstream: string, builtPackage?: string) {
@@ -233,35 +241,54 @@ function startMapped(upstream: string, builtPackage?: string) {
   }
 }
 
-async function requestRate(base: string): Promise<number> {
-  const result = await load(base, {
+async function requestRate(proxy: Child<ProxyCommands>): Promise<Rate> {
+  const before = await proxy.call('cpu');
+  const result = await load(proxy.url, {
     method: 'POST',
     path: MESSAGES_PATH,
     connections: 50,
     seconds: RATE_SECONDS,
   });
+  const cpu = (await proxy.call('cpu')) - before;
   if (result.failures > 0) throw new Error(`${result.failures} of ${result.responses} requests failed`);
-  return result.requestsPerSecond;
+  return { perSecond: result.requestsPerSecond, cpuPerRequest: cpu / result.responses };
 }
 
-/** This build's mapped proxy against the baseline build's, alternating, on ordinary bodies. */
+const medianRate = (samples: readonly Rate[]): Rate => ({
+  perSecond: median(samples.map((sample) => sample.perSecond)),
+  cpuPerRequest: median(samples.map((sample) => sample.cpuPerRequest)),
+});
+
+/**
+ * This build's mapped proxy against the baseline build's, alternating, on ordinary bodies. CPU
+ * per request is the steadier figure on a shared machine: req/s moves with other processes' load.
+ */
 async function measureRates(
-  proxy: { url: string },
+  proxy: Child<ProxyCommands>,
   upstream: string,
   log: (line: string) => void,
-): Promise<{ rate: number; baselineRate: number | undefined }> {
+): Promise<{ rate: Rate; baselineRate: Rate | undefined }> {
   const baseline = BASELINE ? await startMapped(upstream, BASELINE) : undefined;
+  const show = (rate: Rate): string =>
+    `${fixed(rate.perSecond, 0)} req/s, ${fixed(rate.cpuPerRequest, 1)} µs CPU each`;
   try {
-    const samples: { current: number[]; baseline: number[] } = { current: [], baseline: [] };
-    for (const url of [proxy.url, baseline?.url]) if (url) await requestRate(url); // warm-up
+    const samples: { current: Rate[]; baseline: Rate[] } = { current: [], baseline: [] };
+    for (const child of [proxy, baseline]) if (child) await requestRate(child); // warm-up
     for (let round = 1; round <= RATE_ROUNDS; round++) {
-      samples.current.push(await requestRate(proxy.url));
-      if (baseline) samples.baseline.push(await requestRate(baseline.url));
+      // Alternating which goes first, so that neither always follows the other's garbage.
+      const order = round % 2 === 1 ? [proxy, baseline] : [baseline, proxy];
+      for (const child of order) {
+        if (!child) continue;
+        (child === proxy ? samples.current : samples.baseline).push(await requestRate(child));
+      }
       log(
-        `mapped proxy POST req/s round ${round}: ${fixed(samples.current.at(-1)!, 0)}${baseline ? `, baseline ${fixed(samples.baseline.at(-1)!, 0)}` : ''}`,
+        `mapped proxy round ${round}: ${show(samples.current.at(-1)!)}${baseline ? `; baseline ${show(samples.baseline.at(-1)!)}` : ''}`,
       );
     }
-    return { rate: median(samples.current), baselineRate: baseline ? median(samples.baseline) : undefined };
+    return {
+      rate: medianRate(samples.current),
+      baselineRate: baseline ? medianRate(samples.baseline) : undefined,
+    };
   } finally {
     await baseline?.stop();
   }
@@ -272,7 +299,7 @@ export async function measureWorstBody(
   upstream: string,
   log: (line: string) => void,
 ): Promise<WorstBodyFigures> {
-  const bodies = worstBodies();
+  const bodies = RATE_ONLY ? [] : worstBodies();
   const proxy = await startMapped(upstream);
   try {
     await probe(proxy.url, 2); // compiles the paths
@@ -296,7 +323,7 @@ export async function measureWorstBody(
     };
     const idle = await run('idle', 'no attacker');
     const attacks: WorstBodyRun[] = [];
-    for (const body of bodies) attacks.push(await run(body.name, body.describe, body));
+    if (!RATE_ONLY) for (const body of bodies) attacks.push(await run(body.name, body.describe, body));
     return { heapAtRest, idle, attacks, ...(await measureRates(proxy, upstream, log)) };
   } finally {
     await proxy.stop();
@@ -308,9 +335,15 @@ export function reportWorstBody(report: Report, figures: WorstBodyFigures): void
   if (figures.baselineRate !== undefined) {
     report.ampRatio(
       'mapped proxy: req/s POST, ordinary body (c=50)',
-      { label: 'baseline build', value: figures.baselineRate },
-      { label: 'this build', value: figures.rate },
+      { label: 'baseline build', value: figures.baselineRate.perSecond },
+      { label: 'this build', value: figures.rate.perSecond },
       0,
+    );
+    report.ampRatio(
+      'mapped proxy: CPU per ordinary POST (µs)',
+      { label: 'baseline build', value: figures.baselineRate.cpuPerRequest },
+      { label: 'this build', value: figures.rate.cpuPerRequest },
+      1,
     );
   }
   for (const attack of figures.attacks) {
@@ -356,7 +389,9 @@ async function main(): Promise<void> {
     const report = new Report();
     reportWorstBody(report, figures);
     process.stdout.write(`heap at rest (after GC): ${fixed(figures.heapAtRest / MB, 1)} MB\n`);
-    process.stdout.write(`mapped proxy req/s POST, ordinary body (c=50): ${fixed(figures.rate, 0)}\n`);
+    process.stdout.write(
+      `mapped proxy, ordinary POST (c=50): ${fixed(figures.rate.perSecond, 0)} req/s, ${fixed(figures.rate.cpuPerRequest, 1)} µs CPU each\n`,
+    );
     process.stdout.write(`${report.render()}\n`);
   } finally {
     await upstream.stop();
