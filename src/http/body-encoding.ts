@@ -49,8 +49,8 @@ export class SizeCap extends Transform {
  * compress 3 to 20 times (a long context repeating itself a little more); a bomb compresses
  * hundreds to millions of times, which would let a few bytes make the gateway do the work of
  * megabytes. Bodies that decode to at most DECODED_FLOOR_BYTES are never refused for it (a small
- * body's headers weigh in its ratio); past that floor a bomb is refused, having cost no more
- * decoding and scanning than the floor.
+ * body's headers weigh in its ratio); a bomb is refused as soon as the floor, or 100 times its
+ * size, has come out of the decoder.
  */
 export const MAX_COMPRESSION_RATIO = 100;
 export const DECODED_FLOOR_BYTES = 64 * 1024;
