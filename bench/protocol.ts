@@ -41,6 +41,14 @@ export interface ProxyCommands {
    * (`clients` variant only), on the header objects of requests the process served.
    */
   recognition: number;
+  /** Starts sampling `heapUsed` every 2 ms (no forced GC: garbage counts, as it holds memory). */
+  'heap-start': null;
+  /** The highest `heapUsed` seen since `heap-start`, in bytes. */
+  'heap-stop': number;
+  /** Starts a histogram of how late the event loop runs timers (1 ms resolution). */
+  'loop-start': null;
+  /** Its p99 and maximum since `loop-start`, in ms: how long the process was blocked at worst. */
+  'loop-stop': { p99: number; max: number };
 }
 
 /** What the fake upstream answers, by command. */

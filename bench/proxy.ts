@@ -14,6 +14,7 @@ import {
   type ServerResponse,
 } from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
+import { monitorEventLoopDelay, type IntervalHistogram } from 'node:perf_hooks';
 import express from 'express';
 import { createProxyMiddleware } from 'http-proxy-middleware';
 import type * as Clients from '../src/auth/clients.js';
@@ -52,7 +53,8 @@ const server = createServer(app);
  * The built package is measured, as users run it: tsx's transform of src/ adds its own
  * per-closure cost that the bare proxy (plain JavaScript from node_modules) does not pay.
  */
-const BUILT_PACKAGE = '../dist/esm';
+// BENCH_PACKAGE (an absolute path to another build's dist/esm) lets a phase compare two builds.
+const BUILT_PACKAGE = process.env.BENCH_PACKAGE ?? '../dist/esm';
 /** What the `recognition` command measures on; set by the `clients` variant. */
 let recognitionCost: (() => Promise<number>) | undefined;
 
@@ -136,6 +138,9 @@ if (kind === 'bare') {
 let peak = 0;
 let peakTimer: NodeJS.Timeout | undefined;
 let maxRssAtStart = 0;
+let loopDelay: IntervalHistogram | undefined;
+let heapPeak = 0;
+let heapTimer: NodeJS.Timeout | undefined;
 
 function collectGarbage(): void {
   // Two passes: the first can only queue finalizers of weakly held objects.
@@ -165,6 +170,27 @@ server.listen(0, '127.0.0.1', () => {
     recognition: () => {
       if (!recognitionCost) throw new Error('only the clients variant measures key recognition');
       return recognitionCost();
+    },
+    'heap-start': () => {
+      clearInterval(heapTimer);
+      heapPeak = process.memoryUsage().heapUsed;
+      heapTimer = setInterval(() => (heapPeak = Math.max(heapPeak, process.memoryUsage().heapUsed)), 2);
+      return null;
+    },
+    'heap-stop': () => {
+      clearInterval(heapTimer);
+      return Math.max(heapPeak, process.memoryUsage().heapUsed);
+    },
+    'loop-start': () => {
+      loopDelay?.disable();
+      loopDelay = monitorEventLoopDelay({ resolution: 1 });
+      loopDelay.enable();
+      return null;
+    },
+    'loop-stop': () => {
+      if (!loopDelay) throw new Error('loop-stop without loop-start');
+      loopDelay.disable();
+      return { p99: loopDelay.percentile(99) / 1e6, max: loopDelay.max / 1e6 };
     },
     'peak-stop': () => {
       clearInterval(peakTimer);

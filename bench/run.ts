@@ -11,12 +11,14 @@
  *                  of the amp proxy with a model mapping, during the streaming phase; clients: of the
  *                  amp process of phase 4) to .tmp/bench-profiles
  * BENCH_ONLY=keys  phase 4 alone: what recognising gateway keys costs (about 1 minute)
+ * WORST_SECONDS, WORST_BASELINE  see bench/worst-body.ts (phase 1c)
  */
 import { Agent } from 'node:http';
 import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { killAllChildren, startChild, type Child } from './children.js';
+import { measureWorstBody, reportWorstBody } from './worst-body.js';
 import {
   BENCH_CLIENTS,
   benchGatewayKey,
@@ -442,6 +444,8 @@ async function compareWithBare(upstream: Child<UpstreamCommands>, report: Report
 
   // Phase 1b: a mapped streaming call against a pass-through one, on an amp proxy of its own.
   const streamCpu = await measureStreamCpu(upstream.url);
+  // Phase 1c: one client's worst bodies against another's latency (bench/worst-body.ts).
+  const worstBody = await measureWorstBody(upstream.url, log);
 
   // Phase 2: large transfers.
   const transfers: Record<Kind, Transfers[]> = { bare: [], amp: [] };
@@ -536,6 +540,7 @@ async function compareWithBare(upstream: Child<UpstreamCommands>, report: Report
   memoryTarget('upload peak RSS', uploadPeak);
   idleTarget('idle SSE', sse.amp);
   idleTarget('idle WebSocket', ws.amp);
+  reportWorstBody(report, worstBody);
   const rewriteCost = streamCpu.mapped / streamCpu.passthrough;
   report.target(
     'mapped SSE CPU per event',

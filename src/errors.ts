@@ -51,6 +51,20 @@ export const AMP_ERRORS = {
     status: 413,
     message: 'The request body is larger than this gateway reads (option maxBodyBytes).',
   },
+  amp_body_too_compressed: {
+    status: 413,
+    message:
+      'The compressed request body decodes to more than 100 times its size; send it uncompressed or less compressed.',
+  },
+  amp_body_too_complex: {
+    status: 413,
+    message:
+      'The request body holds more JSON values (100,000) or deeper nesting (128) than the local provider is given.',
+  },
+  amp_body_ambiguous: {
+    status: 400,
+    message: 'The request body names its model more than once (a repeated top-level "model" key).',
+  },
   amp_uri_too_long: {
     status: 414,
     message: 'The request URL is too long.',

@@ -164,7 +164,7 @@ export interface AmpProxyOptions {
   forceModelMappings?: boolean;
   /**
    * The largest request body read to find a provider call's model (only when `modelMappings` or
-   * `localProvider` is set); larger ones get `413 amp_body_too_large`. Defaults to 33554432 (32 MiB).
+   * `localProvider` is set); larger ones get `413 amp_body_too_large`. Defaults to 16777216 (16 MiB).
    */
   maxBodyBytes?: number;
 }
@@ -504,6 +504,9 @@ export type AmpErrorCode =
   | 'amp_localhost_only'
   | 'amp_preflight_forbidden'
   | 'amp_body_too_large'
+  | 'amp_body_too_compressed'
+  | 'amp_body_too_complex'
+  | 'amp_body_ambiguous'
   | 'amp_uri_too_long'
   | 'amp_token_required'
   | 'amp_upstream_key_conflict'

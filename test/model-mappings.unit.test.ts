@@ -120,7 +120,7 @@ describe('provider routing decisions', () => {
     assert.equal(route.to, 'claude-sonnet-4');
     assert.equal(route.path, MESSAGES);
     assert.equal(
-      route.body?.bytes.toString(),
+      Buffer.concat(route.body!.chunks).toString(),
       '{"model":"claude-sonnet-4","max_tokens":5,"tools":[{"name":"Read_File"},{"type":"function","function":{"name":"Bash"}}]}',
     );
     assert.equal(route.body?.asReceived, false);
@@ -132,6 +132,27 @@ describe('provider routing decisions', () => {
         ['bash', 'Bash'],
       ]),
     );
+  });
+
+  it('finds and replaces a model and tool names cut across the pieces the body arrives in', async () => {
+    const text = '{"tools":[{"name":"Read_File"}], "model" : "claude-opus-4" ,"n":"é"}';
+    for (const size of [1, 2, 3, 7]) {
+      const bytes = Buffer.from(text);
+      const pieces = Array.from({ length: Math.ceil(bytes.length / size) }, (_, i) =>
+        bytes.subarray(i * size, (i + 1) * size),
+      );
+      const req = Object.assign(Readable.from(pieces), {
+        method: 'POST',
+        headers: {},
+      }) as unknown as FakeRequest;
+      const route = expectKind(await routeProviderCall(req, MESSAGES, config()), 'mapped');
+      assert.equal(
+        Buffer.concat(route.body!.chunks).toString(),
+        text.replace('"claude-opus-4"', '"claude-sonnet-4"'),
+        `pieces of ${size}`,
+      );
+      assert.deepEqual(route.rewrite.toolNames, new Map([['read_file', 'Read_File']]));
+    }
   });
 
   it('maps a Gemini model in the path, percent-encoded or not, and leaves the body unread', async () => {
@@ -151,7 +172,7 @@ describe('provider routing decisions', () => {
       [gzipSync('{"model":"o3"}'), { 'content-encoding': 'gzip' }],
     ] as const) {
       const route = await routeProviderCall(fakeRequest('POST', body, headers), MESSAGES, config());
-      assert.deepEqual(route, { kind: 'upstream', body: { bytes: Buffer.from(body), asReceived: true } });
+      assert.deepEqual(route, { kind: 'upstream', body: { chunks: [Buffer.from(body)], asReceived: true } });
     }
   });
 
@@ -164,7 +185,7 @@ describe('provider routing decisions', () => {
       ['{"model":"claude-opus-4"}', { 'content-encoding': 'gzip' }],
     ] as const) {
       const route = await routeProviderCall(fakeRequest('POST', body, headers), MESSAGES, config());
-      assert.deepEqual(route, { kind: 'upstream', body: { bytes: Buffer.from(body), asReceived: true } });
+      assert.deepEqual(route, { kind: 'upstream', body: { chunks: [Buffer.from(body)], asReceived: true } });
     }
   });
 
@@ -177,12 +198,16 @@ describe('provider routing decisions', () => {
   it('a body over maxBodyBytes, as sent or once decoded, is too large', async () => {
     const padded = JSON.stringify({ model: 'claude-opus-4', pad: 'x'.repeat(2000) });
     assert.deepEqual(await routeProviderCall(fakeRequest('POST', padded), MESSAGES, config()), {
-      kind: 'too-large',
+      kind: 'refused',
+      error: 'amp_body_too_large',
     });
     const zipped = gzipSync(padded);
     assert.ok(zipped.length < 1024);
     const req = fakeRequest('POST', zipped, { 'content-encoding': 'gzip' });
-    assert.deepEqual(await routeProviderCall(req, MESSAGES, config()), { kind: 'too-large' });
+    assert.deepEqual(await routeProviderCall(req, MESSAGES, config()), {
+      kind: 'refused',
+      error: 'amp_body_too_large',
+    });
   });
 
   it("a body a host parser read is mapped from req.body, which routing leaves as the host's", async () => {
@@ -192,7 +217,7 @@ describe('provider routing decisions', () => {
       'mapped',
     );
     assert.deepEqual(mapped.body, {
-      bytes: Buffer.from('{"model":"claude-sonnet-4","n":1}'),
+      chunks: [Buffer.from('{"model":"claude-sonnet-4","n":1}')],
       asReceived: false,
     });
     assert.deepEqual(parsed, { model: 'claude-opus-4', n: 1 });

@@ -128,6 +128,10 @@ class FakeUpstreamRequest extends EventEmitter {
   removeHeader(name: string): void {
     this.headers.delete(name);
   }
+  corked = false;
+  cork(): void {
+    this.corked = true;
+  }
   write(chunk: Buffer): boolean {
     this.written.push(chunk);
     return this.writeReturns;
@@ -175,10 +179,21 @@ describe('writeBody', () => {
   it('held bytes: their own Content-Length, sent in one end', () => {
     const upstream = new FakeUpstreamRequest();
     const bytes = Buffer.from('{"a":1}');
-    writeBody(upstream.asClientRequest(), { kind: 'bytes', bytes });
+    writeBody(upstream.asClientRequest(), { kind: 'bytes', chunks: [bytes] });
     assert.deepEqual([...upstream.headers], [['content-length', bytes.length]]);
     assert.equal(upstream.ended, bytes);
     assert.equal(upstream.strictContentLength, true);
+  });
+
+  it('held bytes in pieces: one Content-Length for them all, written in order without being joined', () => {
+    const upstream = new FakeUpstreamRequest();
+    const pieces = ['{"model":', '"claude-sonnet-4"', ',"n":1}'].map((text) => Buffer.from(text));
+    writeBody(upstream.asClientRequest(), { kind: 'bytes', chunks: pieces });
+    assert.deepEqual([...upstream.headers], [['content-length', 33]]);
+    assert.deepEqual(upstream.written, pieces.slice(0, 2));
+    assert.equal(upstream.written[0], pieces[0]);
+    assert.equal(upstream.ended, pieces[2]);
+    assert.equal(upstream.corked, true);
   });
 
   it("the client's stream under its length: every byte written, then ended", async () => {
@@ -301,7 +316,7 @@ describe('writeBody', () => {
   it('an end that Node refuses (a length mismatch) destroys the request with that error', () => {
     const upstream = new FakeUpstreamRequest();
     upstream.endThrows = new Error('ERR_HTTP_CONTENT_LENGTH_MISMATCH');
-    writeBody(upstream.asClientRequest(), { kind: 'bytes', bytes: Buffer.from('x') });
+    writeBody(upstream.asClientRequest(), { kind: 'bytes', chunks: [Buffer.from('x')] });
     assert.equal(upstream.destroyed, true);
     assert.equal(upstream.destroyError, upstream.endThrows);
   });

@@ -27,7 +27,7 @@ describe('validateOptions (no sockets)', () => {
     assert.equal(validated.hosts, undefined);
     assert.equal(validated.modelMappings.mapModel, undefined);
     assert.equal(validated.forceModelMappings, false);
-    assert.equal(validated.maxBodyBytes, 32 * 1024 * 1024);
+    assert.equal(validated.maxBodyBytes, 16 * 1024 * 1024);
   });
 
   it('knows every option of AmpProxyOptions', () => {

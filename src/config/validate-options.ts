@@ -75,7 +75,11 @@ const DEFAULT_POLICIES: Readonly<Record<AmpGroup, AmpPolicyName>> = {
 };
 const DEFAULT_TOKEN_HEADER = 'x-amp-token';
 const DEFAULT_TIMEOUT_MS = 600_000;
-const DEFAULT_MAX_BODY_BYTES = 32 * 1024 * 1024;
+/**
+ * Held (and, compressed, held again decoded) only with modelMappings or localProvider. A 1M-token
+ * context is about 4 MB of JSON text; the rest leaves room for several base64 screenshots.
+ */
+const DEFAULT_MAX_BODY_BYTES = 16 * 1024 * 1024;
 // setTimeout silently turns larger values into 1 ms.
 const MAX_TIMEOUT_MS = 2_147_483_647;
 

@@ -45,25 +45,48 @@ export class SizeCap extends Transform {
 }
 
 /**
- * Decodes a body held in memory: `'too-large'` once more than `maxBytes` come out, `'broken'`
- * when the bytes are not valid in their coding.
+ * How many times its own size a compressed request body may grow once decoded. Real JSON bodies
+ * compress 3 to 20 times (a long context repeating itself a little more); a bomb compresses
+ * hundreds to millions of times, which would let a few bytes make the gateway do the work of
+ * megabytes. Bodies that decode to at most DECODED_FLOOR_BYTES are never refused for it (a small
+ * body's headers weigh in its ratio); a bomb is refused as soon as the floor, or 100 times its
+ * size, has come out of the decoder.
+ */
+export const MAX_COMPRESSION_RATIO = 100;
+export const DECODED_FLOOR_BYTES = 64 * 1024;
+
+/**
+ * Decodes a body held in memory into the chunks the decoder makes (never joined, so that no one
+ * copy of megabytes holds up other requests), handing each to `onChunk` as it comes out:
+ * `'too-large'` once more than `maxBytes` come out, `'too-compressed'` once more than
+ * MAX_COMPRESSION_RATIO times the encoded size (and DECODED_FLOOR_BYTES) do, `'broken'` when the
+ * bytes are not valid in their coding.
  */
 export function decodeWhole(
-  bytes: Buffer,
+  encoded: readonly Buffer[],
   decoder: Transform,
   maxBytes: number,
-): Promise<Buffer | 'too-large' | 'broken'> {
+  onChunk?: (chunk: Buffer) => void,
+): Promise<Buffer[] | 'too-large' | 'too-compressed' | 'broken'> {
+  let encodedLength = 0;
+  for (const chunk of encoded) encodedLength += chunk.length;
+  const ratioCap = Math.max(DECODED_FLOOR_BYTES, encodedLength * MAX_COMPRESSION_RATIO);
+  const overCap = ratioCap < maxBytes ? 'too-compressed' : 'too-large';
   return new Promise((resolve) => {
-    const capped = new SizeCap(maxBytes);
+    const capped = new SizeCap(Math.min(maxBytes, ratioCap));
     const chunks: Buffer[] = [];
-    capped.on('data', (chunk: Buffer) => chunks.push(chunk));
-    capped.once('end', () => resolve(Buffer.concat(chunks)));
+    capped.on('data', (chunk: Buffer) => {
+      chunks.push(chunk);
+      onChunk?.(chunk);
+    });
+    capped.once('end', () => resolve(chunks));
     capped.once('error', () => {
       decoder.destroy();
-      resolve('too-large');
+      resolve(overCap);
     });
     decoder.once('error', () => resolve('broken'));
     decoder.pipe(capped);
-    decoder.end(bytes);
+    for (const chunk of encoded) decoder.write(chunk);
+    decoder.end();
   });
 }

@@ -61,7 +61,7 @@ class Refusal {
 /** Groups whose routes carry WebSockets; browser pages never upgrade. */
 const UPGRADABLE = new Set<AmpGroup>(['provider', 'management', 'actors']);
 const NO_BODY: OutboundBody = { kind: 'none' };
-const EMPTY_BODY: OutboundBody = { kind: 'bytes', bytes: Buffer.alloc(0) };
+const EMPTY_BODY: OutboundBody = { kind: 'bytes', chunks: [] };
 const AS_RECEIVED: ProviderRoute = { kind: 'upstream', body: undefined };
 const NO_BODY_TO_SEND: BodyToSend = { body: NO_BODY, decoded: false };
 
@@ -102,13 +102,13 @@ function bodyToSend(
   framing: RequestFraming,
   held: HeldBody | undefined,
 ): BodyToSend | Refusal {
-  if (held) return { body: { kind: 'bytes', bytes: held.bytes }, decoded: !held.asReceived };
+  if (held) return { body: { kind: 'bytes', chunks: held.chunks }, decoded: !held.asReceived };
   if (framing.kind === 'none') return { body: NO_BODY, decoded: false };
   if (framing.kind === 'length' && framing.length === 0) return { body: EMPTY_BODY, decoded: false };
   if (!req.readableEnded) return { body: { kind: 'stream', source: req, framing }, decoded: false };
   const recovered = recoverConsumedBody(req);
   if (recovered === 'unavailable') return new Refusal('amp_body_unavailable');
-  return { body: { kind: 'bytes', bytes: recovered.bytes }, decoded: true };
+  return { body: { kind: 'bytes', chunks: recovered.chunks }, decoded: true };
 }
 
 /** A group with the `redirect` policy (browser pages only): refused, or sent to the upstream itself. */
@@ -307,10 +307,10 @@ class ForwardingPipeline implements GroupHandler {
     const { credentials, decision } = authorised;
 
     const route = this.#routing ? await routeProviderCall(req, ampPath, this.#routing) : AS_RECEIVED;
-    if (route.kind === 'too-large') {
-      // The rest of the body is never read, so the connection cannot carry another request.
-      res.shouldKeepAlive = false;
-      return new Refusal('amp_body_too_large');
+    if (route.kind === 'refused') {
+      // The rest of a body too large is never read, so the connection cannot carry another request.
+      if (route.error === 'amp_body_too_large') res.shouldKeepAlive = false;
+      return new Refusal(route.error);
     }
     if (route.kind === 'local') {
       trace?.routed(`local:${route.model}`);

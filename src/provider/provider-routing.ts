@@ -1,6 +1,6 @@
 import type { IncomingMessage } from 'node:http';
 import type { HeldBody } from '../http/held-body.js';
-import { readJsonBody, type Json, type JsonBody } from './json-body.js';
+import { readProviderBody, type BodyRefusal, type ProviderBody } from './json-body.js';
 import { localHandlerFor } from './local-provider.js';
 import type { ModelMapper } from './model-mappings.js';
 import { rewriteSpecFor, type RewriteSpec } from './response-rewriter.js';
@@ -29,12 +29,11 @@ export type ProviderRoute =
       readonly handler: LocalProviderHandler;
       readonly rewrite: RewriteSpec;
     }
-  | { readonly kind: 'too-large' };
+  | { readonly kind: 'refused'; readonly error: BodyRefusal };
 
 /** Gemini names the model in the path, not the body. */
 const GEMINI_MODEL_IN_PATH = /^(\/api\/provider\/google\/.*\/models\/)([^/:]+)(:[^/]*)?$/i;
 const BODY_METHODS = new Set(['POST', 'PUT', 'PATCH']);
-const TOO_LARGE: ProviderRoute = { kind: 'too-large' };
 
 /**
  * Only a JSON body (or one whose type is not given) can name a model. Anything else — a file
@@ -52,14 +51,10 @@ function modelInPath(match: RegExpExecArray): string {
   }
 }
 
-function serialised(json: Json): HeldBody {
-  return { bytes: Buffer.from(JSON.stringify(json)), asReceived: false };
-}
-
 /**
  * Decides where a provider call goes: served by the host (`localProvider`), sent upstream under
  * another model name (`modelMappings`), or sent upstream as it came. The body is read only when
- * the model can be in it (JSON, or no type given), with a size cap.
+ * the model can be in it (JSON, or no type given), with a size cap, and never parsed to find it.
  */
 export async function routeProviderCall(
   req: IncomingMessage & { body?: unknown },
@@ -67,23 +62,25 @@ export async function routeProviderCall(
   config: ProviderRoutingConfig,
 ): Promise<ProviderRoute> {
   const inPath = GEMINI_MODEL_IN_PATH.exec(ampPath);
-  let body: JsonBody | undefined;
+  let body: ProviderBody | undefined;
   if (!inPath && BODY_METHODS.has(req.method ?? '') && mayNameModel(req.headers['content-type'])) {
-    const read = await readJsonBody(req, config.maxBodyBytes);
-    if (read === 'too-large') return TOO_LARGE;
+    const read = await readProviderBody(req, config.maxBodyBytes);
+    if (typeof read === 'string') return { kind: 'refused', error: read };
     body = read;
   }
-  const json = body?.json;
-  const model = inPath ? modelInPath(inPath) : typeof json?.model === 'string' ? json.model : undefined;
+  const named = body?.named;
+  const model = inPath ? modelInPath(inPath) : named?.model;
   // A call that goes upstream unchanged takes the bytes received; a body a host parser consumed is
   // rebuilt where every consumed body is (`recoverConsumedBody`), true to its content type.
   const unchanged: ProviderRoute = { kind: 'upstream', body: body?.received };
   if (model === undefined) return unchanged;
 
   // What the client asked for is restored in whatever answers it, local or mapped.
+  const rewrite = rewriteSpecFor(model, named?.toolNames ?? []);
   const servedLocally = (served: string): ProviderRoute | undefined => {
-    const handler = localHandlerFor(config.localProvider, served, req, json);
-    return handler && { kind: 'local', model: served, handler, rewrite: rewriteSpecFor(model, json) };
+    const handler = localHandlerFor(config.localProvider, served, req, named);
+    if (handler === 'amp_body_too_complex') return { kind: 'refused', error: handler };
+    return handler && { kind: 'local', model: served, handler, rewrite };
   };
   if (!config.forceModelMappings) {
     const local = servedLocally(model);
@@ -98,8 +95,8 @@ export async function routeProviderCall(
         to: mapped,
         path: inPath ? `${inPath[1]}${encodeURIComponent(mapped)}${inPath[3] ?? ''}` : ampPath,
         // A Gemini call's body was not read: it goes as the client sends it.
-        body: json && serialised({ ...json, model: mapped }),
-        rewrite: rewriteSpecFor(model, json),
+        body: named?.withModel(mapped),
+        rewrite,
       }
     );
   }

@@ -25,17 +25,9 @@ export const MAX_REWRITTEN_BODY_BYTES = 32 * 1024 * 1024;
  * What to restore in the answer to a call for `requestedModel`: the model's name, and the
  * request's tool names as the request spelled them (a served model may change their case).
  */
-export function rewriteSpecFor(requestedModel: string, request: Json | undefined): RewriteSpec {
+export function rewriteSpecFor(requestedModel: string, requestToolNames: readonly string[]): RewriteSpec {
   const toolNames = new Map<string, string>();
-  if (request && Array.isArray(request.tools)) {
-    for (const tool of request.tools as unknown[]) {
-      if (!isPlainObject(tool)) continue;
-      const { name, function: fn } = tool as { name?: unknown; function?: { name?: unknown } };
-      for (const candidate of [name, fn?.name]) {
-        if (typeof candidate === 'string') toolNames.set(candidate.toLowerCase(), candidate);
-      }
-    }
-  }
+  for (const name of requestToolNames) toolNames.set(name.toLowerCase(), name);
   return { requestedModel, toolNames };
 }
 

@@ -3,7 +3,7 @@ import type { HeldBody } from '../http/held-body.js';
 
 type ParsedRequest = IncomingMessage & { body?: unknown };
 
-const rebuilt = (bytes: Buffer): HeldBody => ({ bytes, asReceived: false });
+const rebuilt = (bytes: Buffer): HeldBody => ({ chunks: [bytes], asReceived: false });
 
 function serialise(body: object, type: string): Buffer | 'unavailable' {
   if (type.includes('json')) {

@@ -62,7 +62,7 @@ export type OutboundBody =
   /** The client's own body, read from its stream as it arrives, under the client's framing. */
   | { readonly kind: 'stream'; readonly source: IncomingMessage; readonly framing: RequestFraming }
   /** A body the gateway already holds (a host parser or provider routing read the stream). */
-  | { readonly kind: 'bytes'; readonly bytes: Buffer };
+  | { readonly kind: 'bytes'; readonly chunks: readonly Buffer[] };
 
 function stateFraming(proxyReq: ClientRequest, framing: RequestFraming): void {
   proxyReq.removeHeader('content-length');
@@ -78,9 +78,12 @@ function stateFraming(proxyReq: ClientRequest, framing: RequestFraming): void {
  * Ends the upstream request, or destroys it (with its connection) when ending would leave the
  * upstream expecting more bytes than were sent.
  */
-function finish(proxyReq: ClientRequest, chunk?: Buffer): void {
+function finish(proxyReq: ClientRequest, chunks: readonly Buffer[] = []): void {
   try {
-    proxyReq.end(chunk);
+    // The pieces of a held body go out together, without being joined first.
+    if (chunks.length > 1) proxyReq.cork();
+    for (let index = 0; index < chunks.length - 1; index++) proxyReq.write(chunks[index]!);
+    proxyReq.end(chunks.at(-1));
   } catch (error) {
     proxyReq.destroy(error as Error);
   }
@@ -99,8 +102,10 @@ export function writeBody(proxyReq: ClientRequest, body: OutboundBody): void {
     return;
   }
   if (body.kind === 'bytes') {
-    stateFraming(proxyReq, { kind: 'length', length: body.bytes.length });
-    finish(proxyReq, body.bytes);
+    let length = 0;
+    for (const chunk of body.chunks) length += chunk.length;
+    stateFraming(proxyReq, { kind: 'length', length });
+    finish(proxyReq, body.chunks);
     return;
   }
   const { source, framing } = body;
