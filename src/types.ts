@@ -159,6 +159,13 @@ export interface AmpProxyOptions {
    * `localProvider` is set); larger ones get `413 amp_body_too_large`. Defaults to 33554432 (32 MiB).
    */
   maxBodyBytes?: number;
+  /**
+   * Actors group: the Rivet actor token added to actor requests that arrive without one (as
+   * `rvt-token` in the query, and as an `x-rivet-token` header on plain HTTP), the way the Amp CLI
+   * sends it to any server but `localhost`. `false`: never add one. Defaults to Amp's public token
+   * for `https://ampcode.com` (and for its staging host), none for other upstreams.
+   */
+  actorToken?: string | false;
 }
 
 export type NextFunction = (error?: unknown) => void;
@@ -428,6 +435,8 @@ export interface AmpEffectiveOptions extends Record<keyof AmpProxyOptions, unkno
   localProvider: 'custom' | null;
   forceModelMappings: boolean;
   maxBodyBytes: number;
+  /** The actor token added to tokenless actor requests, redacted; `null` when none is. */
+  actorToken: string | null;
 }
 
 export interface LoadedAmpConfig {

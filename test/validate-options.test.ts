@@ -49,6 +49,7 @@ describe('validateOptions (no sockets)', () => {
       localProvider: () => undefined,
       forceModelMappings: true,
       maxBodyBytes: 1024,
+      actorToken: ' pk_custom-0001 ',
     };
     const validated = validateOptions(every);
     assert.deepEqual(Object.keys(validated).sort(), Object.keys(every).sort());
@@ -63,6 +64,7 @@ describe('validateOptions (no sockets)', () => {
     assert.ok(validated.upstreamProxy instanceof URL);
     assert.equal(validated.upstreamProxy.host, 'proxy.example:1080');
     assert.equal(validated.upstreamCa?.certificates.length, 2);
+    assert.equal(validated.actorToken, 'pk_custom-0001');
   });
 
   it('checks the server key against the gateway keys once both are known', () => {

@@ -6,7 +6,8 @@ import { createUpstreamConnection, type UpstreamConnection } from '../egress/ups
 import { loggingListener } from '../observability/logger.js';
 import { createRedactor } from '../observability/redact.js';
 import type { ProviderRoutingConfig } from '../provider/provider-routing.js';
-import { validateOptions, type ValidatedOptions } from './validate-options.js';
+import { actorTokenOf, validateOptions, type ValidatedOptions } from './validate-options.js';
+import { createActorTokenStage, type ActorTokenStage } from '../actors/actor-token.js';
 import type { AmpCustomPolicy, AmpGroup, AmpPolicyName, AmpProxyEventListener, Redactor } from '../types.js';
 
 /** Options after validation, with everything that can be computed once computed. */
@@ -29,6 +30,8 @@ export interface ResolvedConfig {
   readonly warn: (code: string, message: string) => void;
   /** How provider calls are routed by model; `undefined` when nothing needs the body read. */
   readonly providerRouting: ProviderRoutingConfig | undefined;
+  /** Adds the actor token to tokenless actor requests; `undefined` when no token is in force. */
+  readonly actorToken: ActorTokenStage | undefined;
 }
 
 /**
@@ -73,6 +76,7 @@ export function resolveOptions(options: unknown): ResolvedConfig {
   const { upstream, upstreamKey, clients, logger } = validated;
   const { proxy } = chooseEgressProxy(validated.upstreamProxy, new URL(upstream.base));
   const serverKeys = typeof upstreamKey === 'string' ? [upstreamKey] : [];
+  const actorToken = actorTokenOf(validated);
   return {
     upstreamBase: upstream.base,
     clients: clients.table,
@@ -88,8 +92,14 @@ export function resolveOptions(options: unknown): ResolvedConfig {
     restrictToLocalhost: validated.restrictManagementToLocalhost,
     trustedProxies: validated.trustedProxies,
     emit: combineListeners([logger && loggingListener(logger), validated.onProxyEvent]),
-    redactor: createRedactor([...clients.secrets, ...serverKeys, ...proxyCredentials(proxy)]),
+    redactor: createRedactor([
+      ...clients.secrets,
+      ...serverKeys,
+      ...proxyCredentials(proxy),
+      ...(actorToken ? [actorToken] : []),
+    ]),
     providerRouting: providerRouting(validated),
+    actorToken: actorToken === undefined ? undefined : createActorTokenStage(actorToken),
     warn: logger
       ? (code, message) => logger.warn({ code }, message)
       : (code, message) => process.emitWarning(message, { code }),

@@ -1,4 +1,5 @@
 import { isIP } from 'node:net';
+import { publicActorToken } from '../actors/actor-token.js';
 import { ClientTable, type ResolvedClient } from '../auth/clients.js';
 import { CREDENTIAL_HEADERS } from '../auth/credential-names.js';
 import { findKeys, isKeyToken, KEY_CHARACTERS } from '../auth/key-recognition.js';
@@ -58,6 +59,8 @@ export interface ValidatedOptions {
   readonly localProvider: AmpProxyOptions['localProvider'];
   readonly forceModelMappings: boolean;
   readonly maxBodyBytes: number;
+  /** `undefined`: derived from the upstream (see `publicActorToken`). */
+  readonly actorToken: string | false | undefined;
 }
 
 /** Keyed by every option: an option added to `AmpProxyOptions` does not compile until it is validated here. */
@@ -389,6 +392,27 @@ function validateMaxBodyBytes(value: unknown): number {
   return value;
 }
 
+/** The actor token in force: the option, else the one the Amp CLI would send to the upstream. */
+export function actorTokenOf(options: ValidatedOptions): string | undefined {
+  const { actorToken } = options;
+  if (actorToken === false) return undefined;
+  return actorToken ?? publicActorToken(options.upstream.base);
+}
+
+/** Sent as a header value and a query parameter: visible ASCII, no spaces. */
+const ACTOR_TOKEN = /^[\x21-\x7e]+$/;
+
+function validateActorToken(value: unknown): string | false | undefined {
+  if (value === undefined || value === false) return value;
+  if (typeof value !== 'string' || !ACTOR_TOKEN.test(value.trim())) {
+    fail(
+      'actorToken',
+      `expected a token of visible ASCII characters without spaces, or false, got ${describeSecret(value)}`,
+    );
+  }
+  return value.trim();
+}
+
 /** In the order they are checked: the first problem found is the one reported. */
 const OPTION_VALIDATORS: OptionValidators = {
   upstream: validateUpstream,
@@ -408,6 +432,7 @@ const OPTION_VALIDATORS: OptionValidators = {
   localProvider: (value) => validateFunction(value, 'localProvider'),
   forceModelMappings: (value) => validateFlag(value, 'forceModelMappings'),
   maxBodyBytes: validateMaxBodyBytes,
+  actorToken: validateActorToken,
 };
 const OPTION_NAMES = Object.keys(OPTION_VALIDATORS) as (keyof AmpProxyOptions)[];
 /** Options whose only form is a function: code, which a JSON or YAML file cannot hold. */
@@ -442,6 +467,10 @@ export function validateOptions(
   if (typeof validated.upstreamKey === 'string') {
     const conflict = validated.clients.gatewayKeyConflict(validated.upstreamKey);
     if (conflict) fail('upstreamKey', conflict);
+  }
+  if (typeof validated.actorToken === 'string') {
+    const conflict = validated.clients.gatewayKeyConflict(validated.actorToken);
+    if (conflict) fail('actorToken', conflict);
   }
   return validated;
 }

@@ -31,6 +31,7 @@ import {
   type RequestFraming,
 } from '../proxy/request-framing.js';
 import type { UpstreamHeaderBuilder } from '../proxy/upstream-headers.js';
+import type { ActorTokenStage } from '../actors/actor-token.js';
 import type { AmpCustomPolicy, AmpErrorCode, AmpGroup } from '../types.js';
 
 /**
@@ -177,6 +178,7 @@ class ForwardingPipeline implements GroupHandler {
   readonly #spendServerKey: ServerKeyStage;
   readonly #routing: ProviderRoutingConfig | undefined;
   readonly #destination: Destination;
+  readonly #addActorToken: ActorTokenStage | undefined;
   readonly upgrade: GroupHandler['upgrade'];
 
   constructor(
@@ -192,6 +194,7 @@ class ForwardingPipeline implements GroupHandler {
     this.#policy = createPolicy(policySpec, dependencies);
     this.#spendServerKey = createServerKeyStage(dependencies);
     this.#routing = group === 'provider' ? config.providerRouting : undefined;
+    this.#addActorToken = group === 'actors' ? config.actorToken : undefined;
     this.#destination = {
       upstreamBase: config.upstreamBase,
       protocol: new URL(config.upstreamBase).protocol as Destination['protocol'],
@@ -265,12 +268,16 @@ class ForwardingPipeline implements GroupHandler {
     rewrite: RewriteSpec | undefined,
     trace: RequestTrace | undefined,
   ): OutboundRequest {
+    const isUpgrade = !res;
+    const headers = this.buildHeaders(req.headers, forward.headers, { isUpgrade, decodedBody: decoded });
+    let query = credentials.upstreamQuery(forward.query);
+    if (this.#addActorToken) query = this.#addActorToken(req.headers, query, headers, isUpgrade);
     return new OutboundRequest({
       client: req,
       response: res,
       method: req.method ?? 'GET',
-      url: withQuery(path, credentials.upstreamQuery(forward.query)),
-      headers: this.buildHeaders(req.headers, forward.headers, { isUpgrade: !res, decodedBody: decoded }),
+      url: withQuery(path, query),
+      headers,
       body,
       destination: this.#destination,
       rewrite,
