@@ -166,6 +166,12 @@ export interface AmpProxyOptions {
    * for `https://ampcode.com` (and for its staging host), none for other upstreams.
    */
   actorToken?: string | false;
+  /**
+   * Where clients reach the gateway (`https://amp-gw.example.com`), for replies that tell the
+   * client a URL to use (RivetKit's `/actors/metadata`). Defaults to the request's `Host` and
+   * scheme; `X-Forwarded-Proto` and `X-Forwarded-Host` count only from `trustedProxies`.
+   */
+  publicUrl?: string;
 }
 
 export type NextFunction = (error?: unknown) => void;
@@ -437,6 +443,8 @@ export interface AmpEffectiveOptions extends Record<keyof AmpProxyOptions, unkno
   maxBodyBytes: number;
   /** The actor token added to tokenless actor requests, redacted; `null` when none is. */
   actorToken: string | null;
+  /** `null`: taken from each request. */
+  publicUrl: string | null;
 }
 
 export interface LoadedAmpConfig {

@@ -50,6 +50,7 @@ describe('validateOptions (no sockets)', () => {
       forceModelMappings: true,
       maxBodyBytes: 1024,
       actorToken: ' pk_custom-0001 ',
+      publicUrl: 'https://amp-gw.example/',
     };
     const validated = validateOptions(every);
     assert.deepEqual(Object.keys(validated).sort(), Object.keys(every).sort());
@@ -65,6 +66,7 @@ describe('validateOptions (no sockets)', () => {
     assert.equal(validated.upstreamProxy.host, 'proxy.example:1080');
     assert.equal(validated.upstreamCa?.certificates.length, 2);
     assert.equal(validated.actorToken, 'pk_custom-0001');
+    assert.equal(validated.publicUrl, 'https://amp-gw.example');
   });
 
   it('checks the server key against the gateway keys once both are known', () => {

@@ -44,6 +44,15 @@ function clientAddress(req: IncomingMessage, trusted: BlockList | undefined): st
   return hops[0] ?? peer;
 }
 
+/** Whether a request's TCP peer is one of `trustedProxies`, whose forwarding headers count. */
+export type TrustedPeerCheck = (req: IncomingMessage) => boolean;
+
+export function createTrustedPeerCheck(trustedProxies: readonly string[]): TrustedPeerCheck {
+  if (trustedProxies.length === 0) return () => false;
+  const trusted = addressList(trustedProxies);
+  return (req) => contains(trusted, req.socket.remoteAddress ?? '');
+}
+
 export interface GateOptions {
   readonly restrictToLocalhost: boolean;
   readonly trustedProxies: readonly string[];

@@ -68,5 +68,6 @@ export function describeOptions(
     forceModelMappings: options.forceModelMappings,
     maxBodyBytes: options.maxBodyBytes,
     actorToken: redactedOrNull(actorTokenOf(options)),
+    publicUrl: options.publicUrl ?? null,
   };
 }

@@ -8,6 +8,7 @@ import { createRedactor } from '../observability/redact.js';
 import type { ProviderRoutingConfig } from '../provider/provider-routing.js';
 import { actorTokenOf, validateOptions, type ValidatedOptions } from './validate-options.js';
 import { createActorTokenStage, type ActorTokenStage } from '../actors/actor-token.js';
+import { createPublicBase, type PublicBaseOf } from '../access/public-base.js';
 import type { AmpCustomPolicy, AmpGroup, AmpPolicyName, AmpProxyEventListener, Redactor } from '../types.js';
 
 /** Options after validation, with everything that can be computed once computed. */
@@ -32,6 +33,8 @@ export interface ResolvedConfig {
   readonly providerRouting: ProviderRoutingConfig | undefined;
   /** Adds the actor token to tokenless actor requests; `undefined` when no token is in force. */
   readonly actorToken: ActorTokenStage | undefined;
+  /** Where clients reach the gateway, per request (`publicUrl`, else the request's own host). */
+  readonly publicBase: PublicBaseOf;
 }
 
 /**
@@ -100,6 +103,7 @@ export function resolveOptions(options: unknown): ResolvedConfig {
     ]),
     providerRouting: providerRouting(validated),
     actorToken: actorToken === undefined ? undefined : createActorTokenStage(actorToken),
+    publicBase: createPublicBase(validated.publicUrl, validated.trustedProxies),
     warn: logger
       ? (code, message) => logger.warn({ code }, message)
       : (code, message) => process.emitWarning(message, { code }),

@@ -61,6 +61,8 @@ export interface ValidatedOptions {
   readonly maxBodyBytes: number;
   /** `undefined`: derived from the upstream (see `publicActorToken`). */
   readonly actorToken: string | false | undefined;
+  /** Origin plus optional path, without a trailing slash. */
+  readonly publicUrl: string | undefined;
 }
 
 /** Keyed by every option: an option added to `AmpProxyOptions` does not compile until it is validated here. */
@@ -413,6 +415,24 @@ function validateActorToken(value: unknown): string | false | undefined {
   return value.trim();
 }
 
+function validatePublicUrl(value: unknown): string | undefined {
+  if (value === undefined) return undefined;
+  let url: URL | undefined;
+  try {
+    url = typeof value === 'string' ? new URL(value) : undefined;
+  } catch {
+    url = undefined;
+  }
+  const shown = typeof value === 'string' ? describeUpstream(value) : describeValue(value);
+  if (!url || (url.protocol !== 'http:' && url.protocol !== 'https:')) {
+    fail('publicUrl', `expected an absolute http(s) URL such as "https://amp-gw.example.com", got ${shown}`);
+  }
+  if (url.username || url.password || url.search || url.hash) {
+    fail('publicUrl', `must not contain credentials, a query string or a fragment, got ${shown}`);
+  }
+  return `${url.origin}${url.pathname}`.replace(/\/+$/, '');
+}
+
 /** In the order they are checked: the first problem found is the one reported. */
 const OPTION_VALIDATORS: OptionValidators = {
   upstream: validateUpstream,
@@ -433,6 +453,7 @@ const OPTION_VALIDATORS: OptionValidators = {
   forceModelMappings: (value) => validateFlag(value, 'forceModelMappings'),
   maxBodyBytes: validateMaxBodyBytes,
   actorToken: validateActorToken,
+  publicUrl: validatePublicUrl,
 };
 const OPTION_NAMES = Object.keys(OPTION_VALIDATORS) as (keyof AmpProxyOptions)[];
 /** Options whose only form is a function: code, which a JSON or YAML file cannot hold. */

@@ -32,6 +32,10 @@ import {
 } from '../proxy/request-framing.js';
 import type { UpstreamHeaderBuilder } from '../proxy/upstream-headers.js';
 import type { ActorTokenStage } from '../actors/actor-token.js';
+import { rewriteActorMetadata } from '../actors/metadata-reply.js';
+import type { PublicBaseOf } from '../access/public-base.js';
+import type { ReplyRewrite } from '../proxy/json-reply.js';
+import { publicRouteOf, type PublicRoute } from '../routing/public-routes.js';
 import type { AmpCustomPolicy, AmpErrorCode, AmpGroup } from '../types.js';
 
 /**
@@ -65,6 +69,13 @@ const NO_BODY: OutboundBody = { kind: 'none' };
 const EMPTY_BODY: OutboundBody = { kind: 'bytes', bytes: Buffer.alloc(0) };
 const AS_RECEIVED: ProviderRoute = { kind: 'upstream', body: undefined };
 const NO_BODY_TO_SEND: BodyToSend = { body: NO_BODY, decoded: false };
+/** What every policy decides for a public route: forwarded, carrying no credential at all. */
+const CARRY_NO_CREDENTIAL: Forward = {
+  kind: 'forward',
+  headers: {},
+  query: 'all-credentials',
+  keySource: undefined,
+};
 
 interface BodyToSend {
   readonly body: OutboundBody;
@@ -179,6 +190,7 @@ class ForwardingPipeline implements GroupHandler {
   readonly #routing: ProviderRoutingConfig | undefined;
   readonly #destination: Destination;
   readonly #addActorToken: ActorTokenStage | undefined;
+  readonly #publicBase: PublicBaseOf;
   readonly upgrade: GroupHandler['upgrade'];
 
   constructor(
@@ -195,6 +207,7 @@ class ForwardingPipeline implements GroupHandler {
     this.#spendServerKey = createServerKeyStage(dependencies);
     this.#routing = group === 'provider' ? config.providerRouting : undefined;
     this.#addActorToken = group === 'actors' ? config.actorToken : undefined;
+    this.#publicBase = config.publicBase;
     this.#destination = {
       upstreamBase: config.upstreamBase,
       protocol: new URL(config.upstreamBase).protocol as Destination['protocol'],
@@ -249,11 +262,11 @@ class ForwardingPipeline implements GroupHandler {
     }
   }
 
-  /** Admission, policy and server key, for the calls that go upstream without a body to route. */
-  async #authorise(req: IncomingMessage, ampPath: string, query: string) {
+  /** Admission, then the policy's decision, or none for a public route: it carries no credential. */
+  async #authorise(req: IncomingMessage, ampPath: string, query: string, publicRoute?: PublicRoute) {
     const credentials = this.admission.admit(req, ampPath, query);
     if (credentials instanceof Refusal) return credentials;
-    const decision = await this.#applyPolicy(req, credentials);
+    const decision = publicRoute ? CARRY_NO_CREDENTIAL : await this.#applyPolicy(req, credentials);
     if (decision instanceof Refusal) return decision;
     return { credentials, decision };
   }
@@ -267,6 +280,7 @@ class ForwardingPipeline implements GroupHandler {
     { body, decoded }: BodyToSend,
     rewrite: RewriteSpec | undefined,
     trace: RequestTrace | undefined,
+    reply?: ReplyRewrite,
   ): OutboundRequest {
     const isUpgrade = !res;
     const headers = this.buildHeaders(req.headers, forward.headers, { isUpgrade, decodedBody: decoded });
@@ -281,8 +295,15 @@ class ForwardingPipeline implements GroupHandler {
       body,
       destination: this.#destination,
       rewrite,
+      reply,
       trace,
     });
+  }
+
+  /** What a public route's reply must say instead, so that the client stays on the gateway. */
+  #replyRewrite(req: IncomingMessage, publicRoute: PublicRoute | undefined): ReplyRewrite | undefined {
+    if (publicRoute !== 'actor-metadata') return undefined;
+    return rewriteActorMetadata(this.#publicBase(req), this.#destination.upstreamBase);
   }
 
   async #serve(
@@ -295,7 +316,8 @@ class ForwardingPipeline implements GroupHandler {
   ): Promise<Refusal | undefined> {
     const framing = framingOf(req);
     if (!framing) return new Refusal('amp_bad_request');
-    const authorised = await this.#authorise(req, ampPath, query);
+    const publicRoute = publicRouteOf(req.method, ampPath);
+    const authorised = await this.#authorise(req, ampPath, query, publicRoute);
     if (authorised instanceof Refusal) return authorised;
     const { credentials, decision } = authorised;
 
@@ -322,8 +344,9 @@ class ForwardingPipeline implements GroupHandler {
     trace?.keySpent(forward.keySource, credentials.client?.name);
     const mapped = route.kind === 'mapped' ? route : undefined;
     const path = mapped?.path ?? ampPath;
+    const reply = this.#replyRewrite(req, publicRoute);
     this.proxy.web(
-      this.#outboundRequest(req, res, forward, credentials, path, body, mapped?.rewrite, trace),
+      this.#outboundRequest(req, res, forward, credentials, path, body, mapped?.rewrite, trace, reply),
       res,
     );
     return undefined;
