@@ -3,7 +3,7 @@ import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { gzipSync } from 'node:zlib';
 import { after, before, describe, it } from 'node:test';
-import { ampRouter, type AmpMiddleware, type AmpProxyOptions } from '../src/index.js';
+import { ampRouter, type AmpProxyOptions } from '../src/index.js';
 import { EDGE_ACTOR_TOKEN, startAmpEdge, type FakeAmpEdge } from './support/amp-edge.js';
 import { EXPRESS_VERSIONS } from './support/apps.js';
 import { send } from './support/client.js';

@@ -53,7 +53,7 @@ export function rewriteActorMetadata(
       if (!url) continue;
       if (key === 'clientEndpoint') {
         if (gatewayBase) node[key] = `${gatewayBase}${ACTORS_PATH}`;
-        else delete node[key];
+        else delete node.clientEndpoint;
       } else if (gatewayBase && url.hostname === upstream.hostname) {
         node[key] = ontoGateway(url, gatewayBase, upstream);
       }
