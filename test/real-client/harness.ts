@@ -139,8 +139,7 @@ async function main(): Promise<void> {
   const amp = process.argv[2];
   assert.ok(amp, 'usage: harness.ts <path to the amp binary>');
   const identity = await startIdentityProvider();
-  let edge: FakeAmpEdge | undefined;
-  edge = await startAmpEdge({ handler: ampApi(() => identity.url) });
+  const edge: FakeAmpEdge = await startAmpEdge({ handler: ampApi(() => identity.url) });
   const gateway = await startGateway({
     upstream: edge.url,
     actorToken: EDGE_ACTOR_TOKEN,
@@ -165,7 +164,7 @@ async function main(): Promise<void> {
 
   try {
     await check('amp threads list', async () => {
-      const record = edge!.record();
+      const record = edge.record();
       const run = await runAmp(amp, ['threads', 'list'], withKey);
       assert.equal(run.code, 0, run.output);
       assert.match(run.output, /Real client check/);
@@ -174,35 +173,35 @@ async function main(): Promise<void> {
     });
 
     await check('amp threads search', async () => {
-      const record = edge!.record();
+      const record = edge.record();
       const run = await runAmp(amp, ['threads', 'search', 'real'], withKey);
       assert.equal(run.code, 0, run.output);
       assert.ok(record.requests.some((r) => r.url.startsWith('/api/threads/find?q=real')));
     });
 
     await check('amp -x: the actor WebSocket reaches the edge with the token and stays open', async () => {
-      const handshakes = edge!.handshakes.mark();
-      const closes = edge!.closes.mark();
+      const handshakes = edge.handshakes.mark();
+      const closes = edge.closes.mark();
       const run = await runAmp(amp, ['-x', 'say hi'], withKey, 30_000);
-      const [socket] = edge!.handshakes.since(handshakes);
+      const [socket] = edge.handshakes.since(handshakes);
       assert.ok(socket, `no actor WebSocket reached the edge\n${run.output}`);
       const url = new URL(socket.url, 'http://edge');
       assert.equal(url.pathname, '/actors/gateway/threadActor/websocket/');
       assert.equal(url.searchParams.get('rvt-key'), THREAD_ID);
       assert.equal(url.searchParams.get('rvt-token'), EDGE_ACTOR_TOKEN);
       assert.match(String(socket.headers['sec-websocket-protocol']), /rivet_conn_params\./);
-      assert.ok(!edge!.closes.since(closes).includes(1008), 'the edge closed the socket with its guard');
+      assert.ok(!edge.closes.since(closes).includes(1008), 'the edge closed the socket with its guard');
     });
 
     await check('amp login (OAuth device flow), then a call on the OAuth access token', async () => {
-      const record = edge!.record();
+      const record = edge.record();
       const run = await runAmp(amp, ['login'], env);
       assert.equal(run.code, 0, run.output);
       assert.match(run.output, /Logged in as dev@example\.com|Login successful/);
       assert.ok(record.requests.some((r) => r.url === '/api/auth/oauth-config'));
       assert.ok(identity.calls.includes('POST /user_management/authorize/device'), identity.calls.join(', '));
       assert.ok(identity.calls.includes('POST /user_management/authenticate'), identity.calls.join(', '));
-      const after = edge!.record();
+      const after = edge.record();
       const list = await runAmp(amp, ['threads', 'list'], env);
       assert.equal(list.code, 0, list.output);
       const call = after.requests.find((r) => r.url.startsWith('/api/internal?listThreads'));
