@@ -172,6 +172,14 @@ export interface AmpProxyOptions {
    * scheme; `X-Forwarded-Proto` and `X-Forwarded-Host` count only from `trustedProxies`.
    */
   publicUrl?: string;
+  /**
+   * Carry `amp login`'s identity provider calls (OAuth device flow, token refresh) for clients that
+   * may reach only the gateway: the `apiURL` of `/api/auth/oauth-config` is rewritten to the
+   * gateway's `/api/amp-proxy/identity`, which forwards to the provider, through `upstreamProxy`,
+   * with no credential added. `true`: the provider the upstream names; a URL: that provider.
+   * Defaults to `false`: clients call the provider themselves.
+   */
+  identityProxy?: boolean | string;
 }
 
 export type NextFunction = (error?: unknown) => void;
@@ -445,6 +453,8 @@ export interface AmpEffectiveOptions extends Record<keyof AmpProxyOptions, unkno
   actorToken: string | null;
   /** `null`: taken from each request. */
   publicUrl: string | null;
+  /** `false`, `true` (the provider the upstream names) or the provider's URL. */
+  identityProxy: boolean | string;
 }
 
 export interface LoadedAmpConfig {
@@ -497,6 +507,7 @@ export type AmpErrorCode =
   | 'amp_token_required'
   | 'amp_upstream_key_conflict'
   | 'amp_upstream_key_missing'
+  | 'amp_identity_provider_unknown'
   | 'amp_body_unavailable'
   | 'amp_local_provider_error'
   | 'amp_policy_error'

@@ -69,5 +69,6 @@ export function describeOptions(
     maxBodyBytes: options.maxBodyBytes,
     actorToken: redactedOrNull(actorTokenOf(options)),
     publicUrl: options.publicUrl ?? null,
+    identityProxy: options.identityProxy,
   };
 }

@@ -9,6 +9,7 @@ import type { ProviderRoutingConfig } from '../provider/provider-routing.js';
 import { actorTokenOf, validateOptions, type ValidatedOptions } from './validate-options.js';
 import { createActorTokenStage, type ActorTokenStage } from '../actors/actor-token.js';
 import { createPublicBase, type PublicBaseOf } from '../access/public-base.js';
+import { IdentityProxy } from '../identity/identity-proxy.js';
 import type { AmpCustomPolicy, AmpGroup, AmpPolicyName, AmpProxyEventListener, Redactor } from '../types.js';
 
 /** Options after validation, with everything that can be computed once computed. */
@@ -35,6 +36,8 @@ export interface ResolvedConfig {
   readonly actorToken: ActorTokenStage | undefined;
   /** Where clients reach the gateway, per request (`publicUrl`, else the request's own host). */
   readonly publicBase: PublicBaseOf;
+  /** Carries the identity provider's calls; `undefined` unless `identityProxy` is on. */
+  readonly identity: IdentityProxy | undefined;
 }
 
 /**
@@ -80,17 +83,19 @@ export function resolveOptions(options: unknown): ResolvedConfig {
   const { proxy } = chooseEgressProxy(validated.upstreamProxy, new URL(upstream.base));
   const serverKeys = typeof upstreamKey === 'string' ? [upstreamKey] : [];
   const actorToken = actorTokenOf(validated);
+  const upstreamConnection = createUpstreamConnection(
+    proxy,
+    validated.upstreamCa && upstreamTrustBundle(validated.upstreamCa),
+    validated.timeoutMs,
+  );
+  const { identityProxy } = validated;
   return {
     upstreamBase: upstream.base,
     clients: clients.table,
     policies: validated.policies,
     tokenHeader: validated.tokenHeader,
     timeoutMs: validated.timeoutMs,
-    upstreamConnection: createUpstreamConnection(
-      proxy,
-      validated.upstreamCa && upstreamTrustBundle(validated.upstreamCa),
-      validated.timeoutMs,
-    ),
+    upstreamConnection,
     serverKey: createServerKeyResolver(upstreamKey, upstream.asWritten, validated.secretsFile),
     restrictToLocalhost: validated.restrictManagementToLocalhost,
     trustedProxies: validated.trustedProxies,
@@ -104,6 +109,14 @@ export function resolveOptions(options: unknown): ResolvedConfig {
     providerRouting: providerRouting(validated),
     actorToken: actorToken === undefined ? undefined : createActorTokenStage(actorToken),
     publicBase: createPublicBase(validated.publicUrl, validated.trustedProxies),
+    identity:
+      identityProxy === false
+        ? undefined
+        : new IdentityProxy(
+            typeof identityProxy === 'string' ? identityProxy : undefined,
+            upstreamConnection,
+            validated.timeoutMs,
+          ),
     warn: logger
       ? (code, message) => logger.warn({ code }, message)
       : (code, message) => process.emitWarning(message, { code }),

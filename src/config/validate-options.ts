@@ -1,5 +1,6 @@
 import { isIP } from 'node:net';
 import { publicActorToken } from '../actors/actor-token.js';
+import { identityProviderBase } from '../identity/identity-proxy.js';
 import { ClientTable, type ResolvedClient } from '../auth/clients.js';
 import { CREDENTIAL_HEADERS } from '../auth/credential-names.js';
 import { findKeys, isKeyToken, KEY_CHARACTERS } from '../auth/key-recognition.js';
@@ -63,6 +64,8 @@ export interface ValidatedOptions {
   readonly actorToken: string | false | undefined;
   /** Origin plus optional path, without a trailing slash. */
   readonly publicUrl: string | undefined;
+  /** `true`: the provider the upstream names; a string: the provider's base URL. */
+  readonly identityProxy: boolean | string;
 }
 
 /** Keyed by every option: an option added to `AmpProxyOptions` does not compile until it is validated here. */
@@ -433,6 +436,19 @@ function validatePublicUrl(value: unknown): string | undefined {
   return `${url.origin}${url.pathname}`.replace(/\/+$/, '');
 }
 
+function validateIdentityProxy(value: unknown): boolean | string {
+  if (value === undefined) return false;
+  if (typeof value === 'boolean') return value;
+  const base = typeof value === 'string' ? identityProviderBase(value.trim()) : undefined;
+  if (base === undefined) {
+    fail(
+      'identityProxy',
+      `expected true, false or the identity provider's https URL (http only on localhost), got ${typeof value === 'string' ? describeUpstream(value) : describeValue(value)}`,
+    );
+  }
+  return base;
+}
+
 /** In the order they are checked: the first problem found is the one reported. */
 const OPTION_VALIDATORS: OptionValidators = {
   upstream: validateUpstream,
@@ -454,6 +470,7 @@ const OPTION_VALIDATORS: OptionValidators = {
   maxBodyBytes: validateMaxBodyBytes,
   actorToken: validateActorToken,
   publicUrl: validatePublicUrl,
+  identityProxy: validateIdentityProxy,
 };
 const OPTION_NAMES = Object.keys(OPTION_VALIDATORS) as (keyof AmpProxyOptions)[];
 /** Options whose only form is a function: code, which a JSON or YAML file cannot hold. */

@@ -36,6 +36,7 @@ import { rewriteActorMetadata } from '../actors/metadata-reply.js';
 import type { PublicBaseOf } from '../access/public-base.js';
 import type { ReplyRewrite } from '../proxy/json-reply.js';
 import { publicRouteOf, type PublicRoute } from '../routing/public-routes.js';
+import type { IdentityProxy } from '../identity/identity-proxy.js';
 import type { AmpCustomPolicy, AmpErrorCode, AmpGroup } from '../types.js';
 
 /**
@@ -191,6 +192,7 @@ class ForwardingPipeline implements GroupHandler {
   readonly #destination: Destination;
   readonly #addActorToken: ActorTokenStage | undefined;
   readonly #publicBase: PublicBaseOf;
+  readonly #identity: IdentityProxy | undefined;
   readonly upgrade: GroupHandler['upgrade'];
 
   constructor(
@@ -208,6 +210,7 @@ class ForwardingPipeline implements GroupHandler {
     this.#routing = group === 'provider' ? config.providerRouting : undefined;
     this.#addActorToken = group === 'actors' ? config.actorToken : undefined;
     this.#publicBase = config.publicBase;
+    this.#identity = group === 'management' ? config.identity : undefined;
     this.#destination = {
       upstreamBase: config.upstreamBase,
       protocol: new URL(config.upstreamBase).protocol as Destination['protocol'],
@@ -281,6 +284,7 @@ class ForwardingPipeline implements GroupHandler {
     rewrite: RewriteSpec | undefined,
     trace: RequestTrace | undefined,
     reply?: ReplyRewrite,
+    destination: Destination = this.#destination,
   ): OutboundRequest {
     const isUpgrade = !res;
     const headers = this.buildHeaders(req.headers, forward.headers, { isUpgrade, decodedBody: decoded });
@@ -293,7 +297,7 @@ class ForwardingPipeline implements GroupHandler {
       url: withQuery(path, query),
       headers,
       body,
-      destination: this.#destination,
+      destination,
       rewrite,
       reply,
       trace,
@@ -302,8 +306,11 @@ class ForwardingPipeline implements GroupHandler {
 
   /** What a public route's reply must say instead, so that the client stays on the gateway. */
   #replyRewrite(req: IncomingMessage, publicRoute: PublicRoute | undefined): ReplyRewrite | undefined {
-    if (publicRoute !== 'actor-metadata') return undefined;
-    return rewriteActorMetadata(this.#publicBase(req), this.#destination.upstreamBase);
+    if (publicRoute === 'actor-metadata') {
+      return rewriteActorMetadata(this.#publicBase(req), this.#destination.upstreamBase);
+    }
+    if (publicRoute === 'oauth-config') return this.#identity?.rewriteOAuthConfig(this.#publicBase(req));
+    return undefined;
   }
 
   async #serve(
@@ -316,10 +323,12 @@ class ForwardingPipeline implements GroupHandler {
   ): Promise<Refusal | undefined> {
     const framing = framingOf(req);
     if (!framing) return new Refusal('amp_bad_request');
-    const publicRoute = publicRouteOf(req.method, ampPath);
+    const publicRoute = publicRouteOf(req.method, ampPath, this.#identity !== undefined);
     const authorised = await this.#authorise(req, ampPath, query, publicRoute);
     if (authorised instanceof Refusal) return authorised;
     const { credentials, decision } = authorised;
+    const identityProvider = publicRoute === 'identity' ? this.#identity?.provider : undefined;
+    if (publicRoute === 'identity' && !identityProvider) return new Refusal('amp_identity_provider_unknown');
 
     const route = this.#routing ? await routeProviderCall(req, ampPath, this.#routing) : AS_RECEIVED;
     if (route.kind === 'too-large') {
@@ -343,12 +352,21 @@ class ForwardingPipeline implements GroupHandler {
       trace?.routed(route.kind === 'mapped' ? `mapped:${route.from}->${route.to}` : 'upstream');
     trace?.keySpent(forward.keySource, credentials.client?.name);
     const mapped = route.kind === 'mapped' ? route : undefined;
-    const path = mapped?.path ?? ampPath;
+    const path = mapped?.path ?? (identityProvider ? this.#identity!.providerPath(ampPath) : ampPath);
     const reply = this.#replyRewrite(req, publicRoute);
-    this.proxy.web(
-      this.#outboundRequest(req, res, forward, credentials, path, body, mapped?.rewrite, trace, reply),
+    const outbound = this.#outboundRequest(
+      req,
       res,
+      forward,
+      credentials,
+      path,
+      body,
+      mapped?.rewrite,
+      trace,
+      reply,
+      identityProvider,
     );
+    this.proxy.web(outbound, res);
     return undefined;
   }
 
