@@ -103,13 +103,14 @@ async function startIdentityProvider() {
 
 async function startGateway(options: AmpProxyOptions) {
   const router = ampRouter(options);
+  const reload = (changes: AmpProxyOptions) => router.reload({ ...options, ...changes });
   const app = express();
   app.use(router);
   const server: Server = createServer(app);
   attachUpgrade(server, router);
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   const port = (server.address() as AddressInfo).port;
-  return { port, close: async () => (await router.close(), await closeServer(server)) };
+  return { port, reload, close: async () => (await router.close(), await closeServer(server)) };
 }
 
 interface Run {
@@ -140,12 +141,17 @@ async function main(): Promise<void> {
   assert.ok(amp, 'usage: harness.ts <path to the amp binary>');
   const identity = await startIdentityProvider();
   const edge: FakeAmpEdge = await startAmpEdge({ handler: ampApi(() => identity.url) });
+  const paths: string[] = [];
   const gateway = await startGateway({
     upstream: edge.url,
     actorToken: EDGE_ACTOR_TOKEN,
     restrictManagementToLocalhost: true,
+    onProxyEvent: (event) => {
+      if (event.type === 'request-end') paths.push(event.path);
+    },
   });
   const home = await mkdtemp(join(tmpdir(), 'amp-real-client-'));
+  const secondHome = await mkdtemp(join(tmpdir(), 'amp-real-client-'));
   const ampUrl = `http://localhost:${gateway.port}`;
   const env = { PATH: process.env.PATH, HOME: home, AMP_URL: ampUrl, NO_COLOR: '1', TERM: 'dumb' };
   const withKey = { ...env, AMP_API_KEY: USER_TOKEN };
@@ -207,11 +213,27 @@ async function main(): Promise<void> {
       const call = after.requests.find((r) => r.url.startsWith('/api/internal?listThreads'));
       assert.equal(call && tokenOf(call), `Bearer ${ACCESS_TOKEN}`);
     });
+
+    await check('amp login with identityProxy: the device flow goes through the gateway', async () => {
+      gateway.reload({ identityProxy: true });
+      const calls = identity.calls.length;
+      const seen = paths.length;
+      const run = await runAmp(amp, ['login'], { ...env, HOME: secondHome });
+      assert.equal(run.code, 0, run.output);
+      assert.ok(identity.calls.length > calls, 'the identity provider was not called');
+      const through = paths.slice(seen);
+      assert.ok(
+        through.includes('/api/amp-proxy/identity/user_management/authorize/device'),
+        through.join(', '),
+      );
+      assert.ok(through.includes('/api/amp-proxy/identity/user_management/authenticate'), through.join(', '));
+    });
   } finally {
     await gateway.close();
     await edge.close();
     await closeServer(identity.server);
     await rm(home, { recursive: true, force: true });
+    await rm(secondHome, { recursive: true, force: true });
   }
   if (failures.length > 0) {
     print(`\n${failures.length} check(s) failed`);
