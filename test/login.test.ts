@@ -6,6 +6,7 @@ import { ampRouter, type AmpProxyOptions } from '../src/index.js';
 import { startAmpEdge, type FakeAmpEdge } from './support/amp-edge.js';
 import { EXPRESS_VERSIONS } from './support/apps.js';
 import { send } from './support/client.js';
+import { startHttpProxy } from './support/egress-proxies.js';
 import { WaitableList } from './support/events.js';
 import { closeServer, startUpstream, type FakeUpstream, type UpstreamHandler } from './support/upstream.js';
 
@@ -201,6 +202,46 @@ for (const [name, express] of EXPRESS_VERSIONS) {
     });
   });
 }
+
+describe('identityProxy through an egress proxy', () => {
+  it("identity calls take the group's way out: a CONNECT tunnel to the provider, with no key in it", async () => {
+    const identity = await startUpstream((_req, res) => json(res, { access_token: ACCESS_TOKEN }));
+    const proxy = await startHttpProxy();
+    const router = ampRouter({
+      upstream: 'http://amp-upstream.invalid',
+      upstreamProxy: proxy.url,
+      upstreamKey: 'sk-server-0001',
+      clients: [{ key: GATEWAY_KEY, upstreamKey: 'amp-alice-0001' }],
+      policies: { management: 'inject' },
+      identityProxy: identity.url,
+    });
+    const server = createServer(router);
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    try {
+      const mark = proxy.tunnels.mark();
+      const answer = await send(
+        `http://127.0.0.1:${(server.address() as AddressInfo).port}${IDENTITY}/user_management/authenticate`,
+        {
+          ...form({ refresh_token: 'refresh-secret-0001' }),
+          headers: {
+            'content-type': 'application/x-www-form-urlencoded',
+            authorization: `Bearer ${GATEWAY_KEY}`,
+          },
+        },
+      );
+      assert.equal(answer.status, 200, answer.body);
+      const [tunnel] = proxy.tunnels.since(mark);
+      assert.equal(tunnel?.target, new URL(identity.url).host);
+      const relayed = proxy.relayed(mark).toString('latin1');
+      assert.match(relayed, /POST \/user_management\/authenticate /);
+      assert.doesNotMatch(relayed, /sk-server-0001|amp-alice-0001|gw-alice-0001/);
+    } finally {
+      await closeServer(server);
+      await proxy.close();
+      await identity.close();
+    }
+  });
+});
 
 describe('identityProxy option', () => {
   it('takes true, false or an https URL (http only on localhost)', () => {
