@@ -31,6 +31,9 @@ function edgeHandler(edgeUrl: () => string): UpstreamHandler {
         headers['content-encoding'] = 'gzip';
       }
       if (req.url.includes('huge')) body = JSON.stringify({ pad: 'x'.repeat(100_000) });
+      if (req.url.includes('broken')) body = '{"clientEndpoint": "https://api.rivet.example/"';
+      if (req.url.includes('text')) headers['content-type'] = 'text/plain';
+      if (req.url.includes('zstd')) headers['content-encoding'] = 'zstd';
     } else if (req.url === '/api/auth/oauth-config') {
       body = JSON.stringify(OAUTH_CONFIG);
     }
@@ -192,6 +195,14 @@ for (const [name, express] of EXPRESS_VERSIONS) {
           (reply.json() as { clientEndpoint: string }).clientEndpoint,
           /^http:\/\/127\.0\.0\.1:\d+\/actors$/,
         );
+      });
+
+      it('a reply that cannot be read as JSON goes as it came', async () => {
+        for (const variant of ['broken', 'text', 'zstd']) {
+          const reply = await send(`${gateway.url}/actors/metadata?${variant}`);
+          assert.equal(reply.status, 200);
+          assert.match(reply.body, /api\.rivet\.example/, variant);
+        }
       });
 
       it('a reply too large to be metadata is not held: 502', async () => {
