@@ -193,6 +193,7 @@ class ForwardingPipeline implements GroupHandler {
   readonly #addActorToken: ActorTokenStage | undefined;
   readonly #publicBase: PublicBaseOf;
   readonly #identity: IdentityProxy | undefined;
+  readonly #routesPublic: boolean;
   readonly upgrade: GroupHandler['upgrade'];
 
   constructor(
@@ -211,6 +212,7 @@ class ForwardingPipeline implements GroupHandler {
     this.#addActorToken = group === 'actors' ? config.actorToken : undefined;
     this.#publicBase = config.publicBase;
     this.#identity = group === 'management' ? config.identity : undefined;
+    this.#routesPublic = group !== 'provider';
     this.#destination = {
       upstreamBase: config.upstreamBase,
       protocol: new URL(config.upstreamBase).protocol as Destination['protocol'],
@@ -323,7 +325,10 @@ class ForwardingPipeline implements GroupHandler {
   ): Promise<Refusal | undefined> {
     const framing = framingOf(req);
     if (!framing) return new Refusal('amp_bad_request');
-    const publicRoute = publicRouteOf(req.method, ampPath, this.#identity !== undefined);
+    // Provider routes are never public: their hot path skips the lookup.
+    const publicRoute = this.#routesPublic
+      ? publicRouteOf(req.method, ampPath, this.#identity !== undefined)
+      : undefined;
     const authorised = await this.#authorise(req, ampPath, query, publicRoute);
     if (authorised instanceof Refusal) return authorised;
     const { credentials, decision } = authorised;

@@ -15,6 +15,10 @@ const PUBLIC_ROUTES: ReadonlyMap<string, PublicRoute> = new Map([
   ['/api/auth/oauth-config', 'oauth-config'],
   ['/auth/cli-login', 'cli-login'],
 ]);
+/** Most paths are ruled out by their length alone, before any copy is made. */
+const PUBLIC_PATH_LENGTHS: ReadonlySet<number> = new Set(
+  [...PUBLIC_ROUTES.keys()].map((path) => path.length),
+);
 /** Where the gateway serves the identity provider's routes (`identityProxy`): under Amp's `/api`, named after us. */
 export const IDENTITY_PATH = '/api/amp-proxy/identity';
 const IDENTITY_SUBTREE = `${IDENTITY_PATH}/`;
@@ -25,8 +29,9 @@ export function publicRouteOf(
   ampPath: string,
   identityProxy: boolean,
 ): PublicRoute | undefined {
-  const path = ampPath.toLowerCase();
-  if (identityProxy && path.startsWith(IDENTITY_SUBTREE)) return 'identity';
-  if (method !== 'GET' && method !== 'HEAD') return undefined;
-  return PUBLIC_ROUTES.get(path);
+  if (identityProxy && ampPath.slice(0, IDENTITY_SUBTREE.length).toLowerCase() === IDENTITY_SUBTREE) {
+    return 'identity';
+  }
+  if ((method !== 'GET' && method !== 'HEAD') || !PUBLIC_PATH_LENGTHS.has(ampPath.length)) return undefined;
+  return PUBLIC_ROUTES.get(ampPath.toLowerCase());
 }
