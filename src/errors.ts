@@ -79,6 +79,11 @@ export const AMP_ERRORS = {
     message:
       'The upstream key resolved for this request equals a gateway client key, so it was not sent; give the gateway and its clients different keys.',
   },
+  amp_identity_provider_unknown: {
+    status: 503,
+    message:
+      'The identity provider is not known yet: run `amp login` again (it asks /api/auth/oauth-config first), or set identityProxy to its URL.',
+  },
   amp_upstream_key_missing: {
     status: 503,
     message:

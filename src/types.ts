@@ -167,6 +167,27 @@ export interface AmpProxyOptions {
    * `localProvider` is set); larger ones get `413 amp_body_too_large`. Defaults to 16777216 (16 MiB).
    */
   maxBodyBytes?: number;
+  /**
+   * Actors group: the Rivet actor token added to actor requests that arrive without one (as
+   * `rvt-token` in the query, and as an `x-rivet-token` header on plain HTTP), the way the Amp CLI
+   * sends it to any server but `localhost`. `false`: never add one. Defaults to Amp's public token
+   * for `https://ampcode.com` (and for its staging host), none for other upstreams.
+   */
+  actorToken?: string | false;
+  /**
+   * Where clients reach the gateway (`https://amp-gw.example.com`), for replies that tell the
+   * client a URL to use (RivetKit's `/actors/metadata`). Defaults to the request's `Host` and
+   * scheme; `X-Forwarded-Proto` and `X-Forwarded-Host` count only from `trustedProxies`.
+   */
+  publicUrl?: string;
+  /**
+   * Carry `amp login`'s identity provider calls (OAuth device flow, token refresh) for clients that
+   * may reach only the gateway: the `apiURL` of `/api/auth/oauth-config` is rewritten to the
+   * gateway's `/api/amp-proxy/identity`, which forwards to the provider, through `upstreamProxy`,
+   * with no credential added. `true`: the provider the upstream names; a URL: that provider.
+   * Defaults to `false`: clients call the provider themselves.
+   */
+  identityProxy?: boolean | string;
 }
 
 export type NextFunction = (error?: unknown) => void;
@@ -455,6 +476,12 @@ export interface AmpEffectiveOptions extends Record<keyof AmpProxyOptions, unkno
   localProvider: 'custom' | null;
   forceModelMappings: boolean;
   maxBodyBytes: number;
+  /** The actor token added to tokenless actor requests, redacted; `null` when none is. */
+  actorToken: string | null;
+  /** `null`: taken from each request. */
+  publicUrl: string | null;
+  /** `false`, `true` (the provider the upstream names) or the provider's URL. */
+  identityProxy: boolean | string;
 }
 
 export interface LoadedAmpConfig {
@@ -511,6 +538,7 @@ export type AmpErrorCode =
   | 'amp_token_required'
   | 'amp_upstream_key_conflict'
   | 'amp_upstream_key_missing'
+  | 'amp_identity_provider_unknown'
   | 'amp_body_unavailable'
   | 'amp_local_provider_error'
   | 'amp_policy_error'

@@ -75,6 +75,7 @@ describe('standalone gateway', () => {
     assert.match(table, /server key\s+file .*server\.key/);
     assert.match(table, /clients\s+1/);
     assert.match(table, /localhost only\s+no/);
+    assert.match(table, /actor token\s+none/);
     assert.ok(!table.includes('server-key-from-file-123'));
     assert.ok(!table.includes('gw-team-key-1'));
   });

@@ -51,6 +51,9 @@ describe('validateOptions (no sockets)', () => {
       localProvider: () => undefined,
       forceModelMappings: true,
       maxBodyBytes: 1024,
+      actorToken: ' pk_custom-0001 ',
+      publicUrl: 'https://amp-gw.example/',
+      identityProxy: 'https://idp.example/',
     };
     const validated = validateOptions(every);
     assert.deepEqual(Object.keys(validated).sort(), Object.keys(every).sort());
@@ -66,6 +69,9 @@ describe('validateOptions (no sockets)', () => {
     assert.ok(validated.upstreamProxy instanceof URL);
     assert.equal(validated.upstreamProxy.host, 'proxy.example:1080');
     assert.equal(validated.upstreamCa?.certificates.length, 2);
+    assert.equal(validated.actorToken, 'pk_custom-0001');
+    assert.equal(validated.publicUrl, 'https://amp-gw.example');
+    assert.equal(validated.identityProxy, 'https://idp.example');
   });
 
   it('checks the server key against the gateway keys once both are known', () => {

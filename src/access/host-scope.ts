@@ -1,5 +1,5 @@
 import type { IncomingMessage } from 'node:http';
-import { trustedPeerCheck } from './request-gate.js';
+import { createTrustedPeerCheck, type TrustedPeerCheck } from './request-gate.js';
 
 /** Whether a request is for one of the names a router is scoped to. */
 export type HostScope = (req: IncomingMessage) => boolean;
@@ -15,18 +15,18 @@ function hostName(value: string): string {
 }
 
 /**
- * The host a request is for: `X-Forwarded-Host` when the TCP peer is a trusted proxy (its last
- * value, the one that proxy wrote: a client can put anything before it), else `Host`.
+ * The last value of a forwarding header: the one the trusted proxy in front wrote (a client can put
+ * anything before it).
  */
-function requestedHost(
-  req: IncomingMessage,
-  fromTrustedProxy: ((req: IncomingMessage) => boolean) | undefined,
-): string {
-  const forwarded = req.headers['x-forwarded-host'];
-  if (typeof forwarded === 'string' && fromTrustedProxy?.(req)) {
-    return forwarded.slice(forwarded.lastIndexOf(',') + 1).trim();
-  }
-  return req.headers.host ?? '';
+export function lastForwardedValue(value: string | string[] | undefined): string | undefined {
+  const last = Array.isArray(value) ? value[value.length - 1] : value;
+  return last === undefined ? undefined : last.slice(last.lastIndexOf(',') + 1).trim();
+}
+
+/** The host a request is for: `X-Forwarded-Host` when the TCP peer is a trusted proxy, else `Host`. */
+export function requestedHost(req: IncomingMessage, isTrustedPeer: TrustedPeerCheck): string {
+  const forwarded = isTrustedPeer(req) ? lastForwardedValue(req.headers['x-forwarded-host']) : undefined;
+  return forwarded || (req.headers.host ?? '');
 }
 
 /**
@@ -40,9 +40,9 @@ export function createHostScope(
   if (names === undefined) return undefined;
   const exact = new Set(names.filter((name) => !name.startsWith('*.')));
   const suffixes = names.filter((name) => name.startsWith('*.')).map((name) => name.slice(1));
-  const fromTrustedProxy = trustedPeerCheck(trustedProxies);
+  const isTrustedPeer = createTrustedPeerCheck(trustedProxies);
   return (req) => {
-    const name = hostName(requestedHost(req, fromTrustedProxy));
+    const name = hostName(requestedHost(req, isTrustedPeer));
     return exact.has(name) || suffixes.some((suffix) => name.endsWith(suffix));
   };
 }

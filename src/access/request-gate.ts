@@ -44,11 +44,11 @@ function clientAddress(req: IncomingMessage, trusted: BlockList | undefined): st
   return hops[0] ?? peer;
 }
 
-/** Whether a request's TCP peer is one of `trustedProxies`; `undefined` when none is trusted. */
-export function trustedPeerCheck(
-  trustedProxies: readonly string[],
-): ((req: IncomingMessage) => boolean) | undefined {
-  if (trustedProxies.length === 0) return undefined;
+/** Whether a request's TCP peer is one of `trustedProxies`, whose forwarding headers count. */
+export type TrustedPeerCheck = (req: IncomingMessage) => boolean;
+
+export function createTrustedPeerCheck(trustedProxies: readonly string[]): TrustedPeerCheck {
+  if (trustedProxies.length === 0) return () => false;
   const trusted = addressList(trustedProxies);
   return (req) => contains(trusted, req.socket.remoteAddress ?? '');
 }

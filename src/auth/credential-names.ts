@@ -18,8 +18,17 @@ export const CREDENTIAL_PARAMS: ReadonlySet<string> = new Set(['key', 'auth_toke
  * `passw` covers `password` and `passwd`).
  */
 const SECRET_NAME_PARTS = ['key', 'token', 'auth', 'secret', 'passw', 'signature', 'credential', 'session'];
-/** Secrets whose names contain none of those parts. */
-const SECRET_NAMES: ReadonlySet<string> = new Set(['x-rivet-conn-params', 'sig', 'code', 'pwd', 'jwt']);
+/** Secrets whose names contain none of those parts (OAuth's device and PKCE codes among them). */
+const SECRET_NAMES: ReadonlySet<string> = new Set([
+  'x-rivet-conn-params',
+  'sig',
+  'code',
+  'device_code',
+  'user_code',
+  'code_verifier',
+  'pwd',
+  'jwt',
+]);
 /** Names the rule matches that never hold a secret: Rivet's actor key is the thread id, kept for logs. */
 const PUBLIC_NAMES: ReadonlySet<string> = new Set(['rvt-key']);
 

@@ -2,13 +2,17 @@ import { readAmbientKey } from '../auth/upstream-key.js';
 import { chooseEgressProxy } from '../egress/egress-proxy.js';
 import { describeUpstreamCa } from '../egress/trusted-cas.js';
 import { redactSecret } from '../observability/redact.js';
-import type { ValidatedOptions } from './validate-options.js';
+import { actorTokenOf, type ValidatedOptions } from './validate-options.js';
 import type { AmpEffectiveOptions, UpstreamKeySource } from '../types.js';
 
 /** A server key and where it comes from, in words. */
 export interface FoundServerKey {
   readonly key: string | undefined;
   readonly origin: string;
+}
+
+function redactedOrNull(secret: string | undefined): string | null {
+  return secret === undefined ? null : redactSecret(secret);
 }
 
 function customOrNone(value: unknown): 'custom' | null {
@@ -64,5 +68,8 @@ export function describeOptions(
     localProvider: customOrNone(options.localProvider),
     forceModelMappings: options.forceModelMappings,
     maxBodyBytes: options.maxBodyBytes,
+    actorToken: redactedOrNull(actorTokenOf(options)),
+    publicUrl: options.publicUrl ?? null,
+    identityProxy: options.identityProxy,
   };
 }

@@ -7,7 +7,10 @@ import { createHostScope, type HostScope } from '../access/host-scope.js';
 import { loggingListener } from '../observability/logger.js';
 import { createRedactor } from '../observability/redact.js';
 import type { ProviderRoutingConfig } from '../provider/provider-routing.js';
-import { validateOptions, type ValidatedOptions } from './validate-options.js';
+import { actorTokenOf, validateOptions, type ValidatedOptions } from './validate-options.js';
+import { createActorTokenStage, type ActorTokenStage } from '../actors/actor-token.js';
+import { createPublicBase, type PublicBaseOf } from '../access/public-base.js';
+import { IdentityProxy } from '../identity/identity-proxy.js';
 import type { AmpCustomPolicy, AmpGroup, AmpPolicyName, AmpProxyEventListener, Redactor } from '../types.js';
 
 /** Options after validation, with everything that can be computed once computed. */
@@ -32,6 +35,12 @@ export interface ResolvedConfig {
   readonly warn: (code: string, message: string) => void;
   /** How provider calls are routed by model; `undefined` when nothing needs the body read. */
   readonly providerRouting: ProviderRoutingConfig | undefined;
+  /** Adds the actor token to tokenless actor requests; `undefined` when no token is in force. */
+  readonly actorToken: ActorTokenStage | undefined;
+  /** Where clients reach the gateway, per request (`publicUrl`, else the request's own host). */
+  readonly publicBase: PublicBaseOf;
+  /** Carries the identity provider's calls; `undefined` unless `identityProxy` is on. */
+  readonly identity: IdentityProxy | undefined;
 }
 
 /**
@@ -104,17 +113,20 @@ export function resolveOptions(options: unknown): ResolvedConfig {
   const { proxy } = chooseEgressProxy(validated.upstreamProxy, new URL(upstream.base));
   const serverKeys = typeof upstreamKey === 'string' ? [upstreamKey] : [];
   const warn = warningsTo(logger);
+  const actorToken = actorTokenOf(validated);
+  const upstreamConnection = createUpstreamConnection(
+    proxy,
+    validated.upstreamCa && upstreamTrustBundle(validated.upstreamCa),
+    validated.timeoutMs,
+  );
+  const { identityProxy } = validated;
   return {
     upstreamBase: upstream.base,
     clients: clients.table,
     policies: validated.policies,
     tokenHeader: validated.tokenHeader,
     timeoutMs: validated.timeoutMs,
-    upstreamConnection: createUpstreamConnection(
-      proxy,
-      validated.upstreamCa && upstreamTrustBundle(validated.upstreamCa),
-      validated.timeoutMs,
-    ),
+    upstreamConnection,
     serverKey: createServerKeyResolver(upstreamKey, upstream.asWritten, validated.secretsFile),
     restrictToLocalhost: validated.restrictManagementToLocalhost,
     trustedProxies: validated.trustedProxies,
@@ -123,8 +135,23 @@ export function resolveOptions(options: unknown): ResolvedConfig {
       { logger: logger && loggingListener(logger), onProxyEvent: validated.onProxyEvent },
       warn,
     ),
-    redactor: createRedactor([...clients.secrets, ...serverKeys, ...proxyCredentials(proxy)]),
+    redactor: createRedactor([
+      ...clients.secrets,
+      ...serverKeys,
+      ...proxyCredentials(proxy),
+      ...(actorToken ? [actorToken] : []),
+    ]),
     providerRouting: providerRouting(validated),
+    actorToken: actorToken === undefined ? undefined : createActorTokenStage(actorToken),
+    publicBase: createPublicBase(validated.publicUrl, validated.trustedProxies),
+    identity:
+      identityProxy === false
+        ? undefined
+        : new IdentityProxy(
+            typeof identityProxy === 'string' ? identityProxy : undefined,
+            upstreamConnection,
+            validated.timeoutMs,
+          ),
     warn,
   };
 }

@@ -1,4 +1,6 @@
 import { isIP } from 'node:net';
+import { publicActorToken } from '../actors/actor-token.js';
+import { identityProviderBase } from '../identity/identity-proxy.js';
 import { ClientTable, type ResolvedClient } from '../auth/clients.js';
 import { CREDENTIAL_HEADERS } from '../auth/credential-names.js';
 import { findKeys, isKeyToken, KEY_CHARACTERS } from '../auth/key-recognition.js';
@@ -60,6 +62,12 @@ export interface ValidatedOptions {
   readonly localProvider: AmpProxyOptions['localProvider'];
   readonly forceModelMappings: boolean;
   readonly maxBodyBytes: number;
+  /** `undefined`: derived from the upstream (see `publicActorToken`). */
+  readonly actorToken: string | false | undefined;
+  /** Origin plus optional path, without a trailing slash. */
+  readonly publicUrl: string | undefined;
+  /** `true`: the provider the upstream names; a string: the provider's base URL. */
+  readonly identityProxy: boolean | string;
 }
 
 /** Keyed by every option: an option added to `AmpProxyOptions` does not compile until it is validated here. */
@@ -431,6 +439,58 @@ function validateMaxBodyBytes(value: unknown): number {
   return value;
 }
 
+/** The actor token in force: the option, else the one the Amp CLI would send to the upstream. */
+export function actorTokenOf(options: ValidatedOptions): string | undefined {
+  const { actorToken } = options;
+  if (actorToken === false) return undefined;
+  return actorToken ?? publicActorToken(options.upstream.base);
+}
+
+/** Sent as a header value and a query parameter: visible ASCII, no spaces. */
+const ACTOR_TOKEN = /^[\x21-\x7e]+$/;
+
+function validateActorToken(value: unknown): string | false | undefined {
+  if (value === undefined || value === false) return value;
+  if (typeof value !== 'string' || !ACTOR_TOKEN.test(value.trim())) {
+    fail(
+      'actorToken',
+      `expected a token of visible ASCII characters without spaces, or false, got ${describeSecret(value)}`,
+    );
+  }
+  return value.trim();
+}
+
+function validatePublicUrl(value: unknown): string | undefined {
+  if (value === undefined) return undefined;
+  let url: URL | undefined;
+  try {
+    url = typeof value === 'string' ? new URL(value) : undefined;
+  } catch {
+    url = undefined;
+  }
+  const shown = typeof value === 'string' ? describeUpstream(value) : describeValue(value);
+  if (!url || (url.protocol !== 'http:' && url.protocol !== 'https:')) {
+    fail('publicUrl', `expected an absolute http(s) URL such as "https://amp-gw.example.com", got ${shown}`);
+  }
+  if (url.username || url.password || url.search || url.hash) {
+    fail('publicUrl', `must not contain credentials, a query string or a fragment, got ${shown}`);
+  }
+  return `${url.origin}${url.pathname}`.replace(/\/+$/, '');
+}
+
+function validateIdentityProxy(value: unknown): boolean | string {
+  if (value === undefined) return false;
+  if (typeof value === 'boolean') return value;
+  const base = typeof value === 'string' ? identityProviderBase(value.trim()) : undefined;
+  if (base === undefined) {
+    fail(
+      'identityProxy',
+      `expected true, false or the identity provider's https URL (http only on localhost), got ${typeof value === 'string' ? describeUpstream(value) : describeValue(value)}`,
+    );
+  }
+  return base;
+}
+
 /** In the order they are checked: the first problem found is the one reported. */
 const OPTION_VALIDATORS: OptionValidators = {
   upstream: validateUpstream,
@@ -451,6 +511,9 @@ const OPTION_VALIDATORS: OptionValidators = {
   localProvider: (value) => validateFunction(value, 'localProvider'),
   forceModelMappings: (value) => validateFlag(value, 'forceModelMappings'),
   maxBodyBytes: validateMaxBodyBytes,
+  actorToken: validateActorToken,
+  publicUrl: validatePublicUrl,
+  identityProxy: validateIdentityProxy,
 };
 const OPTION_NAMES = Object.keys(OPTION_VALIDATORS) as (keyof AmpProxyOptions)[];
 /** Options whose only form is a function: code, which a JSON or YAML file cannot hold. */
@@ -485,6 +548,10 @@ export function validateOptions(
   if (typeof validated.upstreamKey === 'string') {
     const conflict = validated.clients.gatewayKeyConflict(validated.upstreamKey);
     if (conflict) fail('upstreamKey', conflict);
+  }
+  if (typeof validated.actorToken === 'string') {
+    const conflict = validated.clients.gatewayKeyConflict(validated.actorToken);
+    if (conflict) fail('actorToken', conflict);
   }
   return validated;
 }

@@ -31,6 +31,12 @@ import {
   type RequestFraming,
 } from '../proxy/request-framing.js';
 import type { UpstreamHeaderBuilder } from '../proxy/upstream-headers.js';
+import type { ActorTokenStage } from '../actors/actor-token.js';
+import { rewriteActorMetadata } from '../actors/metadata-reply.js';
+import type { PublicBaseOf } from '../access/public-base.js';
+import type { ReplyRewrite } from '../proxy/json-reply.js';
+import { publicRouteOf, type PublicRoute } from '../routing/public-routes.js';
+import type { IdentityProxy } from '../identity/identity-proxy.js';
 import type { AmpCustomPolicy, AmpErrorCode, AmpGroup } from '../types.js';
 
 /**
@@ -64,6 +70,13 @@ const NO_BODY: OutboundBody = { kind: 'none' };
 const EMPTY_BODY: OutboundBody = { kind: 'bytes', chunks: [] };
 const AS_RECEIVED: ProviderRoute = { kind: 'upstream', body: undefined };
 const NO_BODY_TO_SEND: BodyToSend = { body: NO_BODY, decoded: false };
+/** What every policy decides for a public route: forwarded, carrying no credential at all. */
+const CARRY_NO_CREDENTIAL: Forward = {
+  kind: 'forward',
+  headers: {},
+  query: 'all-credentials',
+  keySource: undefined,
+};
 
 interface BodyToSend {
   readonly body: OutboundBody;
@@ -190,6 +203,10 @@ class ForwardingPipeline implements GroupHandler {
   readonly #spendServerKey: ServerKeyStage;
   readonly #routing: ProviderRoutingConfig | undefined;
   readonly #destination: Destination;
+  readonly #addActorToken: ActorTokenStage | undefined;
+  readonly #publicBase: PublicBaseOf;
+  readonly #identity: IdentityProxy | undefined;
+  readonly #routesPublic: boolean;
   readonly upgrade: GroupHandler['upgrade'];
 
   constructor(
@@ -205,6 +222,10 @@ class ForwardingPipeline implements GroupHandler {
     this.#policy = createPolicy(policySpec, dependencies);
     this.#spendServerKey = createServerKeyStage(dependencies);
     this.#routing = group === 'provider' ? config.providerRouting : undefined;
+    this.#addActorToken = group === 'actors' ? config.actorToken : undefined;
+    this.#publicBase = config.publicBase;
+    this.#identity = group === 'management' ? config.identity : undefined;
+    this.#routesPublic = group !== 'provider';
     this.#destination = {
       upstreamBase: config.upstreamBase,
       protocol: new URL(config.upstreamBase).protocol as Destination['protocol'],
@@ -260,11 +281,11 @@ class ForwardingPipeline implements GroupHandler {
     }
   }
 
-  /** Admission, policy and server key, for the calls that go upstream without a body to route. */
-  async #authorise(req: IncomingMessage, ampPath: string, query: string) {
+  /** Admission, then the policy's decision, or none for a public route: it carries no credential. */
+  async #authorise(req: IncomingMessage, ampPath: string, query: string, publicRoute?: PublicRoute) {
     const credentials = this.admission.admit(req, ampPath, query);
     if (credentials instanceof Refusal) return credentials;
-    const decision = await this.#applyPolicy(req, credentials);
+    const decision = publicRoute ? CARRY_NO_CREDENTIAL : await this.#applyPolicy(req, credentials);
     if (decision instanceof Refusal) return decision;
     return { credentials, decision };
   }
@@ -278,18 +299,34 @@ class ForwardingPipeline implements GroupHandler {
     { body, decoded }: BodyToSend,
     rewrite: RewriteSpec | undefined,
     trace: RequestTrace | undefined,
+    reply?: ReplyRewrite,
+    destination: Destination = this.#destination,
   ): OutboundRequest {
+    const isUpgrade = !res;
+    const headers = this.buildHeaders(req.headers, forward.headers, { isUpgrade, decodedBody: decoded });
+    let query = credentials.upstreamQuery(forward.query);
+    if (this.#addActorToken) query = this.#addActorToken(req.headers, query, headers, isUpgrade);
     return new OutboundRequest({
       client: req,
       response: res,
       method: req.method ?? 'GET',
-      url: withQuery(path, credentials.upstreamQuery(forward.query)),
-      headers: this.buildHeaders(req.headers, forward.headers, { isUpgrade: !res, decodedBody: decoded }),
+      url: withQuery(path, query),
+      headers,
       body,
-      destination: this.#destination,
+      destination,
       rewrite,
+      reply,
       trace,
     });
+  }
+
+  /** What a public route's reply must say instead, so that the client stays on the gateway. */
+  #replyRewrite(req: IncomingMessage, publicRoute: PublicRoute | undefined): ReplyRewrite | undefined {
+    if (publicRoute === 'actor-metadata') {
+      return rewriteActorMetadata(this.#publicBase(req), this.#destination.upstreamBase);
+    }
+    if (publicRoute === 'oauth-config') return this.#identity?.rewriteOAuthConfig(this.#publicBase(req));
+    return undefined;
   }
 
   async #serve(
@@ -302,9 +339,15 @@ class ForwardingPipeline implements GroupHandler {
     const trace = (answer.trace = this.tracer?.request(req, res, withQuery(ampPath, query)));
     const framing = framingOf(req);
     if (!framing) return new Refusal('amp_bad_request');
-    const authorised = await this.#authorise(req, ampPath, query);
+    // Provider routes are never public: their hot path skips the lookup.
+    const publicRoute = this.#routesPublic
+      ? publicRouteOf(req.method, ampPath, this.#identity !== undefined)
+      : undefined;
+    const authorised = await this.#authorise(req, ampPath, query, publicRoute);
     if (authorised instanceof Refusal) return authorised;
     const { credentials, decision } = authorised;
+    const identityProvider = publicRoute === 'identity' ? this.#identity?.provider : undefined;
+    if (publicRoute === 'identity' && !identityProvider) return new Refusal('amp_identity_provider_unknown');
 
     const route = this.#routing ? await routeProviderCall(req, ampPath, this.#routing) : AS_RECEIVED;
     if (route.kind === 'refused') {
@@ -328,11 +371,21 @@ class ForwardingPipeline implements GroupHandler {
       trace?.routed(route.kind === 'mapped' ? `mapped:${route.from}->${route.to}` : 'upstream');
     trace?.keySpent(forward.keySource, credentials.client?.name);
     const mapped = route.kind === 'mapped' ? route : undefined;
-    const path = mapped?.path ?? ampPath;
-    this.proxy.web(
-      this.#outboundRequest(req, res, forward, credentials, path, body, mapped?.rewrite, trace),
+    const path = mapped?.path ?? (identityProvider ? this.#identity!.providerPath(ampPath) : ampPath);
+    const reply = this.#replyRewrite(req, publicRoute);
+    const outbound = this.#outboundRequest(
+      req,
       res,
+      forward,
+      credentials,
+      path,
+      body,
+      mapped?.rewrite,
+      trace,
+      reply,
+      identityProvider,
     );
+    this.proxy.web(outbound, res);
     return undefined;
   }
 

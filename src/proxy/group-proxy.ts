@@ -6,6 +6,7 @@ import { rejectUpgrade, sendAmpError, upstreamFailureCause } from '../errors.js'
 import { isCorsHeader } from '../access/cors.js';
 import type { OutboundRequest } from './outbound-request.js';
 import { forwardResponse } from './response.js';
+import { forwardRewrittenReply } from './json-reply.js';
 
 /**
  * The http-proxy-middleware instances of one route group, created once and kept across reloads
@@ -96,7 +97,8 @@ function onProxyRes(stripCors: boolean) {
       return onError(invalidStatusError(), outbound, res);
     }
     try {
-      forwardResponse(proxyRes, outbound.method, res, stripCors, outbound.rewrite);
+      if (outbound.reply) forwardRewrittenReply(proxyRes, outbound.method, res, stripCors, outbound.reply);
+      else forwardResponse(proxyRes, outbound.method, res, stripCors, outbound.rewrite);
     } catch (error) {
       // http-proxy's listener is outside the pipeline's boundary: a throw here would end the process.
       proxyRes.destroy();

@@ -4,6 +4,7 @@ import type { UpstreamConnection } from '../egress/upstream-connection.js';
 import type { RequestTrace } from '../observability/events.js';
 import type { RewriteSpec } from '../provider/response-rewriter.js';
 import { writeBody, type OutboundBody } from './request-framing.js';
+import type { ReplyRewrite } from './json-reply.js';
 
 /**
  * Where a request goes, how it gets there and how long the upstream may stay silent: taken from
@@ -37,6 +38,8 @@ export class OutboundRequest extends EventEmitter {
   declare readonly body: OutboundBody;
   declare readonly destination: Destination;
   declare readonly rewrite: RewriteSpec | undefined;
+  /** A small JSON reply to rewrite before the client gets it (URLs that must name the gateway). */
+  declare readonly reply: ReplyRewrite | undefined;
   declare readonly trace: RequestTrace | undefined;
 
   constructor(init: OutboundRequestInit) {

@@ -49,7 +49,7 @@ function keepEventStreamLive(headers: OutgoingHttpHeaders): void {
  * The client response's headers. With `stripCors`, no CORS permission survives, whether the
  * upstream sent it or the host's own CORS middleware set it before the proxy ran.
  */
-function responseHeaders(
+export function responseHeaders(
   proxyRes: IncomingMessage,
   res: ServerResponse,
   stripCors: boolean,
@@ -65,7 +65,7 @@ function responseHeaders(
   return headers;
 }
 
-function mayCarryBody(method: string, proxyRes: IncomingMessage): boolean {
+export function mayCarryBody(method: string, proxyRes: IncomingMessage): boolean {
   const status = proxyRes.statusCode ?? 200;
   return method !== 'HEAD' && status !== 204 && status !== 304 && !(status >= 100 && status < 200);
 }

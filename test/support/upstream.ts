@@ -194,6 +194,17 @@ export interface FakeWebSocketUpstream extends FakeUpstream {
   closes: WaitableList<number>;
 }
 
+export interface WebSocketUpstreamOptions extends Pick<UpstreamOptions, 'tls' | 'host'> {
+  /**
+   * Why to close a WebSocket right after accepting it (close code 1008 with this reason), or
+   * `undefined` to serve it: how Amp's edge treats an actor socket it will not serve.
+   */
+  closeAfterUpgrade?: (req: IncomingMessage) => string | undefined;
+}
+
+/** The close code a fake upstream closes a socket with when `closeAfterUpgrade` names a reason. */
+export const POLICY_VIOLATION = 1008;
+
 /**
  * A fake upstream that also accepts WebSockets (over TLS with `tls`: a `wss:` upstream). It picks
  * the `rivet` subprotocol when offered, as Amp does, and echoes every frame; the text frame
@@ -201,7 +212,7 @@ export interface FakeWebSocketUpstream extends FakeUpstream {
  */
 export async function startWebSocketUpstream(
   handler: UpstreamHandler = echoJson,
-  options: Pick<UpstreamOptions, 'tls' | 'host'> = {},
+  { closeAfterUpgrade, ...options }: WebSocketUpstreamOptions = {},
 ): Promise<FakeWebSocketUpstream> {
   const upstream = await startUpstream(handler, options);
   const handshakes = new WaitableList<WebSocketHandshake>();
@@ -212,6 +223,8 @@ export async function startWebSocketUpstream(
   });
   wss.on('connection', (socket, req) => {
     handshakes.push({ url: req.url ?? '', headers: req.headers, remotePort: req.socket.remotePort ?? 0 });
+    const refusal = closeAfterUpgrade?.(req);
+    if (refusal !== undefined) return socket.close(POLICY_VIOLATION, refusal);
     socket.on('message', (data, isBinary) => {
       if (!isBinary && data.toString() === 'close-4001') return socket.close(4001, 'upstream says bye');
       socket.send(data, { binary: isBinary });

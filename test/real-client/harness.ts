@@ -1,0 +1,246 @@
+/**
+ * Runs the real Amp CLI (path in argv[2]) through the gateway, pointed at `http://localhost:<port>`,
+ * against a fake Amp edge that enforces the production edge's actor-token rule, and a fake
+ * identity provider. Meant to run inside a private network namespace (`npm run test:real-client`
+ * does that): nothing it starts can reach, or be reached from, outside the machine.
+ */
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import express from 'express';
+import { ampRouter, attachUpgrade, type AmpProxyOptions } from '../../src/index.js';
+import { EDGE_ACTOR_TOKEN, startAmpEdge, type FakeAmpEdge } from '../support/amp-edge.js';
+import { closeServer, type RecordedRequest, type UpstreamHandler } from '../support/upstream.js';
+
+const USER_TOKEN = 'amp-user-token-0001';
+const THREAD_ID = 'T-00000000-0000-4000-8000-000000000001';
+
+function print(line: string): void {
+  process.stdout.write(`${line}\n`);
+}
+
+function jwt(claims: Record<string, unknown>): string {
+  const part = (value: object) => Buffer.from(JSON.stringify(value)).toString('base64url');
+  return `${part({ alg: 'none', typ: 'JWT' })}.${part(claims)}.c2lnbmF0dXJl`;
+}
+
+const ACCESS_TOKEN = jwt({ sub: 'user-1', exp: Math.floor(Date.now() / 1000) + 3600 });
+
+function json(res: Parameters<UpstreamHandler>[1], status: number, value: unknown): void {
+  const body = JSON.stringify(value);
+  res.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) });
+  res.end(body);
+}
+
+/** Answers to the calls the pinned CLI makes for the commands run here, in Amp's envelopes. */
+function ampApi(identityUrl: () => string): UpstreamHandler {
+  const thread = {
+    id: THREAD_ID,
+    title: 'Real client check',
+    updatedAt: new Date().toISOString(),
+    messageCount: 1,
+  };
+  const results: Record<string, unknown> = {
+    getUserInfo: { id: 'user-1', email: 'dev@example.com', username: 'dev', features: [], team: null },
+    listThreads: { threads: [thread] },
+  };
+  return (req, res) => {
+    const url = req.url ?? '/';
+    if (url === '/api/auth/oauth-config') {
+      return json(res, 200, { clientID: 'client_fake', apiURL: identityUrl(), defaultLoginMethod: 'oauth' });
+    }
+    if (url.startsWith('/api/threads/find')) return json(res, 200, { threads: [thread] });
+    if (url.startsWith('/api/thread-actors')) {
+      return json(res, 200, {
+        threadId: THREAD_ID,
+        wsToken: 'ws-token-0001',
+        ownerUserId: 'user-1',
+        threadVersion: 1,
+      });
+    }
+    if (url.startsWith('/api/internal?')) {
+      const method = url.slice('/api/internal?'.length);
+      return json(res, 200, { ok: true, result: results[method] ?? {} });
+    }
+    json(res, 404, { error: 'not found' });
+  };
+}
+
+/** A fake OAuth identity provider: the device flow approves at once. */
+async function startIdentityProvider() {
+  const calls: string[] = [];
+  const server = createServer((req, res) => {
+    calls.push(`${req.method} ${req.url}`);
+    req.resume();
+    req.on('end', () => {
+      if (req.url === '/user_management/authorize/device') {
+        return json(res, 200, {
+          device_code: 'device-code-0001',
+          user_code: 'ABCD-EFGH',
+          verification_uri: 'https://idp.invalid/device',
+          verification_uri_complete: 'https://idp.invalid/device?user_code=ABCD-EFGH',
+          expires_in: 60,
+          interval: 1,
+        });
+      }
+      if (req.url === '/user_management/authenticate') {
+        return json(res, 200, {
+          access_token: ACCESS_TOKEN,
+          refresh_token: 'refresh-token-0001',
+          user: { email: 'dev@example.com' },
+        });
+      }
+      json(res, 404, { error: 'not_found' });
+    });
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  return { url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, calls, server };
+}
+
+async function startGateway(options: AmpProxyOptions) {
+  const router = ampRouter(options);
+  const reload = (changes: AmpProxyOptions) => router.reload({ ...options, ...changes });
+  const app = express();
+  app.use(router);
+  const server: Server = createServer(app);
+  attachUpgrade(server, router);
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const port = (server.address() as AddressInfo).port;
+  return { port, reload, close: async () => (await router.close(), await closeServer(server)) };
+}
+
+interface Run {
+  code: number | null;
+  output: string;
+}
+
+function runAmp(amp: string, args: string[], env: NodeJS.ProcessEnv, timeoutMs = 60_000): Promise<Run> {
+  return new Promise((resolve) => {
+    const child = spawn(amp, args, { env, stdio: ['ignore', 'pipe', 'pipe'] });
+    let output = '';
+    child.stdout.on('data', (chunk: Buffer) => (output += chunk.toString()));
+    child.stderr.on('data', (chunk: Buffer) => (output += chunk.toString()));
+    const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
+    child.on('close', (code) => {
+      clearTimeout(timer);
+      resolve({ code, output });
+    });
+  });
+}
+
+function tokenOf(request: RecordedRequest): string | undefined {
+  return request.headers.authorization;
+}
+
+async function main(): Promise<void> {
+  const amp = process.argv[2];
+  assert.ok(amp, 'usage: harness.ts <path to the amp binary>');
+  const identity = await startIdentityProvider();
+  const edge: FakeAmpEdge = await startAmpEdge({ handler: ampApi(() => identity.url) });
+  const paths: string[] = [];
+  const gateway = await startGateway({
+    upstream: edge.url,
+    actorToken: EDGE_ACTOR_TOKEN,
+    restrictManagementToLocalhost: true,
+    onProxyEvent: (event) => {
+      if (event.type === 'request-end') paths.push(event.path);
+    },
+  });
+  const home = await mkdtemp(join(tmpdir(), 'amp-real-client-'));
+  const secondHome = await mkdtemp(join(tmpdir(), 'amp-real-client-'));
+  const ampUrl = `http://localhost:${gateway.port}`;
+  const env = { PATH: process.env.PATH, HOME: home, AMP_URL: ampUrl, NO_COLOR: '1', TERM: 'dumb' };
+  const withKey = { ...env, AMP_API_KEY: USER_TOKEN };
+  const failures: string[] = [];
+  const check = async (name: string, body: () => Promise<void>) => {
+    try {
+      await body();
+      print(`ok     ${name}`);
+    } catch (error) {
+      failures.push(name);
+      print(
+        `FAILED ${name}\n${String(error instanceof Error ? error.message : error).replace(/^/gm, '       ')}`,
+      );
+    }
+  };
+
+  try {
+    await check('amp threads list', async () => {
+      const record = edge.record();
+      const run = await runAmp(amp, ['threads', 'list'], withKey);
+      assert.equal(run.code, 0, run.output);
+      assert.match(run.output, /Real client check/);
+      const call = record.requests.find((r) => r.url.startsWith('/api/internal?listThreads'));
+      assert.equal(call && tokenOf(call), `Bearer ${USER_TOKEN}`);
+    });
+
+    await check('amp threads search', async () => {
+      const record = edge.record();
+      const run = await runAmp(amp, ['threads', 'search', 'real'], withKey);
+      assert.equal(run.code, 0, run.output);
+      assert.ok(record.requests.some((r) => r.url.startsWith('/api/threads/find?q=real')));
+    });
+
+    await check('amp -x: the actor WebSocket reaches the edge with the token and stays open', async () => {
+      const handshakes = edge.handshakes.mark();
+      const closes = edge.closes.mark();
+      const run = await runAmp(amp, ['-x', 'say hi'], withKey, 30_000);
+      const [socket] = edge.handshakes.since(handshakes);
+      assert.ok(socket, `no actor WebSocket reached the edge\n${run.output}`);
+      const url = new URL(socket.url, 'http://edge');
+      assert.equal(url.pathname, '/actors/gateway/threadActor/websocket/');
+      assert.equal(url.searchParams.get('rvt-key'), THREAD_ID);
+      assert.equal(url.searchParams.get('rvt-token'), EDGE_ACTOR_TOKEN);
+      assert.match(String(socket.headers['sec-websocket-protocol']), /rivet_conn_params\./);
+      assert.ok(!edge.closes.since(closes).includes(1008), 'the edge closed the socket with its guard');
+    });
+
+    await check('amp login (OAuth device flow), then a call on the OAuth access token', async () => {
+      const record = edge.record();
+      const run = await runAmp(amp, ['login'], env);
+      assert.equal(run.code, 0, run.output);
+      assert.match(run.output, /Logged in as dev@example\.com|Login successful/);
+      assert.ok(record.requests.some((r) => r.url === '/api/auth/oauth-config'));
+      assert.ok(identity.calls.includes('POST /user_management/authorize/device'), identity.calls.join(', '));
+      assert.ok(identity.calls.includes('POST /user_management/authenticate'), identity.calls.join(', '));
+      const after = edge.record();
+      const list = await runAmp(amp, ['threads', 'list'], env);
+      assert.equal(list.code, 0, list.output);
+      const call = after.requests.find((r) => r.url.startsWith('/api/internal?listThreads'));
+      assert.equal(call && tokenOf(call), `Bearer ${ACCESS_TOKEN}`);
+    });
+
+    await check('amp login with identityProxy: the device flow goes through the gateway', async () => {
+      gateway.reload({ identityProxy: true });
+      const calls = identity.calls.length;
+      const seen = paths.length;
+      const run = await runAmp(amp, ['login'], { ...env, HOME: secondHome });
+      assert.equal(run.code, 0, run.output);
+      assert.ok(identity.calls.length > calls, 'the identity provider was not called');
+      const through = paths.slice(seen);
+      assert.ok(
+        through.includes('/api/amp-proxy/identity/user_management/authorize/device'),
+        through.join(', '),
+      );
+      assert.ok(through.includes('/api/amp-proxy/identity/user_management/authenticate'), through.join(', '));
+    });
+  } finally {
+    await gateway.close();
+    await edge.close();
+    await closeServer(identity.server);
+    await rm(home, { recursive: true, force: true });
+    await rm(secondHome, { recursive: true, force: true });
+  }
+  if (failures.length > 0) {
+    print(`\n${failures.length} check(s) failed`);
+    process.exitCode = 1;
+  } else {
+    print('\nall checks passed');
+  }
+}
+
+await main();
