@@ -80,10 +80,11 @@ describe('public base (no sockets)', () => {
       'https://gw.example:8443',
     );
     assert.equal(fromRequest(request({ host: '[::1]:8080' })), 'http://[::1]:8080');
+    // The values the trusted proxy in front wrote: the last ones (a client can put anything before).
     const forwarded = {
       host: 'inner',
-      'x-forwarded-proto': ['https', 'http'],
-      'x-forwarded-host': 'outer, inner',
+      'x-forwarded-proto': ['http', 'https'],
+      'x-forwarded-host': 'spoofed.example, outer',
     };
     assert.equal(fromRequest(request(forwarded as never, '10.1.2.3')), 'https://outer');
     assert.equal(
