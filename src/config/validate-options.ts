@@ -109,18 +109,32 @@ function describeSecret(value: unknown): string {
 }
 
 /**
- * An upstream URL as an error message may show it: userinfo and everything from the query or
- * fragment on masked, since both can hold credentials (`https://user:key@host/?key=…`).
+ * A scheme as an error message may show it. Only a short one is shown: a key pasted where a URL
+ * belongs would otherwise be shown as a long "scheme" (`sk-ant-…:`).
  */
-function describeUpstream(value: string): string {
-  const tail = value.search(/[?#]/);
-  let shown = tail === -1 ? value : `${value.slice(0, tail + 1)}…`;
-  const slashes = shown.indexOf('//');
-  const authority = slashes === -1 ? 0 : slashes + 2;
-  const authorityEnd = shown.slice(authority).search(/[/?#]/);
-  const at = shown.lastIndexOf('@', authorityEnd === -1 ? undefined : authority + authorityEnd);
-  if (at >= authority) shown = `${shown.slice(0, authority)}…${shown.slice(at)}`;
-  return JSON.stringify(shown);
+function describeScheme(scheme: string): string {
+  return /^[a-z][a-z0-9+.-]{0,9}:$/i.test(scheme)
+    ? `the scheme "${scheme.toLowerCase()}"`
+    : 'no known scheme';
+}
+
+/**
+ * An upstream that is not a URL, as an error message may describe it: by its scheme alone.
+ * Where userinfo ends cannot be told in text that does not parse (`htps:/user:S3cr3t@host/`,
+ * `https:/ /user:S3cr3t@host/`), so nothing after the scheme is shown.
+ */
+function describeUnparsedUpstream(value: string): string {
+  const scheme = /^\s*([^:/?#@\s]+:)/.exec(value)?.[1];
+  return `text that is not a URL, with ${scheme ? describeScheme(scheme) : 'no scheme'} (the rest is not shown: it may hold credentials)`;
+}
+
+/**
+ * A parsed upstream as an error message may show it: scheme and host. The parser has taken
+ * userinfo out of the host; the path, query and fragment may hold credentials (`?key=…`).
+ */
+function describeParsedUpstream(url: URL): string {
+  const scheme = describeScheme(url.protocol);
+  return url.host === '' ? scheme : `${scheme} and the host "${url.host}"`;
 }
 
 function fail(option: string, problem: string): never {
@@ -138,17 +152,23 @@ function validateUpstream(value: unknown): ValidatedUpstream {
   } catch {
     fail(
       'upstream',
-      `expected an absolute http(s) URL such as "${DEFAULT_UPSTREAM}", got ${describeUpstream(value)}`,
+      `expected an absolute http(s) URL such as "${DEFAULT_UPSTREAM}", got ${describeUnparsedUpstream(value)}`,
     );
   }
   if (url.protocol !== 'http:' && url.protocol !== 'https:') {
-    fail('upstream', `expected an http: or https: URL, got ${describeUpstream(value)}`);
+    fail(
+      'upstream',
+      `expected an http: or https: URL such as "${DEFAULT_UPSTREAM}", got ${describeParsedUpstream(url)} (the rest is not shown: it may hold credentials)`,
+    );
   }
   if (url.username || url.password) {
     fail('upstream', 'must not contain credentials; use upstreamKey for the Amp key');
   }
   if (url.search || url.hash) {
-    fail('upstream', `must not contain a query string or fragment, got ${describeUpstream(value)}`);
+    fail(
+      'upstream',
+      `must not contain a query string or fragment (not shown: it may hold credentials); got one after ${describeParsedUpstream(url)}`,
+    );
   }
   return { asWritten: value, base: `${url.origin}${url.pathname}`.replace(/\/+$/, '') };
 }
