@@ -1,5 +1,5 @@
 import type { ClientTable } from '../auth/clients.js';
-import { createServerKeyResolver, type ServerKeyResolver } from '../auth/upstream-key.js';
+import { AMBIENT_KEYS, createServerKeyResolver, type ServerKeyResolver } from '../auth/upstream-key.js';
 import { chooseEgressProxy, type EgressProxy } from '../egress/egress-proxy.js';
 import { upstreamTrustBundle } from '../egress/trusted-cas.js';
 import { createUpstreamConnection, type UpstreamConnection } from '../egress/upstream-connection.js';
@@ -72,7 +72,7 @@ export function resolveOptions(options: unknown): ResolvedConfig {
   const validated = validateOptions(options);
   const { upstream, upstreamKey, clients, logger } = validated;
   const { proxy } = chooseEgressProxy(validated.upstreamProxy, new URL(upstream.base));
-  const serverKeys = typeof upstreamKey === 'string' ? [upstreamKey] : [];
+  const serverKeys = typeof upstreamKey === 'string' && upstreamKey !== AMBIENT_KEYS ? [upstreamKey] : [];
   return {
     upstreamBase: upstream.base,
     clients: clients.table,

@@ -2,7 +2,7 @@ import { isIP } from 'node:net';
 import { ClientTable, type ResolvedClient } from '../auth/clients.js';
 import { CREDENTIAL_HEADERS } from '../auth/credential-names.js';
 import { findKeys, isKeyToken, KEY_CHARACTERS } from '../auth/key-recognition.js';
-import { defaultSecretsFile, DEFAULT_UPSTREAM } from '../auth/upstream-key.js';
+import { AMBIENT_KEYS, defaultSecretsFile, DEFAULT_UPSTREAM, type ServerKeySetting } from '../auth/upstream-key.js';
 import type { UpstreamProxySetting } from '../egress/egress-proxy.js';
 import { parseProxyUrl } from '../egress/proxy-url.js';
 import { readUpstreamCa, type UpstreamCa } from '../egress/trusted-cas.js';
@@ -42,7 +42,7 @@ export interface ValidatedModelMappings {
 /** Every option checked, with its default applied: the one place defaults are decided. */
 export interface ValidatedOptions {
   readonly upstream: ValidatedUpstream;
-  readonly upstreamKey: AmpProxyOptions['upstreamKey'];
+  readonly upstreamKey: ServerKeySetting;
   readonly clients: ValidatedClients;
   readonly policies: Readonly<Record<AmpGroup, AmpPolicy>>;
   readonly tokenHeader: string;
@@ -173,12 +173,17 @@ function validateUpstream(value: unknown): ValidatedUpstream {
   return { asWritten: value, base: `${url.origin}${url.pathname}`.replace(/\/+$/, '') };
 }
 
-function validateUpstreamKey(value: unknown): AmpProxyOptions['upstreamKey'] {
-  if (value === undefined || typeof value === 'function') return value as AmpProxyOptions['upstreamKey'];
+/**
+ * No server key unless one is given: a library never spends a key it found in its environment
+ * (a developer's `AMP_API_KEY`, the key `amp login` stored) unless told to with `'env'`.
+ */
+function validateUpstreamKey(value: unknown): ServerKeySetting {
+  if (value === undefined || value === null || value === false) return null;
+  if (typeof value === 'function') return value as ServerKeySetting;
   if (typeof value !== 'string' || value.trim() === '') {
     fail(
       'upstreamKey',
-      `expected a non-empty string or a function (req) => key, got ${describeSecret(value)}; omit it to use AMP_PROXY_UPSTREAM_KEY, AMP_API_KEY or the Amp secrets file`,
+      `expected a non-empty string or a function (req) => key, got ${describeSecret(value)}; '${AMBIENT_KEYS}' reads AMP_PROXY_UPSTREAM_KEY, AMP_API_KEY, then the Amp CLI secrets file, and null or false means no server key`,
     );
   }
   return value.trim();
@@ -459,7 +464,7 @@ export function validateOptions(
   const validated = Object.fromEntries(
     OPTION_NAMES.map((name) => [name, OPTION_VALIDATORS[name](options[name])]),
   ) as unknown as ValidatedOptions;
-  if (typeof validated.upstreamKey === 'string') {
+  if (typeof validated.upstreamKey === 'string' && validated.upstreamKey !== AMBIENT_KEYS) {
     const conflict = validated.clients.gatewayKeyConflict(validated.upstreamKey);
     if (conflict) fail('upstreamKey', conflict);
   }
