@@ -158,11 +158,28 @@ export interface AmpProxyOptions {
    */
   forceModelMappings?: boolean;
   /**
+   * Groups on which the `Cookie` header the client sent goes upstream, e.g. `{ browser: true }`.
+   * Defaults to none: the Amp CLI sends no cookie, and a cookie that reaches an Amp route of a
+   * host app is the host's own (its SSO session), which must not leave for Amp.
+   */
+  forwardCookies?: Partial<Record<AmpGroup, boolean>>;
+  /**
+   * More of the host's own headers that never go upstream (a company JWT header, a tenant id):
+   * `all` for every group, and per group. Names are checked when the middleware is created.
+   * Defaults to none.
+   */
+  dropHeaders?: AmpDropHeaders;
+  /**
    * The largest request body read to find a provider call's model (only when `modelMappings` or
    * `localProvider` is set); larger ones get `413 amp_body_too_large`. Defaults to 33554432 (32 MiB).
    */
   maxBodyBytes?: number;
 }
+
+/** Header names (any case) per group, and for every group under `all`: see `dropHeaders`. */
+export type AmpDropHeaders = { readonly all?: readonly string[] } & {
+  readonly [Group in AmpGroup]?: readonly string[];
+};
 
 export type NextFunction = (error?: unknown) => void;
 
@@ -431,6 +448,9 @@ export interface AmpEffectiveOptions extends Record<keyof AmpProxyOptions, unkno
   localProvider: 'custom' | null;
   forceModelMappings: boolean;
   maxBodyBytes: number;
+  forwardCookies: Record<AmpGroup, boolean>;
+  /** Per group, `all` merged in, lower case. */
+  dropHeaders: Record<AmpGroup, string[]>;
 }
 
 export interface LoadedAmpConfig {

@@ -50,6 +50,8 @@ describe('validateOptions (no sockets)', () => {
       localProvider: () => undefined,
       forceModelMappings: true,
       maxBodyBytes: 1024,
+      forwardCookies: { browser: true },
+      dropHeaders: { all: ['X-Company-JWT'], provider: ['x-tenant'] },
     };
     const validated = validateOptions(every);
     assert.deepEqual(Object.keys(validated).sort(), Object.keys(every).sort());

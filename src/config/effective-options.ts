@@ -2,6 +2,7 @@ import { readAmbientKey } from '../auth/upstream-key.js';
 import { chooseEgressProxy } from '../egress/egress-proxy.js';
 import { describeUpstreamCa } from '../egress/trusted-cas.js';
 import { redactSecret } from '../observability/redact.js';
+import { byGroup } from '../routing/route-groups.js';
 import type { ValidatedOptions } from './validate-options.js';
 import type { AmpEffectiveOptions, UpstreamKeySource } from '../types.js';
 
@@ -63,5 +64,7 @@ export function describeOptions(
     localProvider: customOrNone(options.localProvider),
     forceModelMappings: options.forceModelMappings,
     maxBodyBytes: options.maxBodyBytes,
+    forwardCookies: { ...options.forwardCookies },
+    dropHeaders: byGroup((group) => [...options.dropHeaders[group]]),
   };
 }

@@ -285,7 +285,13 @@ export async function loadAmpConfig({
   const { filepath, contents } = await findConfigFile(cwd, configFile);
   const reader = new SecretReferenceReader(filepath ?? resolvePath(cwd, 'amp-proxy.config'), env);
   const keyFile = upstreamKeyFile === undefined ? undefined : resolvePath(cwd, upstreamKeyFile);
-  const { options, upstreamKeyOrigin } = await readMiddlewareOptions(contents, filepath, reader, env, keyFile);
+  const { options, upstreamKeyOrigin } = await readMiddlewareOptions(
+    contents,
+    filepath,
+    reader,
+    env,
+    keyFile,
+  );
   const validated = validateOptionsOfFile(options, filepath);
   if (validated.upstreamProxy === 'env') {
     // Resolved here, against `env`, so that a middleware built from these options connects the

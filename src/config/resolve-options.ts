@@ -6,6 +6,7 @@ import { createUpstreamConnection, type UpstreamConnection } from '../egress/ups
 import { loggingListener } from '../observability/logger.js';
 import { createRedactor } from '../observability/redact.js';
 import type { ProviderRoutingConfig } from '../provider/provider-routing.js';
+import { byGroup } from '../routing/route-groups.js';
 import { validateOptions, type ValidatedOptions } from './validate-options.js';
 import type { AmpCustomPolicy, AmpGroup, AmpPolicyName, AmpProxyEventListener, Redactor } from '../types.js';
 
@@ -29,6 +30,8 @@ export interface ResolvedConfig {
   readonly warn: (code: string, message: string) => void;
   /** How provider calls are routed by model; `undefined` when nothing needs the body read. */
   readonly providerRouting: ProviderRoutingConfig | undefined;
+  /** The host's own headers each group never sends upstream: its cookies unless forwarded, `dropHeaders`. */
+  readonly hostHeaders: Readonly<Record<AmpGroup, readonly string[]>>;
 }
 
 /**
@@ -90,6 +93,10 @@ export function resolveOptions(options: unknown): ResolvedConfig {
     emit: combineListeners([logger && loggingListener(logger), validated.onProxyEvent]),
     redactor: createRedactor([...clients.secrets, ...serverKeys, ...proxyCredentials(proxy)]),
     providerRouting: providerRouting(validated),
+    hostHeaders: byGroup((group) => [
+      ...(validated.forwardCookies[group] ? [] : ['cookie']),
+      ...validated.dropHeaders[group],
+    ]),
     warn: logger
       ? (code, message) => logger.warn({ code }, message)
       : (code, message) => process.emitWarning(message, { code }),

@@ -2,13 +2,18 @@ import { isIP } from 'node:net';
 import { ClientTable, type ResolvedClient } from '../auth/clients.js';
 import { CREDENTIAL_HEADERS } from '../auth/credential-names.js';
 import { findKeys, isKeyToken, KEY_CHARACTERS } from '../auth/key-recognition.js';
-import { AMBIENT_KEYS, defaultSecretsFile, DEFAULT_UPSTREAM, type ServerKeySetting } from '../auth/upstream-key.js';
+import {
+  AMBIENT_KEYS,
+  defaultSecretsFile,
+  DEFAULT_UPSTREAM,
+  type ServerKeySetting,
+} from '../auth/upstream-key.js';
 import type { UpstreamProxySetting } from '../egress/egress-proxy.js';
 import { parseProxyUrl } from '../egress/proxy-url.js';
 import { readUpstreamCa, type UpstreamCa } from '../egress/trusted-cas.js';
 import { AmpProxyConfigError } from '../errors.js';
 import { compileModelMappings, type ModelMapper } from '../provider/model-mappings.js';
-import { AMP_GROUPS } from '../routing/route-groups.js';
+import { AMP_GROUPS, byGroup } from '../routing/route-groups.js';
 import { isPlainObject } from '../plain-object.js';
 import type { AmpClient, AmpGroup, AmpPolicy, AmpPolicyName, AmpProxyOptions } from '../types.js';
 
@@ -58,6 +63,9 @@ export interface ValidatedOptions {
   readonly localProvider: AmpProxyOptions['localProvider'];
   readonly forceModelMappings: boolean;
   readonly maxBodyBytes: number;
+  readonly forwardCookies: Readonly<Record<AmpGroup, boolean>>;
+  /** The host's headers each group never sends upstream: `all` merged in, lower case. */
+  readonly dropHeaders: Readonly<Record<AmpGroup, readonly string[]>>;
 }
 
 /** Keyed by every option: an option added to `AmpProxyOptions` does not compile until it is validated here. */
@@ -90,6 +98,16 @@ const RESERVED_TOKEN_HEADERS = new Set<string>([
   'cookie',
 ]);
 const CLIENT_FIELDS = new Set(['key', 'name', 'upstreamKey']);
+/** Headers without which the upstream request cannot be delivered as the gateway means it. */
+const DELIVERY_HEADERS = new Set([
+  'host',
+  'content-length',
+  'transfer-encoding',
+  'connection',
+  'upgrade',
+  'sec-websocket-key',
+  'sec-websocket-version',
+]);
 
 function describeValue(value: unknown): string {
   if (typeof value === 'string') return JSON.stringify(value);
@@ -414,6 +432,65 @@ function validateMaxBodyBytes(value: unknown): number {
   return value;
 }
 
+function validateForwardCookies(value: unknown): Record<AmpGroup, boolean> {
+  const forward = byGroup(() => false);
+  if (value === undefined) return forward;
+  if (!isPlainObject(value))
+    fail('forwardCookies', `expected an object such as { browser: true }, got ${describeValue(value)}`);
+  for (const [group, flag] of Object.entries(value)) {
+    const path = `forwardCookies.${group}`;
+    if (!(AMP_GROUPS as readonly string[]).includes(group))
+      fail(path, `unknown group; the groups are ${AMP_GROUPS.join(', ')}`);
+    if (flag === undefined) continue;
+    if (typeof flag !== 'boolean') fail(path, `expected true or false, got ${describeValue(flag)}`);
+    forward[group as AmpGroup] = flag;
+  }
+  return forward;
+}
+
+/**
+ * Why a header cannot be listed in `dropHeaders`, or `undefined`: the gateway needs it to deliver
+ * the request, a policy decides on it, or another option says what becomes of it.
+ */
+function whyNotDroppable(name: string): string | undefined {
+  if (DELIVERY_HEADERS.has(name))
+    return `"${name}" is needed to deliver the request (its target, framing or WebSocket handshake), and the gateway states it itself`;
+  if ((CREDENTIAL_HEADERS as readonly string[]).includes(name))
+    return `"${name}" is a credential: what reaches the upstream is decided by the group's policy (policies)`;
+  if (name === 'cookie')
+    return `"cookie" is left out by default; forwardCookies says on which groups it goes upstream`;
+  return undefined;
+}
+
+function validateDropHeaders(value: unknown): Record<AmpGroup, readonly string[]> {
+  const perGroup = byGroup(() => new Set<string>());
+  const result = () => byGroup((group): readonly string[] => [...perGroup[group]]);
+  if (value === undefined) return result();
+  if (!isPlainObject(value)) {
+    fail('dropHeaders', `expected an object such as { all: ["x-company-jwt"] }, got ${describeValue(value)}`);
+  }
+  for (const [scope, names] of Object.entries(value)) {
+    const path = `dropHeaders.${scope}`;
+    if (scope !== 'all' && !(AMP_GROUPS as readonly string[]).includes(scope))
+      fail(path, `unknown group; expected all, ${AMP_GROUPS.join(', ')}`);
+    if (names === undefined) continue;
+    if (!Array.isArray(names)) fail(path, `expected an array of header names, got ${describeValue(names)}`);
+    const groups = scope === 'all' ? AMP_GROUPS : [scope as AmpGroup];
+    names.forEach((entry: unknown, index) => {
+      const name = typeof entry === 'string' ? entry.trim().toLowerCase() : '';
+      if (!HEADER_NAME.test(name))
+        fail(
+          `${path}[${index}]`,
+          `expected an HTTP header name such as "x-company-jwt", got ${describeValue(entry)}`,
+        );
+      const refused = whyNotDroppable(name);
+      if (refused) fail(`${path}[${index}]`, refused);
+      for (const group of groups) perGroup[group].add(name);
+    });
+  }
+  return result();
+}
+
 /** In the order they are checked: the first problem found is the one reported. */
 const OPTION_VALIDATORS: OptionValidators = {
   upstream: validateUpstream,
@@ -433,6 +510,8 @@ const OPTION_VALIDATORS: OptionValidators = {
   localProvider: (value) => validateFunction(value, 'localProvider'),
   forceModelMappings: (value) => validateFlag(value, 'forceModelMappings'),
   maxBodyBytes: validateMaxBodyBytes,
+  forwardCookies: validateForwardCookies,
+  dropHeaders: validateDropHeaders,
 };
 const OPTION_NAMES = Object.keys(OPTION_VALIDATORS) as (keyof AmpProxyOptions)[];
 /** Options whose only form is a function: code, which a JSON or YAML file cannot hold. */
