@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, afterEach, before, beforeEach, describe, it } from 'node:test';
@@ -79,6 +79,24 @@ describe('where the server key comes from', () => {
       assert.equal(received.requests.length, 0);
     } finally {
       await app.close();
+    }
+  });
+
+  it("without upstreamKey, the key `amp login` stored under $HOME is not spent; with 'env' it is", async () => {
+    delete process.env.AMP_API_KEY;
+    const home = join(dir, `home-${Math.random().toString(36).slice(2)}`);
+    await mkdir(join(home, '.local/share/amp'), { recursive: true });
+    await writeFile(
+      join(home, '.local/share/amp/secrets.json'),
+      JSON.stringify({ [`apiKey@${upstream.url}`]: 'from-amp-login' }),
+    );
+    const savedHome = process.env.HOME;
+    process.env.HOME = home;
+    try {
+      assert.equal(await keySent({}), undefined);
+      assert.equal(await keySent({ upstreamKey: 'env' }), 'from-amp-login');
+    } finally {
+      process.env.HOME = savedHome;
     }
   });
 
