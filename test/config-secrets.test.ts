@@ -62,3 +62,39 @@ describe('a malformed upstream never shows its secret', () => {
     }
   });
 });
+
+describe("the gateway's server key", () => {
+  let dir: string;
+  before(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'amp-key-order-'));
+  });
+  after(async () => rm(dir, { recursive: true, force: true }));
+
+  it("AMP_API_KEY (the CLI user's key) does not override the file; --upstream-key-file overrides all; --print-config says which won", async () => {
+    await writeFile(join(dir, 'package.json'), '{}');
+    await writeFile(join(dir, 'gateway.json'), '{"upstreamKey":"sk-from-config-file-01"}');
+    await writeFile(join(dir, 'server.key'), 'sk-from-key-file-0002\n');
+    const env = { PATH: process.env.PATH, HOME: dir, AMP_API_KEY: 'sk-cli-user-key-0003' };
+    const fromFile = await runCli(dir, env, ['--config', 'gateway.json', '--print-config']);
+    assert.equal(fromFile.code, 0, fromFile.output);
+    const printed = JSON.parse(fromFile.output);
+    assert.equal(printed.upstreamKeyOrigin, 'config file, over env AMP_API_KEY');
+    assert.equal(printed.upstreamKey, 'sk-f…');
+    const fromKeyFile = await runCli(dir, env, [
+      '--config',
+      'gateway.json',
+      '--upstream-key-file',
+      'server.key',
+      '--print-config',
+    ]);
+    assert.equal(fromKeyFile.code, 0, fromKeyFile.output);
+    const overridden = JSON.parse(fromKeyFile.output);
+    assert.equal(
+      overridden.upstreamKeyOrigin,
+      `file ${join(dir, 'server.key')} (--upstream-key-file), over the config file's upstreamKey, env AMP_API_KEY`,
+    );
+    for (const key of ['sk-from-config-file-01', 'sk-from-key-file-0002', 'sk-cli-user-key-0003']) {
+      assert.ok(!fromFile.output.includes(key) && !fromKeyFile.output.includes(key), key);
+    }
+  });
+});
