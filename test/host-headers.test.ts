@@ -5,10 +5,9 @@ import assert from 'node:assert/strict';
 import { once } from 'node:events';
 import { after, before, describe, it } from 'node:test';
 import { WebSocket } from 'ws';
-import { ampRouter, AmpProxyConfigError, type AmpProxyOptions } from '../src/index.js';
-import { EXPRESS_VERSIONS } from './support/apps.js';
+import { ampRouter, AmpProxyConfigError, attachUpgrade, type AmpProxyOptions } from '../src/index.js';
+import { EXPRESS_VERSIONS, listen } from './support/apps.js';
 import { send } from './support/client.js';
-import { startGatewayApp } from './support/gateway-harness.js';
 import { startWebSocketUpstream, type FakeWebSocketUpstream } from './support/upstream.js';
 
 const SESSION = 'sso_session=host-session-4f1a9c';
@@ -18,6 +17,7 @@ const ROUTES = {
   provider: '/api/provider/anthropic/v1/messages',
   management: '/api/threads',
   actors: '/actors/gateway/threadActor/actions/ping',
+  browser: '/settings',
 } as const;
 
 describe("the host's cookies and headers never reach the upstream", () => {
@@ -28,11 +28,29 @@ describe("the host's cookies and headers never reach the upstream", () => {
   after(async () => upstream.close());
 
   for (const [name, express] of EXPRESS_VERSIONS) {
-    /** The Amp router in the host's Express app; the client sends what a browser sends such an app. */
+    /**
+     * The host's Express app: its own session and JWT check, which every request passes (so the
+     * client sends both), then the Amp router, with upgrades wired.
+     */
     async function hostApp(options: AmpProxyOptions) {
       const router = ampRouter({ upstream: upstream.url, upstreamKey: 'sk-server-key-host-01', ...options });
-      const gateway = await startGatewayApp(express, router);
-      return gateway;
+      const app = express();
+      app.use((req, res, next) => {
+        const signedIn =
+          req.headers.cookie?.includes(SESSION) && req.headers['x-company-jwt'] === COMPANY_JWT;
+        if (signedIn) next();
+        else res.status(401).send('sign in first');
+      });
+      app.use(router);
+      const running = await listen(app);
+      attachUpgrade(running.server, router);
+      return {
+        url: running.url,
+        close: async () => {
+          await router.close();
+          await running.close();
+        },
+      };
     }
 
     async function received(url: string, path: string) {
@@ -50,7 +68,7 @@ describe("the host's cookies and headers never reach the upstream", () => {
       return record.only().headers;
     }
 
-    it(`by default, on provider, management and actor routes (${name})`, async () => {
+    it(`by default, on provider, management, actor and browser routes (${name})`, async () => {
       const gateway = await hostApp({ dropHeaders: { all: ['X-Company-JWT'] } });
       try {
         for (const path of Object.values(ROUTES)) {
