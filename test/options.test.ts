@@ -146,10 +146,22 @@ describe('options are validated in the factory', () => {
         (error: unknown) => {
           assert.ok(error instanceof AmpProxyConfigError, JSON.stringify(options));
           assert.equal(error.option, option);
-          assert.ok(!error.message.includes(secret) && !error.message.includes('4242'), error.message);
+          const message = error.message.toLowerCase();
+          assert.ok(!message.includes(secret.toLowerCase()) && !message.includes('4242'), error.message);
           return true;
         },
       );
+    }
+    // The same values as a proxy URL: some are proxy URLs after all (URL parsing forgives a
+    // space or a missing `//`); those refused never show the secret either.
+    for (const upstreamProxy of MALFORMED_UPSTREAMS(secret)) {
+      try {
+        ampRouter({ upstreamProxy });
+      } catch (error) {
+        assert.ok(error instanceof AmpProxyConfigError);
+        assert.equal(error.option, 'upstreamProxy');
+        assert.ok(!error.message.toLowerCase().includes(secret.toLowerCase()), error.message);
+      }
     }
     // What is not secret is still shown, so the user can find the setting.
     assert.throws(

@@ -9,7 +9,7 @@ import {
   type ServerKeySetting,
 } from '../auth/upstream-key.js';
 import type { UpstreamProxySetting } from '../egress/egress-proxy.js';
-import { parseProxyUrl } from '../egress/proxy-url.js';
+import { parseProxyUrl, shownScheme } from '../egress/proxy-url.js';
 import { readUpstreamCa, type UpstreamCa } from '../egress/trusted-cas.js';
 import { AmpProxyConfigError } from '../errors.js';
 import { compileModelMappings, type ModelMapper } from '../provider/model-mappings.js';
@@ -126,14 +126,9 @@ function describeSecret(value: unknown): string {
   return describeValue(value);
 }
 
-/**
- * A scheme as an error message may show it. Only a short one is shown: a key pasted where a URL
- * belongs would otherwise be shown as a long "scheme" (`sk-ant-…:`).
- */
 function describeScheme(scheme: string): string {
-  return /^[a-z][a-z0-9+.-]{0,9}:$/i.test(scheme)
-    ? `the scheme "${scheme.toLowerCase()}"`
-    : 'no known scheme';
+  const shown = shownScheme(scheme);
+  return shown ? `the scheme ${shown}` : 'no known scheme';
 }
 
 /**
