@@ -87,7 +87,7 @@ export const AMP_ERRORS = {
   amp_upstream_key_missing: {
     status: 503,
     message:
-      'No upstream Amp key is configured for this route (set upstreamKey, AMP_PROXY_UPSTREAM_KEY, AMP_API_KEY or a clients[].upstreamKey).',
+      'No upstream Amp key is configured for this route (set upstreamKey, or a clients[].upstreamKey; the standalone gateway also reads AMP_PROXY_UPSTREAM_KEY).',
   },
   amp_body_unavailable: {
     status: 500,

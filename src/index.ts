@@ -8,6 +8,7 @@ import type { AmpMiddleware, AmpProxyOptions, AttachUpgradeOptions } from './typ
 export type {
   AmpClient,
   AmpCustomPolicy,
+  AmpDropHeaders,
   AmpEffectiveOptions,
   AmpErrorBody,
   AmpErrorCode,

@@ -87,10 +87,13 @@ export interface AmpProxyOptions {
   upstream?: string;
   /**
    * The server-side Amp key that `inject` routes spend: a string, or a function of the request.
-   * Defaults to env `AMP_PROXY_UPSTREAM_KEY`, else `AMP_API_KEY`, then the Amp CLI's secrets file (entry `apiKey@<upstream>`),
-   * re-read at most every 30 s.
+   * `'env'` opts in to the keys of the process: env `AMP_PROXY_UPSTREAM_KEY`, else `AMP_API_KEY`,
+   * then the Amp CLI's secrets file (entry `apiKey@<upstream>`), re-read at most every 30 s.
+   * Defaults to none (as do `null` and `false`): `inject` routes then answer
+   * `503 amp_upstream_key_missing` to callers without a mapped `clients[].upstreamKey`. The
+   * middleware never reads a key from its environment unless told to.
    */
-  upstreamKey?: string | UpstreamKeyFunction;
+  upstreamKey?: string | UpstreamKeyFunction | null | false | undefined;
   /** Gateway keys handed to users. Defaults to none: `inject` routes then accept any caller. */
   clients?: readonly AmpClient[];
   /** The auth-header policy of each group. Defaults to `inject` for provider, `passthrough` elsewhere. */
@@ -102,7 +105,7 @@ export interface AmpProxyOptions {
    * before the request fails with `504 amp_upstream_timeout`. Defaults to 600000 (10 minutes).
    */
   timeoutMs?: number;
-  /** The Amp CLI secrets file read when `upstreamKey` is not set. Defaults to `~/.local/share/amp/secrets.json`. */
+  /** The Amp CLI secrets file read under `upstreamKey: 'env'`. Defaults to `~/.local/share/amp/secrets.json`. */
   secretsFile?: string;
   /**
    * The egress proxy every connection to the upstream goes through, WebSockets included:
@@ -163,6 +166,18 @@ export interface AmpProxyOptions {
    */
   forceModelMappings?: boolean;
   /**
+   * Groups on which the `Cookie` header the client sent goes upstream, e.g. `{ browser: true }`.
+   * Defaults to none: the Amp CLI sends no cookie, and a cookie that reaches an Amp route of a
+   * host app is the host's own (its SSO session), which must not leave for Amp.
+   */
+  forwardCookies?: Partial<Record<AmpGroup, boolean>>;
+  /**
+   * More of the host's own headers that never go upstream (a company JWT header, a tenant id):
+   * `all` for every group, and per group. Names are checked when the middleware is created.
+   * Defaults to none.
+   */
+  dropHeaders?: AmpDropHeaders;
+  /**
    * The largest request body read to find a provider call's model (only when `modelMappings` or
    * `localProvider` is set); larger ones get `413 amp_body_too_large`. Defaults to 16777216 (16 MiB).
    */
@@ -189,6 +204,11 @@ export interface AmpProxyOptions {
    */
   identityProxy?: boolean | string;
 }
+
+/** Header names (any case) per group, and for every group under `all`: see `dropHeaders`. */
+export type AmpDropHeaders = { readonly all?: readonly string[] } & {
+  readonly [Group in AmpGroup]?: readonly string[];
+};
 
 export type NextFunction = (error?: unknown) => void;
 
@@ -482,6 +502,9 @@ export interface AmpEffectiveOptions extends Record<keyof AmpProxyOptions, unkno
   publicUrl: string | null;
   /** `false`, `true` (the provider the upstream names) or the provider's URL. */
   identityProxy: boolean | string;
+  forwardCookies: Record<AmpGroup, boolean>;
+  /** Per group, `all` merged in, lower case. */
+  dropHeaders: Record<AmpGroup, string[]>;
 }
 
 export interface LoadedAmpConfig {
@@ -510,6 +533,11 @@ export interface LoadAmpConfigOptions {
   env?: NodeJS.ProcessEnv;
   /** Gateway settings from the command line (`--port`, `--host`); they win over env and the file. */
   overrides?: AmpGatewayOverrides;
+  /**
+   * A file holding the server key (`--upstream-key-file`), relative to `cwd`: wins over
+   * `AMP_PROXY_UPSTREAM_KEY` and the config file's `upstreamKey`, and is watched for a rotation.
+   */
+  upstreamKeyFile?: string;
 }
 
 export interface AttachUpgradeOptions {

@@ -366,7 +366,9 @@ for (const [expressName, express] of EXPRESS_VERSIONS) {
       const saved = process.env.AMP_API_KEY;
       process.env.AMP_API_KEY = ALICE;
       try {
-        await conflict(await gateway({ secretsFile: join(tmpdir(), 'amp-no-such-secrets.json') }));
+        await conflict(
+          await gateway({ upstreamKey: 'env', secretsFile: join(tmpdir(), 'amp-no-such-secrets.json') }),
+        );
       } finally {
         if (saved === undefined) delete process.env.AMP_API_KEY;
         else process.env.AMP_API_KEY = saved;
@@ -380,7 +382,7 @@ for (const [expressName, express] of EXPRESS_VERSIONS) {
       try {
         const secretsFile = join(dir, 'secrets.json');
         await writeFile(secretsFile, JSON.stringify({ [`apiKey@${upstream.url}`]: BOB }));
-        await conflict(await gateway({ secretsFile }));
+        await conflict(await gateway({ upstreamKey: 'env', secretsFile }));
       } finally {
         if (saved !== undefined) process.env.AMP_API_KEY = saved;
         await rm(dir, { recursive: true, force: true });

@@ -24,7 +24,8 @@ describe('loadAmpConfig', () => {
     const loaded = await loadAmpConfig({ cwd, env: {} });
     assert.equal(loaded.filepath, undefined);
     // A gateway reads the proxy variables (none set here); a host that builds options in code does not.
-    assert.deepEqual(loaded.options, { upstreamProxy: false });
+    // With no key named anywhere, the gateway looks for the Amp CLI's: it says so with 'env'.
+    assert.deepEqual(loaded.options, { upstreamKey: 'env', upstreamProxy: false });
     assert.deepEqual(loaded.gateway, { port: 8317, host: '127.0.0.1', metricsPath: undefined });
   });
 
@@ -49,6 +50,7 @@ describe('loadAmpConfig', () => {
       assert.deepEqual(loaded.options, {
         upstream: 'https://amp.example',
         policies: { management: 'dual-token' },
+        upstreamKey: 'env',
         upstreamProxy: false,
       });
     });
@@ -61,7 +63,7 @@ describe('loadAmpConfig', () => {
     });
     const loaded = await loadAmpConfig({ cwd: join(cwd, 'src/deep'), env: {} });
     assert.equal(loaded.filepath, join(cwd, 'package.json'));
-    assert.deepEqual(loaded.options, { timeoutMs: 1234, upstreamProxy: false });
+    assert.deepEqual(loaded.options, { timeoutMs: 1234, upstreamKey: 'env', upstreamProxy: false });
     assert.equal(loaded.gateway.port, 9000);
   });
 
@@ -92,7 +94,7 @@ describe('loadAmpConfig', () => {
     assert.match(String(loaded.upstreamKeyOrigin), /^file .*server\.key/);
   });
 
-  it('environment variables override the file', async () => {
+  it("environment variables override the file, except AMP_API_KEY (the CLI user's key)", async () => {
     const cwd = await project({
       '.amp-proxyrc.json': '{"upstream":"https://file.example","upstreamKey":"file-key","port":1}',
     });
@@ -100,14 +102,14 @@ describe('loadAmpConfig', () => {
       cwd,
       env: {
         AMP_PROXY_UPSTREAM: 'https://env.example',
-        AMP_API_KEY: 'env-key',
+        AMP_API_KEY: 'cli-user-key',
         AMP_PROXY_PORT: '9999',
         AMP_PROXY_HOST: '0.0.0.0',
       },
     });
     assert.equal(loaded.options.upstream, 'https://env.example');
-    assert.equal(loaded.options.upstreamKey, 'env-key');
-    assert.equal(loaded.upstreamKeyOrigin, 'env AMP_API_KEY');
+    assert.equal(loaded.options.upstreamKey, 'file-key');
+    assert.equal(loaded.upstreamKeyOrigin, 'config file, over env AMP_API_KEY');
     assert.deepEqual(loaded.gateway, { port: 9999, host: '0.0.0.0', metricsPath: undefined });
   });
 
@@ -121,20 +123,56 @@ describe('loadAmpConfig', () => {
     });
   });
 
-  it("AMP_PROXY_UPSTREAM_KEY is the gateway's server key; AMP_API_KEY (the CLI user's key) only when it is unset", async () => {
-    const cwd = await project({ '.amp-proxyrc.json': '{"upstreamKey":"file-key"}' });
-    const both = await loadAmpConfig({
-      cwd,
-      env: { AMP_PROXY_UPSTREAM_KEY: 'gateway-key', AMP_API_KEY: 'cli-user-key' },
+  it('the server key: --upstream-key-file, AMP_PROXY_UPSTREAM_KEY, the file, AMP_API_KEY, the secrets file; the origin says which won', async () => {
+    const cwd = await project({
+      '.amp-proxyrc.json': '{"upstreamKey":"file-key","secretsFile":"secrets.json"}',
+      'secrets.json': '{"apiKey@https://ampcode.com":"cli-stored-key"}',
+      'keys/server.key': 'key-from-key-file\n',
+      'no-key.json': '{"upstreamKey":null,"secretsFile":"secrets.json"}',
+      'only-secrets.json': '{"secretsFile":"secrets.json"}',
     });
-    assert.equal(both.options.upstreamKey, 'gateway-key');
-    assert.equal(both.upstreamKeyOrigin, 'env AMP_PROXY_UPSTREAM_KEY');
-    const empty = await loadAmpConfig({
+    const env = { AMP_PROXY_UPSTREAM_KEY: 'gateway-key', AMP_API_KEY: 'cli-user-key' };
+    const fromKeyFile = await loadAmpConfig({ cwd, env, upstreamKeyFile: 'keys/server.key' });
+    assert.equal(fromKeyFile.options.upstreamKey, 'key-from-key-file');
+    assert.equal(
+      fromKeyFile.upstreamKeyOrigin,
+      `file ${join(cwd, 'keys/server.key')} (--upstream-key-file), over env AMP_PROXY_UPSTREAM_KEY, the config file's upstreamKey, env AMP_API_KEY`,
+    );
+    // A rotated key file is a reload.
+    assert.ok(fromKeyFile.watchFiles.includes(join(cwd, 'keys/server.key')));
+    const gatewayEnv = await loadAmpConfig({ cwd, env });
+    assert.equal(gatewayEnv.options.upstreamKey, 'gateway-key');
+    assert.match(
+      gatewayEnv.upstreamKeyOrigin,
+      /^env AMP_PROXY_UPSTREAM_KEY, over the config file's upstreamKey/,
+    );
+    const blank = await loadAmpConfig({
       cwd,
       env: { AMP_PROXY_UPSTREAM_KEY: ' ', AMP_API_KEY: 'cli-user-key' },
     });
-    assert.equal(empty.options.upstreamKey, 'cli-user-key');
-    assert.equal(empty.upstreamKeyOrigin, 'env AMP_API_KEY');
+    assert.equal(blank.options.upstreamKey, 'file-key');
+    assert.equal(blank.upstreamKeyOrigin, 'config file, over env AMP_API_KEY');
+    // The file says "no server key": AMP_API_KEY does not override that either.
+    const none = await loadAmpConfig({
+      cwd,
+      configFile: 'no-key.json',
+      env: { AMP_API_KEY: 'cli-user-key' },
+    });
+    assert.equal(none.options.upstreamKey, null);
+    assert.equal(none.effective.upstreamKey, null);
+    assert.equal(none.upstreamKeyOrigin, 'none (upstreamKey: null in the config file), over env AMP_API_KEY');
+    // Nothing else names a key: AMP_API_KEY comes before the secrets file, as in the Amp CLI.
+    const user = await loadAmpConfig({
+      cwd,
+      configFile: 'only-secrets.json',
+      env: { AMP_API_KEY: 'cli-user-key' },
+    });
+    assert.equal(user.options.upstreamKey, 'cli-user-key');
+    assert.equal(user.upstreamKeyOrigin, 'env AMP_API_KEY');
+    await assert.rejects(
+      loadAmpConfig({ cwd, env, upstreamKeyFile: 'keys/missing.key' }),
+      /--upstream-key-file: cannot read .*missing\.key: ENOENT/,
+    );
   });
 
   it('with no key configured, says where the middleware will find one, and watches that file', async () => {

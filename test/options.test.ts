@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { ampManagementProxy, ampProviderProxy, ampRouter, AmpProxyConfigError } from '../src/index.js';
+import { MALFORMED_UPSTREAMS } from './support/malformed-upstreams.js';
 
 function rejects(options: unknown, option: string, message: RegExp): void {
   for (const factory of [ampRouter, ampProviderProxy, ampManagementProxy]) {
@@ -132,6 +133,8 @@ describe('options are validated in the factory', () => {
       [{ upstream: `ftp://user:${secret}@ampcode.com/?key=${secret}` }, 'upstream'],
       [{ upstream: `user:${secret}@ampcode.com/path?key=${secret}` }, 'upstream'],
       [{ upstream: `https://${secret}@ampcode.com:99999/` }, 'upstream'],
+      // Malformed beyond parsing: where the userinfo ends cannot be told, so nothing past the scheme shows.
+      ...MALFORMED_UPSTREAMS(secret).map((upstream): [unknown, string] => [{ upstream }, 'upstream']),
       [{ upstreamKey: 424242424242 }, 'upstreamKey'],
       [{ clients: [{ key: 424242424242 }] }, 'clients[0].key'],
       [{ clients: [{ key: `${secret}!` }] }, 'clients[0].key'],
@@ -143,15 +146,31 @@ describe('options are validated in the factory', () => {
         (error: unknown) => {
           assert.ok(error instanceof AmpProxyConfigError, JSON.stringify(options));
           assert.equal(error.option, option);
-          assert.ok(!error.message.includes(secret) && !error.message.includes('4242'), error.message);
+          const message = error.message.toLowerCase();
+          assert.ok(!message.includes(secret.toLowerCase()) && !message.includes('4242'), error.message);
           return true;
         },
       );
     }
+    // The same values as a proxy URL: some are proxy URLs after all (URL parsing forgives a
+    // space or a missing `//`); those refused never show the secret either.
+    for (const upstreamProxy of MALFORMED_UPSTREAMS(secret)) {
+      try {
+        ampRouter({ upstreamProxy });
+      } catch (error) {
+        assert.ok(error instanceof AmpProxyConfigError);
+        assert.equal(error.option, 'upstreamProxy');
+        assert.ok(!error.message.toLowerCase().includes(secret.toLowerCase()), error.message);
+      }
+    }
     // What is not secret is still shown, so the user can find the setting.
     assert.throws(
       () => ampRouter({ upstream: `ftp://user:${secret}@ampcode.com/x?key=1` }),
-      /"ftp:\/\/…@ampcode\.com\/x\?…"/,
+      /got the scheme "ftp:" and the host "ampcode\.com"/,
+    );
+    assert.throws(
+      () => ampRouter({ upstream: `htps:/user:${secret}@ampcode.com/` }),
+      /got the scheme "htps:" \(the rest is not shown/,
     );
     assert.throws(() => ampRouter({ upstreamKey: 42 as never }), /got a number/);
   });

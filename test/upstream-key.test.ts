@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, afterEach, before, beforeEach, describe, it } from 'node:test';
@@ -64,25 +64,85 @@ describe('where the server key comes from', () => {
     assert.equal(await keySent({ upstreamKey: async () => `from-fn-${++calls}` }), 'from-fn-1');
   });
 
-  it('env AMP_API_KEY comes before the secrets file', async () => {
+  it('without upstreamKey, spends no key of its environment: not AMP_API_KEY, not the secrets file', async () => {
+    process.env.AMP_API_KEY = 'from-env';
+    process.env.AMP_PROXY_UPSTREAM_KEY = 'from-gateway-env';
+    const file = await secrets({ [`apiKey@${upstream.url}`]: 'from-file' });
+    assert.equal(await keySent({ secretsFile: file }), undefined);
+    const received = upstream.record();
+    const router = ampRouter({ upstream: upstream.url, secretsFile: file });
+    const app = await listen((req, res) => router(req, res));
+    try {
+      const res = await send(`${app.url}/api/provider/anthropic/v1/messages`, { method: 'POST', body: '{}' });
+      assert.equal(res.status, 503);
+      assert.equal((res.json() as { error: string }).error, 'amp_upstream_key_missing');
+      assert.equal(received.requests.length, 0);
+    } finally {
+      await app.close();
+    }
+  });
+
+  it("without upstreamKey, the key `amp login` stored under $HOME is not spent; with 'env' it is", async () => {
+    delete process.env.AMP_API_KEY;
+    const home = join(dir, `home-${Math.random().toString(36).slice(2)}`);
+    await mkdir(join(home, '.local/share/amp'), { recursive: true });
+    await writeFile(
+      join(home, '.local/share/amp/secrets.json'),
+      JSON.stringify({ [`apiKey@${upstream.url}`]: 'from-amp-login' }),
+    );
+    const savedHome = process.env.HOME;
+    process.env.HOME = home;
+    try {
+      assert.equal(await keySent({}), undefined);
+      assert.equal(await keySent({ upstreamKey: 'env' }), 'from-amp-login');
+    } finally {
+      process.env.HOME = savedHome;
+    }
+  });
+
+  it('upstreamKey: null or false says there is no server key', async () => {
     process.env.AMP_API_KEY = 'from-env';
     const file = await secrets({ [`apiKey@${upstream.url}`]: 'from-file' });
-    assert.equal(await keySent({ secretsFile: file }), 'from-env');
+    assert.equal(await keySent({ upstreamKey: null, secretsFile: file }), undefined);
+    assert.equal(await keySent({ upstreamKey: false, secretsFile: file }), undefined);
+  });
+
+  it("upstreamKey: 'env' opts in: AMP_PROXY_UPSTREAM_KEY, then AMP_API_KEY, then the secrets file", async () => {
+    const file = await secrets({ [`apiKey@${upstream.url}`]: 'from-file' });
+    process.env.AMP_PROXY_UPSTREAM_KEY = 'from-gateway-env';
+    process.env.AMP_API_KEY = 'from-env';
+    assert.equal(await keySent({ upstreamKey: 'env', secretsFile: file }), 'from-gateway-env');
+    delete process.env.AMP_PROXY_UPSTREAM_KEY;
+    assert.equal(await keySent({ upstreamKey: 'env', secretsFile: file }), 'from-env');
+    delete process.env.AMP_API_KEY;
+    assert.equal(await keySent({ upstreamKey: 'env', secretsFile: file }), 'from-file');
+  });
+
+  it('an unset variable given as upstreamKey means no key, and type-checks', async () => {
+    process.env.AMP_API_KEY = 'from-env';
+    assert.equal(await keySent({ upstreamKey: process.env.AMP_TEST_UNSET_KEY_VARIABLE }), undefined);
   });
 
   it('the secrets file entry for the upstream, with or without a trailing slash', async () => {
     delete process.env.AMP_API_KEY;
     assert.equal(
-      await keySent({ secretsFile: await secrets({ [`apiKey@${upstream.url}`]: 'exact' }) }),
+      await keySent({
+        upstreamKey: 'env',
+        secretsFile: await secrets({ [`apiKey@${upstream.url}`]: 'exact' }),
+      }),
       'exact',
     );
     assert.equal(
-      await keySent({ secretsFile: await secrets({ [`apiKey@${upstream.url}/`]: 'slash' }) }),
+      await keySent({
+        upstreamKey: 'env',
+        secretsFile: await secrets({ [`apiKey@${upstream.url}/`]: 'slash' }),
+      }),
       'slash',
     );
     assert.equal(
       await keySent({
         upstream: `${upstream.url}/`,
+        upstreamKey: 'env',
         secretsFile: await secrets({ [`apiKey@${upstream.url}`]: 'no-slash' }),
       }),
       'no-slash',
@@ -95,19 +155,22 @@ describe('where the server key comes from', () => {
       'apiKey@https://ampcode.com/': 'wrong-server',
       [`apiKey@${upstream.url}/`]: 'right-server',
     });
-    assert.equal(await keySent({ secretsFile: file }), 'right-server');
+    assert.equal(await keySent({ upstreamKey: 'env', secretsFile: file }), 'right-server');
   });
 
   it("another server's entry is not used", async () => {
     delete process.env.AMP_API_KEY;
     const file = await secrets({ 'apiKey@https://ampcode.com/': 'for-ampcode' });
-    assert.equal(await keySent({ secretsFile: file }), undefined);
+    assert.equal(await keySent({ upstreamKey: 'env', secretsFile: file }), undefined);
   });
 
   it('a missing or malformed secrets file means no key, not a crash', async () => {
     delete process.env.AMP_API_KEY;
-    assert.equal(await keySent({ secretsFile: join(dir, 'does-not-exist.json') }), undefined);
-    assert.equal(await keySent({ secretsFile: await secrets('{not json') }), undefined);
+    assert.equal(
+      await keySent({ upstreamKey: 'env', secretsFile: join(dir, 'does-not-exist.json') }),
+      undefined,
+    );
+    assert.equal(await keySent({ upstreamKey: 'env', secretsFile: await secrets('{not json') }), undefined);
   });
 });
 

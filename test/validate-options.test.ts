@@ -11,7 +11,8 @@ describe('validateOptions (no sockets)', () => {
   it('applies every documented default in one place', () => {
     const validated = validateOptions(undefined);
     assert.deepEqual(validated.upstream, { asWritten: 'https://ampcode.com', base: 'https://ampcode.com' });
-    assert.equal(validated.upstreamKey, undefined);
+    // No server key unless one is given: nothing of the process environment is spent.
+    assert.equal(validated.upstreamKey, null);
     assert.deepEqual(validated.clients.list, []);
     assert.deepEqual(validated.policies, {
       provider: 'inject',
@@ -54,6 +55,8 @@ describe('validateOptions (no sockets)', () => {
       actorToken: ' pk_custom-0001 ',
       publicUrl: 'https://amp-gw.example/',
       identityProxy: 'https://idp.example/',
+      forwardCookies: { browser: true },
+      dropHeaders: { all: ['X-Company-JWT'], provider: ['x-tenant'] },
     };
     const validated = validateOptions(every);
     assert.deepEqual(Object.keys(validated).sort(), Object.keys(every).sort());

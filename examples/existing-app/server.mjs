@@ -13,8 +13,8 @@ import { ampRouter, attachUpgrade } from 'amp-proxy-middleware';
  */
 export function createApp({
   upstream = process.env.AMP_UPSTREAM ?? 'https://ampcode.com',
-  // Left undefined, the library falls back to env AMP_PROXY_UPSTREAM_KEY, else AMP_API_KEY, then
-  // the `amp login` secrets file.
+  // Unset, there is no server key: provider routes answer 503 amp_upstream_key_missing. The
+  // library reads no key of its environment by itself ('env' would opt in to that).
   upstreamKey = process.env.AMP_SERVER_KEY || undefined,
 } = {}) {
   // Created once at startup: a bad option throws here, not on some user's first request.

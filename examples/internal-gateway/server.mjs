@@ -49,10 +49,9 @@ export function createGateway({
   const options = {
     upstream,
     clients,
-    // No shared server key. Without this the library would fall back to AMP_PROXY_UPSTREAM_KEY,
-    // AMP_API_KEY or the gateway machine's own `amp login`, and a client without an upstreamKey
-    // would spend it; this way that client gets 503 amp_upstream_key_missing instead.
-    upstreamKey: () => undefined,
+    // No shared server key (the default, said out loud): a client without an upstreamKey gets
+    // 503 amp_upstream_key_missing instead of spending one.
+    upstreamKey: null,
     // The Amp CLI sends its gateway key alone and gets its mapped Amp key upstream. Tools that
     // hold the user's own Amp token send it in `x-amp-token` next to the gateway key, and Amp
     // then sees that token: the gateway key always proves the caller is one of ours.

@@ -83,9 +83,8 @@ export async function readAmbientKey(upstream: string, secretsFile: string): Pro
 }
 
 /**
- * The server key when no `upstreamKey` option is given: env (`AMP_PROXY_UPSTREAM_KEY`, then
- * `AMP_API_KEY`), then the secrets
- * file. Both are re-read at most every 30 s so that a rotated key is picked up without a
+ * The server key under `upstreamKey: 'env'`: env (`AMP_PROXY_UPSTREAM_KEY`, then `AMP_API_KEY`),
+ * then the secrets file. Both are re-read at most every 30 s so that a rotated key is picked up without a
  * restart, and concurrent requests share one read.
  */
 function ambientKeyResolver(upstream: string, secretsFile: string): ServerKeyResolver {
@@ -109,21 +108,28 @@ function ambientKeyResolver(upstream: string, secretsFile: string): ServerKeyRes
   };
 }
 
+/**
+ * `upstreamKey` once validated: a key, a function, `'env'` (the opt-in to the keys the process
+ * environment and the Amp CLI hold), or `null` for no server key.
+ */
+export type ServerKeySetting = string | UpstreamKeyFunction | null;
+/** The `upstreamKey` value that opts in to the ambient keys; no key is ever that word. */
+export const AMBIENT_KEYS = 'env';
+
 /** The one place that decides which server key a request may spend. */
 export function createServerKeyResolver(
-  upstreamKey: string | UpstreamKeyFunction | undefined,
+  upstreamKey: ServerKeySetting,
   upstream: string,
   secretsFile: string,
 ): ServerKeyResolver {
+  if (upstreamKey === null) return () => NO_KEY;
+  if (upstreamKey === AMBIENT_KEYS) return ambientKeyResolver(upstream, secretsFile);
   if (typeof upstreamKey === 'string') {
     const fixed: ResolvedUpstreamKey = { key: upstreamKey, source: 'config' };
     return () => fixed;
   }
-  if (typeof upstreamKey === 'function') {
-    return async (req) => {
-      const key = nonEmpty(await upstreamKey(req));
-      return key ? { key, source: 'function' } : NO_KEY;
-    };
-  }
-  return ambientKeyResolver(upstream, secretsFile);
+  return async (req) => {
+    const key = nonEmpty(await upstreamKey(req));
+    return key ? { key, source: 'function' } : NO_KEY;
+  };
 }

@@ -9,19 +9,22 @@ const SHUTDOWN_GRACE_MS = 10_000;
 /** Read first thing: a launcher that dies while the gateway starts must still count as gone. */
 const LAUNCHER_PID = process.ppid;
 const PARENT_CHECK_MS = 500;
-const USAGE = `Usage: amp-proxy [--config FILE] [--port N] [--host H] [--print-config]
+const USAGE = `Usage: amp-proxy [--config FILE] [--port N] [--host H] [--upstream-key-file FILE] [--print-config]
 
 A standalone Amp gateway. Provider routes spend the server key; every other route forwards the
 user's own token. Configuration comes from an amp-proxy config file (.amp-proxyrc, .amp-proxyrc.json,
 .amp-proxyrc.yaml, amp-proxy.config.js, package.json "ampProxy", ...) searched from the current
-directory, with env overrides: AMP_PROXY_UPSTREAM, AMP_PROXY_UPSTREAM_KEY (else AMP_API_KEY), AMP_PROXY_PORT, AMP_PROXY_HOST.
+directory, with env overrides: AMP_PROXY_UPSTREAM, AMP_PROXY_UPSTREAM_KEY, AMP_PROXY_PORT, AMP_PROXY_HOST.
+The server key: --upstream-key-file, else AMP_PROXY_UPSTREAM_KEY, else the file's upstreamKey, else
+AMP_API_KEY, else the Amp CLI secrets file (amp login); the start table says which one won.
 
-  --config FILE    load this config file instead of searching
-  --port N         listen port (default 8317)
-  --host H         listen address (default 127.0.0.1)
-  --print-config   print the configuration the gateway would run (secrets redacted) and exit
-  --version        print the version and exit
-  -h, --help       show this help`;
+  --config FILE              load this config file instead of searching
+  --port N                   listen port (default 8317)
+  --host H                   listen address (default 127.0.0.1)
+  --upstream-key-file FILE   read the server key from FILE (a key on a command line shows in ps)
+  --print-config             print the configuration the gateway would run (secrets redacted) and exit
+  --version                  print the version and exit
+  -h, --help                 show this help`;
 
 /** This package's version, from its package.json (found upwards: the bin runs from src/ or dist/). */
 function version(): string {
@@ -54,6 +57,7 @@ function parseFlags() {
         config: { type: 'string' },
         port: { type: 'string' },
         host: { type: 'string' },
+        'upstream-key-file': { type: 'string' },
         'print-config': { type: 'boolean' },
         help: { type: 'boolean', short: 'h' },
         version: { type: 'boolean' },
@@ -74,7 +78,12 @@ async function main(): Promise<void> {
     process.stdout.write(`${version()}\n`);
     return;
   }
-  const options: GatewayOptions = { configFile: flags.config, port: flags.port, host: flags.host };
+  const options: GatewayOptions = {
+    configFile: flags.config,
+    port: flags.port,
+    host: flags.host,
+    upstreamKeyFile: flags['upstream-key-file'],
+  };
   if (flags['print-config']) {
     // Loaded as the gateway loads it: what it would refuse is refused here too.
     const loaded = await loadGatewayConfig(options);

@@ -2,7 +2,8 @@ import { readAmbientKey } from '../auth/upstream-key.js';
 import { chooseEgressProxy } from '../egress/egress-proxy.js';
 import { describeUpstreamCa } from '../egress/trusted-cas.js';
 import { redactSecret } from '../observability/redact.js';
-import { actorTokenOf, type ValidatedOptions } from './validate-options.js';
+import { byGroup } from '../routing/route-groups.js';
+import { actorTokenOf, forwardsCookies, type ValidatedOptions } from './validate-options.js';
 import type { AmpEffectiveOptions, UpstreamKeySource } from '../types.js';
 
 /** A server key and where it comes from, in words. */
@@ -71,5 +72,7 @@ export function describeOptions(
     actorToken: redactedOrNull(actorTokenOf(options)),
     publicUrl: options.publicUrl ?? null,
     identityProxy: options.identityProxy,
+    forwardCookies: byGroup((group) => forwardsCookies(options, group)),
+    dropHeaders: byGroup((group) => [...options.dropHeaders[group]]),
   };
 }

@@ -1,7 +1,7 @@
 import { readFile } from 'node:fs/promises';
 import { dirname, resolve as resolvePath } from 'node:path';
 import { AmpProxyConfigError } from '../errors.js';
-import { serverKeyFromEnv } from '../auth/upstream-key.js';
+import { AMBIENT_KEYS } from '../auth/upstream-key.js';
 import { chooseEgressProxy } from '../egress/egress-proxy.js';
 import { describeOptions, findAmbientServerKey } from './effective-options.js';
 import { GATEWAY_SETTING_NAMES, resolveGatewaySettings } from './gateway-settings.js';
@@ -135,25 +135,95 @@ async function findConfigFile(
   return { filepath: found?.filepath, contents };
 }
 
+/** The server key the loader found, as the middleware option that spends it, and where it came from. */
+interface ChosenServerKey {
+  readonly value: unknown;
+  readonly origin: string;
+}
+
+/** A key given in an environment variable, trimmed; `undefined` when unset or blank. */
+function keyInEnv(env: NodeJS.ProcessEnv, name: string): string | undefined {
+  const key = env[name]?.trim();
+  return key ? key : undefined;
+}
+
+/**
+ * The server key, by the first source that names one: the command line's key file, env
+ * `AMP_PROXY_UPSTREAM_KEY` (the gateway's own variable), the config file's `upstreamKey` (a key, a
+ * secret reference, or `null`/`false` for none), then env `AMP_API_KEY`, the Amp CLI user's own
+ * key, which must never win over a key the operator configured. When nothing names one,
+ * `'env'`: the Amp CLI secrets file, as the Amp CLI itself falls back from `AMP_API_KEY` to it.
+ * The origin names the sources that lost, so that an operator sees which one won.
+ */
+async function chooseServerKey(
+  fromFile: unknown,
+  reader: SecretReferenceReader,
+  env: NodeJS.ProcessEnv,
+  keyFile: string | undefined,
+): Promise<ChosenServerKey> {
+  const fileNamesOne = fromFile !== undefined && fromFile !== AMBIENT_KEYS;
+  const sources: { name: string; read: () => Promise<ChosenServerKey> | ChosenServerKey }[] = [];
+  if (keyFile !== undefined) {
+    sources.push({ name: '--upstream-key-file', read: () => readKeyFile(keyFile, reader) });
+  }
+  const gatewayKey = keyInEnv(env, 'AMP_PROXY_UPSTREAM_KEY');
+  if (gatewayKey) {
+    sources.push({
+      name: 'env AMP_PROXY_UPSTREAM_KEY',
+      read: () => ({ value: gatewayKey, origin: 'env AMP_PROXY_UPSTREAM_KEY' }),
+    });
+  }
+  if (fileNamesOne) {
+    sources.push({
+      name: "the config file's upstreamKey",
+      read: async () =>
+        fromFile === null || fromFile === false
+          ? { value: fromFile, origin: `none (upstreamKey: ${String(fromFile)} in the config file)` }
+          : reader.read('upstreamKey', fromFile),
+    });
+  }
+  const userKey = keyInEnv(env, 'AMP_API_KEY');
+  if (userKey) {
+    sources.push({ name: 'env AMP_API_KEY', read: () => ({ value: userKey, origin: 'env AMP_API_KEY' }) });
+  }
+  const [winner, ...losers] = sources;
+  if (!winner) return { value: AMBIENT_KEYS, origin: '' };
+  const chosen = await winner.read();
+  if (losers.length === 0) return chosen;
+  return { ...chosen, origin: `${chosen.origin}, over ${losers.map(({ name }) => name).join(', ')}` };
+}
+
+async function readKeyFile(file: string, reader: SecretReferenceReader): Promise<ChosenServerKey> {
+  let key: string;
+  try {
+    key = (await readFile(file, 'utf8')).trim();
+  } catch (error) {
+    throw new AmpProxyConfigError(
+      '--upstream-key-file',
+      `cannot read ${file}: ${(error as NodeJS.ErrnoException).code ?? String(error)}`,
+    );
+  }
+  if (key === '') throw new AmpProxyConfigError('--upstream-key-file', `${file} is empty`);
+  reader.files.push(file);
+  return { value: key, origin: `file ${file} (--upstream-key-file)` };
+}
+
 /**
  * The middleware options of a config file with their secret references read and env overrides
- * applied, and where the server key came from when an option names it.
+ * applied, and where the server key came from (empty when the middleware looks for it itself).
  */
 async function readMiddlewareOptions(
   contents: Record<string, unknown>,
   filepath: string | undefined,
   reader: SecretReferenceReader,
   env: NodeJS.ProcessEnv,
-): Promise<{ options: Record<string, unknown>; upstreamKeyOrigin: string | undefined }> {
+  keyFile: string | undefined,
+): Promise<{ options: Record<string, unknown>; upstreamKeyOrigin: string }> {
   const options = Object.fromEntries(
     Object.entries(contents).filter(([name]) => !GATEWAY_SETTING_NAMES.has(name)),
   );
-  let upstreamKeyOrigin: string | undefined;
-  if (options.upstreamKey !== undefined) {
-    const secret = await reader.read('upstreamKey', options.upstreamKey);
-    options.upstreamKey = secret.value;
-    upstreamKeyOrigin = secret.origin;
-  }
+  const serverKey = await chooseServerKey(options.upstreamKey, reader, env, keyFile);
+  options.upstreamKey = serverKey.value;
   if (Array.isArray(options.clients)) {
     options.clients = await Promise.all(
       options.clients.map(async (client: unknown, index) => {
@@ -169,11 +239,6 @@ async function readMiddlewareOptions(
     );
   }
   if (env.AMP_PROXY_UPSTREAM) options.upstream = env.AMP_PROXY_UPSTREAM;
-  const keyFromEnv = serverKeyFromEnv(env);
-  if (keyFromEnv) {
-    options.upstreamKey = keyFromEnv.key;
-    upstreamKeyOrigin = `env ${keyFromEnv.variable}`;
-  }
   if (typeof options.secretsFile === 'string' && filepath) {
     options.secretsFile = resolvePath(dirname(filepath), options.secretsFile);
   }
@@ -189,7 +254,7 @@ async function readMiddlewareOptions(
     options.upstreamCa = { file };
     reader.files.push(file);
   }
-  return { options, upstreamKeyOrigin };
+  return { options, upstreamKeyOrigin: serverKey.origin };
 }
 
 function validateOptionsOfFile(
@@ -215,10 +280,18 @@ export async function loadAmpConfig({
   configFile,
   env = process.env,
   overrides = {},
+  upstreamKeyFile,
 }: LoadAmpConfigOptions = {}): Promise<LoadedAmpConfig> {
   const { filepath, contents } = await findConfigFile(cwd, configFile);
   const reader = new SecretReferenceReader(filepath ?? resolvePath(cwd, 'amp-proxy.config'), env);
-  const { options, upstreamKeyOrigin } = await readMiddlewareOptions(contents, filepath, reader, env);
+  const keyFile = upstreamKeyFile === undefined ? undefined : resolvePath(cwd, upstreamKeyFile);
+  const { options, upstreamKeyOrigin } = await readMiddlewareOptions(
+    contents,
+    filepath,
+    reader,
+    env,
+    keyFile,
+  );
   const validated = validateOptionsOfFile(options, filepath);
   if (validated.upstreamProxy === 'env') {
     // Resolved here, against `env`, so that a middleware built from these options connects the
@@ -227,16 +300,16 @@ export async function loadAmpConfig({
     options.upstreamProxy = proxy ? proxy.url.href : false;
   }
   const gateway = resolveGatewaySettings({ fromFile: contents, file: filepath, env, overrides });
-  const serverKey =
-    upstreamKeyOrigin === undefined
-      ? await findAmbientServerKey(validated)
-      : {
-          key: typeof validated.upstreamKey === 'string' ? validated.upstreamKey : undefined,
-          origin: upstreamKeyOrigin,
-        };
+  const lookedFor = validated.upstreamKey === AMBIENT_KEYS;
+  const serverKey = lookedFor
+    ? await findAmbientServerKey(validated)
+    : {
+        key: typeof validated.upstreamKey === 'string' ? validated.upstreamKey : undefined,
+        origin: upstreamKeyOrigin,
+      };
   const watchFiles = filepath ? [filepath, ...reader.files] : reader.files;
   // The middleware re-reads the Amp CLI secrets file by itself; a reload makes a new key count at once.
-  if (validated.upstreamKey === undefined) watchFiles.push(validated.secretsFile);
+  if (lookedFor) watchFiles.push(validated.secretsFile);
   return {
     options: options as AmpProxyOptions,
     gateway,

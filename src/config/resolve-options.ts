@@ -1,5 +1,5 @@
 import type { ClientTable } from '../auth/clients.js';
-import { createServerKeyResolver, type ServerKeyResolver } from '../auth/upstream-key.js';
+import { AMBIENT_KEYS, createServerKeyResolver, type ServerKeyResolver } from '../auth/upstream-key.js';
 import { chooseEgressProxy, type EgressProxy } from '../egress/egress-proxy.js';
 import { upstreamTrustBundle } from '../egress/trusted-cas.js';
 import { createUpstreamConnection, type UpstreamConnection } from '../egress/upstream-connection.js';
@@ -7,10 +7,11 @@ import { createHostScope, type HostScope } from '../access/host-scope.js';
 import { loggingListener } from '../observability/logger.js';
 import { createRedactor } from '../observability/redact.js';
 import type { ProviderRoutingConfig } from '../provider/provider-routing.js';
-import { actorTokenOf, validateOptions, type ValidatedOptions } from './validate-options.js';
+import { actorTokenOf, forwardsCookies, validateOptions, type ValidatedOptions } from './validate-options.js';
 import { createActorTokenStage, type ActorTokenStage } from '../actors/actor-token.js';
 import { createPublicBase, type PublicBaseOf } from '../access/public-base.js';
 import { IdentityProxy } from '../identity/identity-proxy.js';
+import { byGroup } from '../routing/route-groups.js';
 import type { AmpCustomPolicy, AmpGroup, AmpPolicyName, AmpProxyEventListener, Redactor } from '../types.js';
 
 /** Options after validation, with everything that can be computed once computed. */
@@ -41,6 +42,8 @@ export interface ResolvedConfig {
   readonly publicBase: PublicBaseOf;
   /** Carries the identity provider's calls; `undefined` unless `identityProxy` is on. */
   readonly identity: IdentityProxy | undefined;
+  /** The host's own headers each group never sends upstream: its cookies unless forwarded, `dropHeaders`. */
+  readonly hostHeaders: Readonly<Record<AmpGroup, readonly string[]>>;
 }
 
 /**
@@ -111,7 +114,7 @@ export function resolveOptions(options: unknown): ResolvedConfig {
   const validated = validateOptions(options);
   const { upstream, upstreamKey, clients, logger } = validated;
   const { proxy } = chooseEgressProxy(validated.upstreamProxy, new URL(upstream.base));
-  const serverKeys = typeof upstreamKey === 'string' ? [upstreamKey] : [];
+  const serverKeys = typeof upstreamKey === 'string' && upstreamKey !== AMBIENT_KEYS ? [upstreamKey] : [];
   const warn = warningsTo(logger);
   const actorToken = actorTokenOf(validated);
   const upstreamConnection = createUpstreamConnection(
@@ -152,6 +155,10 @@ export function resolveOptions(options: unknown): ResolvedConfig {
             upstreamConnection,
             validated.timeoutMs,
           ),
+    hostHeaders: byGroup((group) => [
+      ...(forwardsCookies(validated, group) ? [] : ['cookie']),
+      ...validated.dropHeaders[group],
+    ]),
     warn,
   };
 }

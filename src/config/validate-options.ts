@@ -4,13 +4,18 @@ import { identityProviderBase } from '../identity/identity-proxy.js';
 import { ClientTable, type ResolvedClient } from '../auth/clients.js';
 import { CREDENTIAL_HEADERS } from '../auth/credential-names.js';
 import { findKeys, isKeyToken, KEY_CHARACTERS } from '../auth/key-recognition.js';
-import { defaultSecretsFile, DEFAULT_UPSTREAM } from '../auth/upstream-key.js';
+import {
+  AMBIENT_KEYS,
+  defaultSecretsFile,
+  DEFAULT_UPSTREAM,
+  type ServerKeySetting,
+} from '../auth/upstream-key.js';
 import type { UpstreamProxySetting } from '../egress/egress-proxy.js';
-import { parseProxyUrl } from '../egress/proxy-url.js';
+import { parseProxyUrl, shownScheme } from '../egress/proxy-url.js';
 import { readUpstreamCa, type UpstreamCa } from '../egress/trusted-cas.js';
 import { AmpProxyConfigError } from '../errors.js';
 import { compileModelMappings, type ModelMapper } from '../provider/model-mappings.js';
-import { AMP_GROUPS } from '../routing/route-groups.js';
+import { AMP_GROUPS, byGroup } from '../routing/route-groups.js';
 import { isPlainObject } from '../plain-object.js';
 import type { AmpClient, AmpGroup, AmpPolicy, AmpPolicyName, AmpProxyOptions } from '../types.js';
 
@@ -44,7 +49,7 @@ export interface ValidatedModelMappings {
 /** Every option checked, with its default applied: the one place defaults are decided. */
 export interface ValidatedOptions {
   readonly upstream: ValidatedUpstream;
-  readonly upstreamKey: AmpProxyOptions['upstreamKey'];
+  readonly upstreamKey: ServerKeySetting;
   readonly clients: ValidatedClients;
   readonly policies: Readonly<Record<AmpGroup, AmpPolicy>>;
   readonly tokenHeader: string;
@@ -68,6 +73,10 @@ export interface ValidatedOptions {
   readonly publicUrl: string | undefined;
   /** `true`: the provider the upstream names; a string: the provider's base URL. */
   readonly identityProxy: boolean | string;
+  /** The groups named, as named: `forwardsCookies` applies the default. */
+  readonly forwardCookies: Readonly<Partial<Record<AmpGroup, boolean>>>;
+  /** The host's headers each group never sends upstream: `all` merged in, lower case. */
+  readonly dropHeaders: Readonly<Record<AmpGroup, readonly string[]>>;
 }
 
 /** Keyed by every option: an option added to `AmpProxyOptions` does not compile until it is validated here. */
@@ -104,6 +113,16 @@ const RESERVED_TOKEN_HEADERS = new Set<string>([
   'cookie',
 ]);
 const CLIENT_FIELDS = new Set(['key', 'name', 'upstreamKey']);
+/** Headers without which the upstream request cannot be delivered as the gateway means it. */
+const DELIVERY_HEADERS = new Set([
+  'host',
+  'content-length',
+  'transfer-encoding',
+  'connection',
+  'upgrade',
+  'sec-websocket-key',
+  'sec-websocket-version',
+]);
 
 function describeValue(value: unknown): string {
   if (typeof value === 'string') return JSON.stringify(value);
@@ -122,19 +141,37 @@ function describeSecret(value: unknown): string {
   return describeValue(value);
 }
 
+function describeScheme(scheme: string): string {
+  const shown = shownScheme(scheme);
+  return shown ? `the scheme ${shown}` : 'no known scheme';
+}
+
 /**
- * An upstream URL as an error message may show it: userinfo and everything from the query or
- * fragment on masked, since both can hold credentials (`https://user:key@host/?key=…`).
+ * An upstream that is not a URL, as an error message may describe it: by its scheme alone.
+ * Where userinfo ends cannot be told in text that does not parse (`htps:/user:S3cr3t@host/`,
+ * `https:/ /user:S3cr3t@host/`), so nothing after the scheme is shown.
  */
-function describeUpstream(value: string): string {
-  const tail = value.search(/[?#]/);
-  let shown = tail === -1 ? value : `${value.slice(0, tail + 1)}…`;
-  const slashes = shown.indexOf('//');
-  const authority = slashes === -1 ? 0 : slashes + 2;
-  const authorityEnd = shown.slice(authority).search(/[/?#]/);
-  const at = shown.lastIndexOf('@', authorityEnd === -1 ? undefined : authority + authorityEnd);
-  if (at >= authority) shown = `${shown.slice(0, authority)}…${shown.slice(at)}`;
-  return JSON.stringify(shown);
+function describeUnparsedUpstream(value: string): string {
+  const scheme = /^\s*([^:/?#@\s]+:)/.exec(value)?.[1];
+  return `text that is not a URL, with ${scheme ? describeScheme(scheme) : 'no scheme'} (the rest is not shown: it may hold credentials)`;
+}
+
+/**
+ * A parsed upstream as an error message may show it: scheme and host. The parser has taken
+ * userinfo out of the host; the path, query and fragment may hold credentials (`?key=…`).
+ */
+function describeParsedUpstream(url: URL): string {
+  const scheme = describeScheme(url.protocol);
+  return url.host === '' ? scheme : `${scheme} and the host "${url.host}"`;
+}
+
+/** Any URL option's text as an error message may describe it (see the two functions above). */
+function describeUrl(value: string): string {
+  try {
+    return describeParsedUpstream(new URL(value));
+  } catch {
+    return describeUnparsedUpstream(value);
+  }
 }
 
 function fail(option: string, problem: string): never {
@@ -152,27 +189,38 @@ function validateUpstream(value: unknown): ValidatedUpstream {
   } catch {
     fail(
       'upstream',
-      `expected an absolute http(s) URL such as "${DEFAULT_UPSTREAM}", got ${describeUpstream(value)}`,
+      `expected an absolute http(s) URL such as "${DEFAULT_UPSTREAM}", got ${describeUnparsedUpstream(value)}`,
     );
   }
   if (url.protocol !== 'http:' && url.protocol !== 'https:') {
-    fail('upstream', `expected an http: or https: URL, got ${describeUpstream(value)}`);
+    fail(
+      'upstream',
+      `expected an http: or https: URL such as "${DEFAULT_UPSTREAM}", got ${describeParsedUpstream(url)} (the rest is not shown: it may hold credentials)`,
+    );
   }
   if (url.username || url.password) {
     fail('upstream', 'must not contain credentials; use upstreamKey for the Amp key');
   }
   if (url.search || url.hash) {
-    fail('upstream', `must not contain a query string or fragment, got ${describeUpstream(value)}`);
+    fail(
+      'upstream',
+      `must not contain a query string or fragment (not shown: it may hold credentials); got one after ${describeParsedUpstream(url)}`,
+    );
   }
   return { asWritten: value, base: `${url.origin}${url.pathname}`.replace(/\/+$/, '') };
 }
 
-function validateUpstreamKey(value: unknown): AmpProxyOptions['upstreamKey'] {
-  if (value === undefined || typeof value === 'function') return value as AmpProxyOptions['upstreamKey'];
+/**
+ * No server key unless one is given: a library never spends a key it found in its environment
+ * (a developer's `AMP_API_KEY`, the key `amp login` stored) unless told to with `'env'`.
+ */
+function validateUpstreamKey(value: unknown): ServerKeySetting {
+  if (value === undefined || value === null || value === false) return null;
+  if (typeof value === 'function') return value as ServerKeySetting;
   if (typeof value !== 'string' || value.trim() === '') {
     fail(
       'upstreamKey',
-      `expected a non-empty string or a function (req) => key, got ${describeSecret(value)}; omit it to use AMP_PROXY_UPSTREAM_KEY, AMP_API_KEY or the Amp secrets file`,
+      `expected a non-empty string or a function (req) => key, got ${describeSecret(value)}; '${AMBIENT_KEYS}' reads AMP_PROXY_UPSTREAM_KEY, AMP_API_KEY, then the Amp CLI secrets file, and null or false means no server key`,
     );
   }
   return value.trim();
@@ -468,7 +516,7 @@ function validatePublicUrl(value: unknown): string | undefined {
   } catch {
     url = undefined;
   }
-  const shown = typeof value === 'string' ? describeUpstream(value) : describeValue(value);
+  const shown = typeof value === 'string' ? describeUrl(value) : describeValue(value);
   if (!url || (url.protocol !== 'http:' && url.protocol !== 'https:')) {
     fail('publicUrl', `expected an absolute http(s) URL such as "https://amp-gw.example.com", got ${shown}`);
   }
@@ -485,10 +533,78 @@ function validateIdentityProxy(value: unknown): boolean | string {
   if (base === undefined) {
     fail(
       'identityProxy',
-      `expected true, false or the identity provider's https URL (http only on localhost), got ${typeof value === 'string' ? describeUpstream(value) : describeValue(value)}`,
+      `expected true, false or the identity provider's https URL (http only on localhost), got ${typeof value === 'string' ? describeUrl(value) : describeValue(value)}`,
     );
   }
   return base;
+}
+
+/**
+ * Whether `group` sends the client's `Cookie` upstream: as `forwardCookies` says, else only the
+ * browser group of a router scoped by `hosts` (the cookies of its own host are then Amp's own).
+ */
+export function forwardsCookies(options: ValidatedOptions, group: AmpGroup): boolean {
+  return options.forwardCookies[group] ?? (group === 'browser' && options.hosts !== undefined);
+}
+
+/** Only the groups named: the browser group's default depends on `hosts` (see `forwardsCookies`). */
+function validateForwardCookies(value: unknown): Partial<Record<AmpGroup, boolean>> {
+  const forward: Partial<Record<AmpGroup, boolean>> = {};
+  if (value === undefined) return forward;
+  if (!isPlainObject(value))
+    fail('forwardCookies', `expected an object such as { browser: true }, got ${describeValue(value)}`);
+  for (const [group, flag] of Object.entries(value)) {
+    const path = `forwardCookies.${group}`;
+    if (!(AMP_GROUPS as readonly string[]).includes(group))
+      fail(path, `unknown group; the groups are ${AMP_GROUPS.join(', ')}`);
+    if (flag === undefined) continue;
+    if (typeof flag !== 'boolean') fail(path, `expected true or false, got ${describeValue(flag)}`);
+    forward[group as AmpGroup] = flag;
+  }
+  return forward;
+}
+
+/**
+ * Why a header cannot be listed in `dropHeaders`, or `undefined`: the gateway needs it to deliver
+ * the request, a policy decides on it, or another option says what becomes of it.
+ */
+function whyNotDroppable(name: string): string | undefined {
+  if (DELIVERY_HEADERS.has(name))
+    return `"${name}" is needed to deliver the request (its target, framing or WebSocket handshake), and the gateway states it itself`;
+  if ((CREDENTIAL_HEADERS as readonly string[]).includes(name))
+    return `"${name}" is a credential: what reaches the upstream is decided by the group's policy (policies)`;
+  if (name === 'cookie')
+    return `"cookie" is left out by default; forwardCookies says on which groups it goes upstream`;
+  return undefined;
+}
+
+function validateDropHeaders(value: unknown): Record<AmpGroup, readonly string[]> {
+  const perGroup = byGroup(() => new Set<string>());
+  const result = () => byGroup((group): readonly string[] => [...perGroup[group]]);
+  if (value === undefined) return result();
+  if (!isPlainObject(value)) {
+    fail('dropHeaders', `expected an object such as { all: ["x-company-jwt"] }, got ${describeValue(value)}`);
+  }
+  for (const [scope, names] of Object.entries(value)) {
+    const path = `dropHeaders.${scope}`;
+    if (scope !== 'all' && !(AMP_GROUPS as readonly string[]).includes(scope))
+      fail(path, `unknown group; expected all, ${AMP_GROUPS.join(', ')}`);
+    if (names === undefined) continue;
+    if (!Array.isArray(names)) fail(path, `expected an array of header names, got ${describeValue(names)}`);
+    const groups = scope === 'all' ? AMP_GROUPS : [scope as AmpGroup];
+    names.forEach((entry: unknown, index) => {
+      const name = typeof entry === 'string' ? entry.trim().toLowerCase() : '';
+      if (!HEADER_NAME.test(name))
+        fail(
+          `${path}[${index}]`,
+          `expected an HTTP header name such as "x-company-jwt", got ${describeValue(entry)}`,
+        );
+      const refused = whyNotDroppable(name);
+      if (refused) fail(`${path}[${index}]`, refused);
+      for (const group of groups) perGroup[group].add(name);
+    });
+  }
+  return result();
 }
 
 /** In the order they are checked: the first problem found is the one reported. */
@@ -514,6 +630,8 @@ const OPTION_VALIDATORS: OptionValidators = {
   actorToken: validateActorToken,
   publicUrl: validatePublicUrl,
   identityProxy: validateIdentityProxy,
+  forwardCookies: validateForwardCookies,
+  dropHeaders: validateDropHeaders,
 };
 const OPTION_NAMES = Object.keys(OPTION_VALIDATORS) as (keyof AmpProxyOptions)[];
 /** Options whose only form is a function: code, which a JSON or YAML file cannot hold. */
@@ -545,7 +663,7 @@ export function validateOptions(
   const validated = Object.fromEntries(
     OPTION_NAMES.map((name) => [name, OPTION_VALIDATORS[name](options[name])]),
   ) as unknown as ValidatedOptions;
-  if (typeof validated.upstreamKey === 'string') {
+  if (typeof validated.upstreamKey === 'string' && validated.upstreamKey !== AMBIENT_KEYS) {
     const conflict = validated.clients.gatewayKeyConflict(validated.upstreamKey);
     if (conflict) fail('upstreamKey', conflict);
   }

@@ -10,6 +10,14 @@ export function shownProxy(url: URL): string {
 }
 
 /**
+ * A URL's scheme as a message may show it (`"ftp:"`), or `undefined`: a long "scheme" is more
+ * likely a key or a user name pasted before a colon (`sk-ant-…:x@host`) than a scheme.
+ */
+export function shownScheme(scheme: string): string | undefined {
+  return /^[a-z][a-z0-9+.-]{0,9}:$/i.test(scheme) ? `"${scheme.toLowerCase()}"` : undefined;
+}
+
+/**
  * Parses a proxy URL, or returns what is wrong with it in words that never quote the URL (it may
  * hold a password). `assumeHttp`: proxy variables are often written without a scheme
  * (`proxy.corp:3128`), which curl and most tools read as `http://`.
@@ -24,8 +32,9 @@ export function parseProxyUrl(text: string, assumeHttp: boolean): URL | { proble
     return { problem: 'expected a proxy URL such as "http://proxy.example:3128" or "socks5h://proxy:1080"' };
   }
   if (!PROXY_SCHEMES.includes(url.protocol)) {
+    const scheme = shownScheme(url.protocol);
     return {
-      problem: `expected an http:, https:, socks5: or socks5h: proxy URL, got the scheme "${url.protocol}"`,
+      problem: `expected an http:, https:, socks5: or socks5h: proxy URL, got ${scheme ? `the scheme ${scheme}` : 'no known scheme'}`,
     };
   }
   if (url.hostname === '') return { problem: 'expected a proxy URL with a host' };

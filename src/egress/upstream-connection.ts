@@ -7,6 +7,7 @@ import { HttpsProxyAgent } from 'https-proxy-agent';
 import { SocksProxyAgent } from 'socks-proxy-agent';
 import type { EgressProxy } from './egress-proxy.js';
 import { proxyFailure, proxyFailureCause } from './proxy-failure.js';
+import { clientGone, waitingClient } from './waiting-client.js';
 
 /**
  * How connections to the upstream are made: directly or through an egress proxy, trusting which
@@ -61,10 +62,14 @@ function openWithSignal(
  * answers is timed here. A refused `CONNECT` fails the request, where https-proxy-agent would
  * pass the proxy's answer on as the upstream's. Every failure gets a `PROXY_` cause, so that
  * an operator can tell the proxy's failures from the upstream's (which come after the tunnel).
+ * A client that leaves while the tunnel opens abandons it: nothing is sent for a caller who is
+ * gone (the engine notices the client only once the socket is assigned, too late for a tunnel).
  */
 function checkTunnels(agent: ProxyAgent, timeoutMs: number): void {
   const openTunnel = agent.connect.bind(agent);
   agent.connect = async (req, options) => {
+    const client = waitingClient();
+    if (client?.destroyed) throw clientGone();
     let refusedWith: number | undefined;
     req.once('proxyConnect', ({ statusCode }: { statusCode: number }) => {
       if (statusCode !== 200) refusedWith = statusCode;
@@ -72,26 +77,32 @@ function checkTunnels(agent: ProxyAgent, timeoutMs: number): void {
     const abandon = new AbortController();
     const opening = openWithSignal(agent, abandon.signal, () => openTunnel(req, options));
     let timer: NodeJS.Timeout | undefined;
-    const timedOut = new Promise<never>((_, reject) => {
-      timer = setTimeout(() => {
-        // The connection to a silent proxy is closed; a tunnel that opens after all is nobody's.
+    let leave: (() => void) | undefined;
+    const givenUp = new Promise<never>((_, reject) => {
+      const giveUp = (why: Error): void => {
+        // The connection to the proxy is closed; a tunnel that opens after all is nobody's.
         abandon.abort();
         opening.then(
           (tunnel) => tunnel.destroy(),
           () => undefined,
         );
-        reject(proxyFailure('PROXY_TIMEOUT'));
-      }, timeoutMs);
+        reject(why);
+      };
+      timer = setTimeout(() => giveUp(proxyFailure('PROXY_TIMEOUT')), timeoutMs);
+      leave = () => giveUp(clientGone());
+      client?.once('close', leave);
     });
     try {
-      const tunnel = await Promise.race([opening, timedOut]);
+      const tunnel = await Promise.race([opening, givenUp]);
       if (refusedWith === undefined) return tunnel;
       tunnel.destroy();
       throw proxyFailure(`PROXY_${refusedWith}`);
     } catch (error) {
+      if ((error as NodeJS.ErrnoException).code === 'CLIENT_GONE') throw error;
       throw proxyFailure(proxyFailureCause(error));
     } finally {
       clearTimeout(timer);
+      if (leave) client?.off('close', leave);
     }
   };
 }

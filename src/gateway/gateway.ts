@@ -24,6 +24,8 @@ export interface GatewayOptions {
   port?: number | string;
   /** As `--host`: wins over env and the config file. */
   host?: string;
+  /** As `--upstream-key-file`: the server key's file, which wins over env and the config file. */
+  upstreamKeyFile?: string;
   env?: NodeJS.ProcessEnv;
   /** Where the start table and the JSON log lines go. Defaults to `process.stdout`. */
   output?: Writable;
@@ -101,6 +103,7 @@ export function loadGatewayConfig(
     configFile,
     env: options.env ?? process.env,
     overrides: { port: options.port, host: options.host },
+    upstreamKeyFile: options.upstreamKeyFile,
   });
 }
 

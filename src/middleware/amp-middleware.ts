@@ -128,9 +128,16 @@ function buildRuntime(
   pool: ReturnType<typeof createProxyPool>,
 ): Runtime {
   const config = resolveOptions(options);
-  const buildHeaders = createUpstreamHeaderBuilder(config.tokenHeader);
   const handlers = new Map(
-    groups.map((group) => [group, createGroupHandler(group, config, pool.proxyFor(group), buildHeaders)]),
+    groups.map((group) => [
+      group,
+      createGroupHandler(
+        group,
+        config,
+        pool.proxyFor(group),
+        createUpstreamHeaderBuilder(config.tokenHeader, config.hostHeaders[group]),
+      ),
+    ]),
   );
   return {
     handlers,

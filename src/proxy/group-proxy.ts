@@ -4,6 +4,7 @@ import type { Duplex } from 'node:stream';
 import { createProxyMiddleware, type Options, type RequestHandler } from 'http-proxy-middleware';
 import { rejectUpgrade, sendAmpError, upstreamFailureCause } from '../errors.js';
 import { isCorsHeader } from '../access/cors.js';
+import { openingFor } from '../egress/waiting-client.js';
 import type { OutboundRequest } from './outbound-request.js';
 import { forwardResponse } from './response.js';
 import { forwardRewrittenReply } from './json-reply.js';
@@ -67,6 +68,12 @@ function isServerResponse(target: ServerResponse | Socket): target is ServerResp
 function onProxyReq(proxyReq: ClientRequest, outbound: OutboundRequest, res: ServerResponse): void {
   // An abandoned LLM call keeps billing: stop the upstream as soon as the client is gone.
   // http-proxy only reacts to `aborted`, which Node no longer emits once the body was read.
+  // This hook runs once a socket is assigned, before anything is written to it: a client that
+  // left while the connection was made (already closed, so no `close` to come) sends nothing.
+  if (res.destroyed) {
+    proxyReq.destroy();
+    return;
+  }
   res.once('close', () => {
     if (!res.writableFinished) proxyReq.destroy();
   });
@@ -259,7 +266,11 @@ export function createGroupProxy(stripCors: boolean): GroupProxy {
   return {
     web(outbound, res) {
       const engine = engineFor(outbound.destination, true);
-      void engine(outbound, res, () => sendAmpError(res, 'amp_upstream_proxy_error'));
+      const start = () => void engine(outbound, res, () => sendAmpError(res, 'amp_upstream_proxy_error'));
+      // Through a proxy, the tunnel is opened before the engine tells us of the request: it finds
+      // its client by async context (paid only there: direct connections get a socket at once).
+      if (outbound.destination.connection.proxy) openingFor(res, start);
+      else start();
     },
     upgrade(outbound, socket, head) {
       const engine = engineFor(outbound.destination, false);

@@ -38,8 +38,8 @@ const DROPPED_PREFIXES = ['x-forwarded-', 'x-stainless-', 'sec-ch-ua', 'sec-fetc
 /** Needed on an upgrade; hop-by-hop on a plain request, where Node's agent sets its own. */
 const UPGRADE_ONLY = new Set(['connection', 'upgrade']);
 
-function isDropped(name: string): boolean {
-  if (DROPPED.has(name)) return true;
+function isDropped(name: string, dropped: ReadonlySet<string>): boolean {
+  if (dropped.has(name)) return true;
   // Many servers read `X_Api_Key` as `X-Api-Key`; like nginx, such names are not passed on.
   if (name.includes('_')) return true;
   for (const prefix of DROPPED_PREFIXES) if (name.startsWith(prefix)) return true;
@@ -83,13 +83,19 @@ export type UpstreamHeaderBuilder = (
  * fresh header object and leaves the client's untouched, so nothing the client sent can slip
  * past it (http-proxy copies exactly this object and nothing else) and the host's own view of
  * the request never holds a key the gateway added.
+ * `hostHeaders`: the host's own headers (its session cookie, a company token) that one group
+ * never sends upstream, merged here once with the headers no group sends.
  */
-export function createUpstreamHeaderBuilder(tokenHeader: string): UpstreamHeaderBuilder {
+export function createUpstreamHeaderBuilder(
+  tokenHeader: string,
+  hostHeaders: readonly string[] = [],
+): UpstreamHeaderBuilder {
+  const dropped: ReadonlySet<string> = new Set([...DROPPED, tokenHeader, ...hostHeaders]);
   return (incoming, credentials, { isUpgrade, decodedBody }) => {
     const listed = connectionListed(incoming);
     const outgoing: IncomingHttpHeaders = {};
     for (const name in incoming) {
-      if (name === tokenHeader || name in credentials || isDropped(name) || listed?.has(name)) continue;
+      if (name in credentials || isDropped(name, dropped) || listed?.has(name)) continue;
       if (!isUpgrade && UPGRADE_ONLY.has(name)) continue;
       outgoing[name] = incoming[name];
     }

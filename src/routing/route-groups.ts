@@ -2,6 +2,11 @@ import type { AmpGroup } from '../types.js';
 
 export const AMP_GROUPS: readonly AmpGroup[] = ['provider', 'management', 'actors', 'browser'];
 
+/** An entry for every group, made by `value`. */
+export function byGroup<T>(value: (group: AmpGroup) => T): Record<AmpGroup, T> {
+  return Object.fromEntries(AMP_GROUPS.map((group) => [group, value(group)])) as Record<AmpGroup, T>;
+}
+
 const BROWSER_SUBTREES = ['/auth', '/threads', '/docs', '/settings'];
 const BROWSER_PAGES = new Set(['/threads.rss', '/news.rss']);
 

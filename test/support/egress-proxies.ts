@@ -23,6 +23,8 @@ export interface RelayedTunnel {
   readonly sent: Buffer[];
   /** Bytes from the target to the client, as relayed. */
   readonly received: Buffer[];
+  /** Settles when the client's connection to the proxy (the one that asked for this tunnel) closes. */
+  readonly clientClosed: Promise<void>;
 }
 
 export interface EgressProxy<T extends RelayedTunnel = RelayedTunnel> {
@@ -101,6 +103,8 @@ export interface HttpProxyOptions {
   forbid?: boolean;
   /** Serve the proxy itself over TLS (an `https:` proxy), with this key and certificate. */
   tls?: KeyAndCert;
+  /** Answer no CONNECT until this settles: a proxy slow to open tunnels. */
+  hold?: Promise<void>;
 }
 
 /**
@@ -112,6 +116,7 @@ export async function startHttpProxy({
   credentials,
   forbid = false,
   tls,
+  hold,
 }: HttpProxyOptions = {}): Promise<HttpProxy> {
   const server = createProxy(tls ? createHttpsServer({ key: tls.key, cert: tls.cert }) : createHttpServer());
   if (credentials) {
@@ -141,6 +146,7 @@ export async function startHttpProxy({
       received: [],
       proxyAuthorization: req.headers['proxy-authorization'],
       established: false,
+      clientClosed: new Promise<void>((resolve) => socket.once('close', () => resolve())),
     };
     tunnels.push(tunnel);
     socket.on('error', () => undefined);
@@ -156,7 +162,17 @@ export async function startHttpProxy({
       relay(tunnel, socket, destination as unknown as Socket);
       return pipe.call(this, destination, options) as W;
     };
-    proxyConnect.call(server, req, socket, head);
+    if (!hold) return proxyConnect.call(server, req, socket, head);
+    // Read while held (the client sends nothing before the answer), so that its hang-up is seen
+    // (the server allows half-open connections: an end is not a close by itself).
+    const hangUp = (): void => void socket.destroy();
+    socket.once('end', hangUp);
+    socket.resume();
+    void hold.then(() => {
+      socket.off('end', hangUp);
+      socket.pause();
+      proxyConnect.call(server, req, socket, head);
+    });
   });
   server.prependListener('request', (req: IncomingMessage) => {
     plainRequests.push({
@@ -214,6 +230,8 @@ export interface SocksProxyOptions {
   credentials?: { username: string; password: string };
   /** Answer every CONNECT with this reply code instead of connecting (e.g. `SOCKS_REPLY.notAllowed`). */
   refuse?: number;
+  /** Answer no CONNECT until this settles: a proxy slow to open tunnels. */
+  hold?: Promise<void>;
 }
 
 export interface SocksProxy extends EgressProxy<SocksTunnel> {
@@ -294,11 +312,16 @@ function socksReply(code: number, address = '0.0.0.0', port = 0): Buffer {
  * command only, to IPv4, domain-name and IPv6 targets. It records each target and how it was
  * named, and every byte relayed.
  */
-export async function startSocksProxy({ credentials, refuse }: SocksProxyOptions = {}): Promise<SocksProxy> {
+export async function startSocksProxy({
+  credentials,
+  refuse,
+  hold,
+}: SocksProxyOptions = {}): Promise<SocksProxy> {
   const tunnels = new WaitableList<SocksTunnel>();
   let failedAuthentications = 0;
 
   async function handshake(socket: Socket): Promise<void> {
+    const socketClosed = new Promise<void>((resolve) => socket.once('close', () => resolve()));
     const reader = byteReader(socket);
     const [version, methodCount] = await reader.read(2);
     if (version !== 5) return void socket.destroy();
@@ -353,6 +376,7 @@ export async function startSocksProxy({ credentials, refuse }: SocksProxyOptions
       username,
       password,
       reply: undefined,
+      clientClosed: socketClosed,
     };
     tunnels.push(tunnel);
     const answer = (code: number, address?: string, boundPort?: number): void => {
@@ -362,6 +386,7 @@ export async function startSocksProxy({ credentials, refuse }: SocksProxyOptions
     };
     if (command !== 0x01) return answer(SOCKS_REPLY.commandNotSupported);
     if (refuse !== undefined) return answer(refuse);
+    await hold;
 
     const target = connect({ host, port });
     const opened = await new Promise<boolean>((resolve) => {
