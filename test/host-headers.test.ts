@@ -115,6 +115,24 @@ describe("the host's cookies and headers never reach the upstream", () => {
         await gateway.close();
       }
     });
+
+    it(`scoped by hosts, the browser group forwards the cookies of its own host; the others still drop them (${name})`, async () => {
+      const scoped = await hostApp({ hosts: ['127.0.0.1'] });
+      try {
+        assert.equal((await received(scoped.url, ROUTES.browser)).cookie, `theme=dark; ${SESSION}`);
+        for (const path of [ROUTES.provider, ROUTES.management, ROUTES.actors]) {
+          assert.equal((await received(scoped.url, path)).cookie, undefined, path);
+        }
+      } finally {
+        await scoped.close();
+      }
+      const overridden = await hostApp({ hosts: ['127.0.0.1'], forwardCookies: { browser: false } });
+      try {
+        assert.equal((await received(overridden.url, ROUTES.browser)).cookie, undefined);
+      } finally {
+        await overridden.close();
+      }
+    });
   }
 });
 
