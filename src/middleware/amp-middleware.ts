@@ -11,6 +11,7 @@ import { splitRequestTarget } from '../routing/request-target.js';
 import { classifyAmpPath } from '../routing/route-groups.js';
 import { createGroupHandler, type GroupHandler } from './group-handler.js';
 import { probeUpstream } from '../egress/upstream-probe.js';
+import type { UpstreamConnection } from '../egress/upstream-connection.js';
 import type { AmpGroup, AmpMiddleware, AmpUpstreamCheck, NextFunction } from '../types.js';
 
 /** Amp's own URLs are short; a much longer one is a probe or a mistake (Node's header cap is 16 KiB). */
@@ -105,6 +106,9 @@ function createProxyPool(groups: readonly AmpGroup[]) {
   const proxies = new Map(groups.map((group) => [group, createGroupProxy(forbidsCrossOrigin(group))]));
   return {
     proxyFor: (group: AmpGroup): GroupProxy => proxies.get(group)!,
+    connectThrough(connection: UpstreamConnection): void {
+      for (const proxy of proxies.values()) proxy.connectThrough(connection);
+    },
     closeIdle(): void {
       for (const proxy of proxies.values()) proxy.closeIdle();
     },
@@ -121,6 +125,8 @@ function buildRuntime(
   const handlers = new Map(
     groups.map((group) => [group, createGroupHandler(group, config, pool.proxyFor(group), buildHeaders)]),
   );
+  // Last: options that fail to build leave the connections of the runtime in use untouched.
+  pool.connectThrough(config.upstreamConnection);
   return {
     handlers,
     warn: config.warn,

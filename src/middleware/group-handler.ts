@@ -192,9 +192,11 @@ class ForwardingPipeline implements GroupHandler {
     this.#policy = createPolicy(policySpec, dependencies);
     this.#spendServerKey = createServerKeyStage(dependencies);
     this.#routing = group === 'provider' ? config.providerRouting : undefined;
+    const target = new URL(config.upstreamBase);
     this.#destination = {
       upstreamBase: config.upstreamBase,
-      protocol: new URL(config.upstreamBase).protocol as Destination['protocol'],
+      target,
+      protocol: target.protocol as Destination['protocol'],
       timeoutMs: config.timeoutMs,
       connection: config.upstreamConnection,
     };
