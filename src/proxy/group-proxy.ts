@@ -100,7 +100,7 @@ function onProxyReqWs(stripCors: boolean) {
     // answer loses its CORS permissions first.
     proxyReq.once('response', (upstreamRes: IncomingMessage) => {
       for (const name of Object.keys(upstreamRes.headers)) {
-        if (isCorsHeader(name)) delete upstreamRes.headers[name];
+        if (isCorsHeader(name)) Reflect.deleteProperty(upstreamRes.headers, name);
       }
     });
   };
