@@ -9,7 +9,8 @@ function satisfies(version, range) {
   return range.split('||').some((term) => {
     const [, operator, wantedMajor, wantedMinor] = /^\s*(\^|>=)(\d+)\.(\d+)\.\d+\s*$/.exec(term) ?? [];
     if (!operator) throw new Error(`ensure-installed: cannot read the engines term "${term}"`);
-    const atLeast = major > Number(wantedMajor) || (major === Number(wantedMajor) && minor >= Number(wantedMinor));
+    const atLeast =
+      major > Number(wantedMajor) || (major === Number(wantedMajor) && minor >= Number(wantedMinor));
     return atLeast && (operator === '>=' || major === Number(wantedMajor));
   });
 }
