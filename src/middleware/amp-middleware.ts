@@ -40,21 +40,31 @@ const reportedUncalled = new Set<string>();
 
 /**
  * `app.use(ampRouter)` (JavaScript only: the types refuse it) makes Express call the factory with
- * each request. The first request gets a 500 that says what to write, and a process warning says
- * it too; later ones go on to the host's other routes, which a thrown error would break.
+ * each request. Every request on the factory's paths gets a 500 that says what to write (and the
+ * process one warning saying it too); other paths go on to the host's routes, which a thrown
+ * error would break.
  */
-function answerFactoryCalledAsMiddleware(name: string, [res, next]: readonly unknown[]): AmpMiddleware {
+function answerFactoryCalledAsMiddleware(
+  scope: MiddlewareScope,
+  req: IncomingMessage,
+  [res, next]: readonly unknown[],
+): AmpMiddleware {
+  const { name } = scope;
   const error = new AmpProxyConfigError(
     name,
     `was passed to app.use() without being called; write app.use(${name}()) or app.use(${name}(options))`,
   );
   if (typeof (res as ServerResponse | undefined)?.writeHead !== 'function') throw error;
-  if (reportedUncalled.has(name)) {
-    if (typeof next === 'function') (next as NextFunction)();
-  } else {
+  if (!reportedUncalled.has(name)) {
     reportedUncalled.add(name);
     process.emitWarning(error.message, { code: 'amp_factory_not_called' });
+  }
+  const ampPath = ampPathOf(req, splitRequestTarget(req.url ?? '/').path, scope.mountPath);
+  const group = classifyAmpPath(ampPath);
+  if (group !== undefined && scope.groups.includes(group)) {
     sendAmpError(res as ServerResponse, 'amp_factory_not_called');
+  } else {
+    (typeof next === 'function' ? (next as NextFunction) : notFound(res as ServerResponse))();
   }
   // Express ignores what a middleware returns; this one only answers that it was never set up.
   return Object.assign(
@@ -143,7 +153,9 @@ export function createAmpMiddleware(
   scope: MiddlewareScope,
   middlewareArguments: readonly unknown[] = [],
 ): AmpMiddleware {
-  if (looksLikeRequest(options)) return answerFactoryCalledAsMiddleware(scope.name, middlewareArguments);
+  if (looksLikeRequest(options)) {
+    return answerFactoryCalledAsMiddleware(scope, options as IncomingMessage, middlewareArguments);
+  }
   const pool = createProxyPool(scope.groups);
   let runtime = buildRuntime(options, scope.groups, pool);
   const tunnels = new Set<Duplex>();
