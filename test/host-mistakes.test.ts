@@ -49,7 +49,12 @@ describe('host mistakes', () => {
     process.on('warning', onWarning);
     try {
       const before = upstream.requests.length;
-      for (const path of ['/api/threads', '/api/provider/openai/v1/chat/completions', '/threads/T-1', '/api/threads']) {
+      for (const path of [
+        '/api/threads',
+        '/api/provider/openai/v1/chat/completions',
+        '/threads/T-1',
+        '/api/threads',
+      ]) {
         const res = await send(`${app.url}${path}`);
         assert.equal(res.status, 500, path);
         assert.equal((res.json() as { error: string }).error, 'amp_factory_not_called', path);
