@@ -65,8 +65,8 @@ function isServerResponse(target: ServerResponse | Socket): target is ServerResp
 
 function onProxyReq(proxyReq: ClientRequest, outbound: OutboundRequest): void {
   // httpxy itself destroys the upstream request when the client goes away (an abandoned LLM call
-  // keeps billing). Its own `proxyTimeout` is one value per instance and ends without an error
-  // to tell a timeout by; the upstream's silence is bounded per destination here.
+  // keeps billing). Its `proxyTimeout` destroys the request without an error, which would make a
+  // silent upstream indistinguishable from a reset (504 against 502): the timeout is ours.
   proxyReq.setTimeout(outbound.destination.timeoutMs, () => proxyReq.destroy(timeoutError()));
   proxyReq.once('response', () => {
     // An answer before the whole body was sent leaves unsent bytes the upstream may still be
