@@ -19,7 +19,7 @@ const { engines } = JSON.parse(readFileSync('package.json', 'utf8'));
 if (!satisfies(process.versions.node, engines.node)) {
   console.error(
     `amp-proxy-middleware needs Node ${engines.node}; this is Node ${process.versions.node}. ` +
-      'Put a supported Node first on PATH (see README, "Requirements").',
+      'Put a supported Node first on PATH (see README, "Install").',
   );
   process.exit(1);
 }
