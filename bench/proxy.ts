@@ -1,6 +1,8 @@
 /**
  * One proxy under test, alone in its process so that its RSS is its own.
  * Usage (by bench/run.ts): proxy.ts <bare|amp> <upstream url> [mapped|clients]
+ * BENCH_BASELINE=hpm3 makes `bare` http-proxy-middleware 3 on http-proxy (the engine amp left),
+ * for the record; by default it is http-proxy-middleware 4 on httpxy, amp's own engine.
  * `mapped` (amp only) adds `modelMappings: [{ from: MAPPED_MODEL, to: MAPPED_TO }]`;
  * `clients` (amp only) serves two routers instead of one: without clients under `/no-clients`,
  * with BENCH_CLIENTS gateway clients under `/clients`.
@@ -17,6 +19,7 @@ import type { AddressInfo, Socket } from 'node:net';
 import { monitorEventLoopDelay, type IntervalHistogram } from 'node:perf_hooks';
 import express from 'express';
 import { createProxyMiddleware } from 'http-proxy-middleware';
+import { createProxyMiddleware as createProxyMiddlewareV3 } from 'http-proxy-middleware-v3';
 import type * as Clients from '../src/auth/clients.js';
 import type * as Credentials from '../src/auth/credentials.js';
 import type * as AmpLibrary from '../src/index.js';
@@ -86,12 +89,16 @@ async function measureRecognition(
 
 if (kind === 'bare') {
   // What a host would write by hand: one proxy, one auth rule for every route.
-  const proxy = createProxyMiddleware<IncomingMessage, ServerResponse>({
+  const options = {
     target: upstream,
     changeOrigin: true,
     agent: new Agent({ keepAlive: true }),
     on: { proxyReq: swapAuth, proxyReqWs: swapAuth },
-  });
+  };
+  const proxy =
+    process.env.BENCH_BASELINE === 'hpm3'
+      ? createProxyMiddlewareV3<IncomingMessage, ServerResponse>(options)
+      : createProxyMiddleware<IncomingMessage, ServerResponse>(options);
   app.use(proxy);
   server.on('upgrade', (req: IncomingMessage, socket: Socket, head: Buffer) =>
     proxy.upgrade(req, socket, head),

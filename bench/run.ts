@@ -12,6 +12,8 @@
  *                  amp process of phase 4) to .tmp/bench-profiles
  * BENCH_ONLY=keys  phase 4 alone: what recognising gateway keys costs (about 1 minute)
  * WORST_SECONDS, WORST_BASELINE  see bench/worst-body.ts (phase 1c)
+ * BENCH_BASELINE=hpm3  the bare proxy on http-proxy-middleware 3 + http-proxy (the engine amp
+ *                  left) instead of 4 + httpxy, for the record
  */
 import { Agent } from 'node:http';
 import { readFileSync } from 'node:fs';
@@ -45,6 +47,7 @@ import {
   timeToFirstEvent,
   upload,
   type Held,
+  type HeldSocket,
 } from './traffic.js';
 
 const MB = 1024 * 1024;
@@ -71,6 +74,14 @@ const profiled = process.env.BENCH_PROFILE;
 const keysOnly = process.env.BENCH_ONLY === 'keys';
 if (process.env.BENCH_ONLY !== undefined && !keysOnly) throw new Error('BENCH_ONLY takes one value: keys');
 const profileDir = fileURLToPath(new URL('../.tmp/bench-profiles', import.meta.url));
+const baselineModule =
+  process.env.BENCH_BASELINE === 'hpm3' ? 'http-proxy-middleware-v3' : 'http-proxy-middleware';
+if (process.env.BENCH_BASELINE !== undefined && process.env.BENCH_BASELINE !== 'hpm3') {
+  throw new Error('BENCH_BASELINE takes one value: hpm3');
+}
+/** Round trips per socket in one CPU sample of the WebSocket relay. */
+const RELAY_EXCHANGES = 5;
+const RELAY_MESSAGE = Buffer.alloc(256, 'relay ');
 const DEADLINE_MS = 10 * 60_000;
 
 type Proxy = Child<ProxyCommands>;
@@ -253,13 +264,33 @@ interface IdleCost {
   heapPerStream: number;
   /** Upstream streams still open 2 s after every client went away. */
   leftOpen: number;
+  /** Microseconds of the proxy's CPU per message relayed while all of them exchange messages. */
+  relayCpu?: number;
 }
 
-async function idleCost(
+/**
+ * The proxy's CPU per relayed message while every socket sends a message and waits for its echo,
+ * all at once, RELAY_EXCHANGES times per sample (a message each way counts as two); the median of
+ * the samples, after one exchange that compiles the relay paths.
+ */
+async function relayCpu(proxy: Proxy, sockets: readonly HeldSocket[]): Promise<number> {
+  const exchange = () => Promise.all(sockets.map((socket) => socket.echo(RELAY_MESSAGE)));
+  await exchange();
+  const samples: number[] = [];
+  for (let round = 0; round < settings.rounds; round++) {
+    const before = await proxy.call('cpu');
+    for (let i = 0; i < RELAY_EXCHANGES; i++) await exchange();
+    samples.push(((await proxy.call('cpu')) - before) / (2 * RELAY_EXCHANGES * sockets.length));
+  }
+  return median(samples);
+}
+
+async function idleCost<T extends Held>(
   kind: Kind,
   upstream: Child<UpstreamCommands>,
   what: 'sse' | 'ws',
-  open: (base: string) => Promise<Held>,
+  open: (base: string) => Promise<T>,
+  relay?: (proxy: Proxy, held: readonly T[]) => Promise<number>,
 ): Promise<IdleCost> {
   const openUpstream = async (): Promise<number> => (await upstream.call('open-streams'))[what];
   const proxy = await startProxy(kind, upstream.url);
@@ -273,6 +304,7 @@ async function idleCost(
     const held = await openMany(settings.idle, 100, () => open(proxy.url));
     await sleep(1000);
     const after = await proxy.call('memory');
+    const relayed = relay && (await relay(proxy, held));
     for (const item of held) item.close();
     await waitUntil(async () => (await openUpstream()) <= baseline, 2000);
     const leftOpen = Math.max(0, (await openUpstream()) - baseline);
@@ -280,9 +312,11 @@ async function idleCost(
       rssPerStream: (after.rss - before.rss) / settings.idle / KB,
       heapPerStream: (after.heapUsed - before.heapUsed) / settings.idle / KB,
       leftOpen,
+      relayCpu: relayed,
     };
     log(
-      `${settings.idle} idle ${what} via ${kind}: ${fixed(cost.rssPerStream, 1)} KB RSS, ${fixed(cost.heapPerStream, 1)} KB heap each, ${leftOpen} left open upstream`,
+      `${settings.idle} idle ${what} via ${kind}: ${fixed(cost.rssPerStream, 1)} KB RSS, ${fixed(cost.heapPerStream, 1)} KB heap each, ${leftOpen} left open upstream` +
+        (relayed === undefined ? '' : `, ${fixed(relayed, 2)} µs CPU per relayed message`),
     );
     return cost;
   } finally {
@@ -467,8 +501,8 @@ async function compareWithBare(upstream: Child<UpstreamCommands>, report: Report
     amp: await idleCost('amp', upstream, 'sse', openIdleStream),
   };
   const ws: Record<Kind, IdleCost> = {
-    bare: await idleCost('bare', upstream, 'ws', openWebSocket),
-    amp: await idleCost('amp', upstream, 'ws', openWebSocket),
+    bare: await idleCost('bare', upstream, 'ws', openWebSocket, relayCpu),
+    amp: await idleCost('amp', upstream, 'ws', openWebSocket, relayCpu),
   };
 
   const downloadPeak = transfer('downloadPeak');
@@ -501,6 +535,11 @@ async function compareWithBare(upstream: Child<UpstreamCommands>, report: Report
     perKind((k) => ws[k].heapPerStream),
     1,
   );
+  report.ratio(
+    `${settings.idle} WebSockets relaying: CPU per message (µs)`,
+    perKind((k) => ws[k].relayCpu ?? Number.NaN),
+    2,
+  );
   report.plain(
     'upstream SSE streams still open 2 s after clients left',
     perKind((k) => sse[k].leftOpen),
@@ -525,7 +564,7 @@ async function compareWithBare(upstream: Child<UpstreamCommands>, report: Report
     const added = values.amp - values.bare;
     report.target(label, added <= 0.3, `${signed(added, 3)} ms, needs <= +0.3 ms`);
   };
-  const memoryTarget = (label: string, values: PerKind): void => {
+  const costTarget = (label: string, values: PerKind): void => {
     const ratio = values.amp / values.bare;
     report.target(label, ratio <= 1.1, `${fixed(ratio, 3)}x, needs <= 1.1x`);
   };
@@ -536,11 +575,15 @@ async function compareWithBare(upstream: Child<UpstreamCommands>, report: Report
   ratioTarget('GET req/s', getRate, 0.95);
   latencyTarget('c=1 p50', p50);
   latencyTarget('SSE first event', firstEvent);
-  memoryTarget('download peak RSS', downloadPeak);
-  memoryTarget('upload peak RSS', uploadPeak);
+  costTarget('download peak RSS', downloadPeak);
+  costTarget('upload peak RSS', uploadPeak);
   idleTarget('idle SSE', sse.amp);
   idleTarget('idle WebSocket', ws.amp);
   reportWorstBody(report, worstBody);
+  costTarget(
+    'WebSocket relay CPU',
+    perKind((k) => ws[k].relayCpu ?? Number.NaN),
+  );
   const rewriteCost = streamCpu.mapped / streamCpu.passthrough;
   report.target(
     'mapped SSE CPU per event',
@@ -560,7 +603,12 @@ async function main(): Promise<void> {
     await upstream.stop();
   }
 
-  process.stdout.write(`${report.render()}\n`);
+  const { version } = JSON.parse(
+    readFileSync(new URL(`../node_modules/${baselineModule}/package.json`, import.meta.url), 'utf8'),
+  ) as { version: string };
+  process.stdout.write(
+    `Node ${process.version}; bare: http-proxy-middleware ${version}\n${report.render()}\n`,
+  );
   if (profiled) log(`CPU profile of the ${profiled} proxy written to ${profileDir}`);
 }
 

@@ -348,26 +348,40 @@ export function openIdleStream(base: string): Promise<Held> {
   });
 }
 
-export function openWebSocket(base: string): Promise<Held> {
+/** A WebSocket held open that can send a message and wait for the upstream's echo of it. */
+export interface HeldSocket extends Held {
+  echo(message: Buffer): Promise<void>;
+}
+
+export function openWebSocket(base: string): Promise<HeldSocket> {
   return new Promise((resolve, reject) => {
     const ws = new WebSocket(`${base.replace(/^http/, 'ws')}/api/ws`, {
       headers: AUTH,
       handshakeTimeout: REQUEST_TIMEOUT_MS,
       perMessageDeflate: false,
     });
-    ws.once('open', () => resolve({ close: () => ws.terminate() }));
+    ws.once('open', () =>
+      resolve({
+        close: () => ws.terminate(),
+        echo: (message) =>
+          new Promise((echoed) => {
+            ws.once('message', () => echoed());
+            ws.send(message);
+          }),
+      }),
+    );
     ws.once('unexpected-response', (_req, res) => reject(new Error(`WebSocket: HTTP ${res.statusCode}`)));
     ws.on('error', reject);
   });
 }
 
 /** Opens `count` things, at most `concurrency` at a time, so the listen backlog never overflows. */
-export async function openMany(
+export async function openMany<T extends Held>(
   count: number,
   concurrency: number,
-  open: () => Promise<Held>,
-): Promise<Held[]> {
-  const held: Held[] = [];
+  open: () => Promise<T>,
+): Promise<T[]> {
+  const held: T[] = [];
   for (let start = 0; start < count; start += concurrency) {
     const batch = await Promise.allSettled(
       Array.from({ length: Math.min(concurrency, count - start) }, open),

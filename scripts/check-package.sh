@@ -49,7 +49,7 @@ cp test/package/smoke.mjs "$work/esm/" && (cd "$work/esm" && node smoke.mjs)
 
 for kind in module commonjs; do
   dir="$work/ts-$kind"
-  install "$dir" "$kind" "$tarball" express@5 @types/express@5 @types/node@20 typescript@5.9
+  install "$dir" "$kind" "$tarball" express@5 @types/express@5 @types/node@22 typescript@5.9
   cp test/package/smoke.ts "$dir/"
   printf '{ "compilerOptions": { "module": "nodenext", "moduleResolution": "nodenext", "strict": true, "noEmit": true, "types": ["node"], "esModuleInterop": true }, "files": ["smoke.ts"] }\n' > "$dir/tsconfig.json"
   (cd "$dir" && npx tsc -p tsconfig.json) && echo "typescript ($kind) ok"

@@ -6,6 +6,7 @@ import assert from 'node:assert/strict';
 import { lookup } from 'node:dns/promises';
 import { once } from 'node:events';
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { request } from 'node:http';
 import { createServer as createNetServer, type AddressInfo, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -803,6 +804,68 @@ describe('reload with another upstreamProxy', () => {
       await app.close();
       await first.close();
       await second.close();
+      await upstream.close();
+    }
+  });
+
+  it('requests that started before each of 100 reloads go the way they started; the new pool keeps its connection', async () => {
+    const upstream = await startUpstream();
+    const proxies = [await startHttpProxy(), await startSocksProxy()];
+    // With modelMappings a provider call reaches the proxy only once its body is read: a call whose
+    // headers came before a reload and its body after is one that started before the reload.
+    const options = {
+      upstream: upstream.url,
+      upstreamKey: SERVER_KEY,
+      modelMappings: [{ from: 'a', to: 'b' }],
+    };
+    const router = ampRouter({ ...options, upstreamProxy: proxies[0]!.url });
+    const app = await listen((req, res) => router(req, res));
+    const body = JSON.stringify({ model: 'a' });
+    const call = (): Promise<number> =>
+      send(`${app.url}${PROVIDER_PATH}`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body,
+      }).then((res) => res.status);
+    const via = (remotePort: number): number =>
+      proxies.findIndex((p) => p.outboundPorts().includes(remotePort));
+    try {
+      for (let round = 1; round <= 100; round++) {
+        const [before, after] = [(round + 1) % 2, round % 2];
+        const received = upstream.record();
+        const late = request(`${app.url}${PROVIDER_PATH}`, {
+          method: 'POST',
+          agent: false,
+          headers: { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) },
+        });
+        const lateStatus = new Promise<number>((resolve, reject) => {
+          late.on('response', (res) => res.resume().once('end', () => resolve(res.statusCode ?? 0)));
+          late.on('error', reject);
+        });
+        const arrived = once(app.server, 'request');
+        late.flushHeaders();
+        await arrived;
+        router.reload({ ...options, upstreamProxy: proxies[after]!.url });
+        assert.equal(await call(), 200);
+        late.end(body);
+        assert.equal(await lateStatus, 200);
+        assert.equal(await call(), 200);
+        const [fresh, old, again] = received.requests;
+        assert.deepEqual(
+          [fresh, old, again].map((r) => r && via(r.remotePort)),
+          [after, before, after],
+          `round ${round}: each call goes through the proxy of the options it started with`,
+        );
+        assert.equal(
+          again!.remotePort,
+          fresh!.remotePort,
+          `round ${round}: the new pool lost its connection`,
+        );
+      }
+    } finally {
+      await router.close();
+      await app.close();
+      await Promise.all(proxies.map((proxy) => proxy.close()));
       await upstream.close();
     }
   });

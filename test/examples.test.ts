@@ -13,7 +13,7 @@ import { spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { chmod, mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
-import { request, type IncomingHttpHeaders, type Server } from 'node:http';
+import { type IncomingHttpHeaders, type Server, type ServerResponse } from 'node:http';
 import { isBuiltin, register } from 'node:module';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -23,6 +23,7 @@ import { gzipSync } from 'node:zlib';
 import { WebSocket, WebSocketServer } from 'ws';
 import { send } from './support/client.js';
 import { WaitableList } from './support/events.js';
+import { streamEvents } from './support/gateway-harness.js';
 import { startUpstream, type FakeUpstream } from './support/upstream.js';
 
 // The examples are plain JavaScript: the shapes the tests rely on are declared here.
@@ -81,7 +82,6 @@ async function loadExample<T>(path: string): Promise<T> {
   return (await import(new URL(path, EXAMPLES).href)) as T;
 }
 
-const EVENT_GAP_MS = 250;
 const CONN_PARAMS = encodeURIComponent(JSON.stringify({ wsToken: 'ws-token-123' }));
 const PROTOCOLS = ['rivet', 'rivet_encoding.bare', `rivet_conn_params.${CONN_PARAMS}`];
 const ACTOR_PATH = '/actors/gateway/threadActor/websocket/?rvt-namespace=ns&rvt-method=get&rvt-key=T-1';
@@ -93,16 +93,18 @@ interface Handshake {
 
 /**
  * The recording fake upstream, also speaking WebSocket (echoing every frame, choosing Amp's
- * `rivet` subprotocol). Paths containing `stream` answer with server-sent events spaced
- * EVENT_GAP_MS apart, paths containing `big` with a large JSON body.
+ * `rivet` subprotocol). Paths containing `stream` answer with a server-sent event and are then
+ * held open in `heldStreams` until the test goes on, paths containing `big` with a large JSON body.
  */
-async function startAmpUpstream(): Promise<FakeUpstream & { handshakes: WaitableList<Handshake> }> {
+async function startAmpUpstream(): Promise<
+  FakeUpstream & { handshakes: WaitableList<Handshake>; heldStreams: WaitableList<ServerResponse> }
+> {
+  const heldStreams = new WaitableList<ServerResponse>();
   const upstream = await startUpstream((req, res, recorded) => {
     if (req.url?.includes('stream')) {
       res.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-cache' });
       res.write('data: {"n":1}\n\n');
-      setTimeout(() => res.write('data: {"n":2}\n\n'), EVENT_GAP_MS);
-      setTimeout(() => res.end('data: [DONE]\n\n'), EVENT_GAP_MS * 2);
+      heldStreams.push(res);
       return;
     }
     const payload = req.url?.includes('big') ? 'x'.repeat(8192) : undefined;
@@ -122,6 +124,7 @@ async function startAmpUpstream(): Promise<FakeUpstream & { handshakes: Waitable
   return {
     ...upstream,
     handshakes,
+    heldStreams,
     close: async () => {
       for (const client of wss.clients) client.terminate();
       wss.close();
@@ -153,24 +156,6 @@ async function closeSocket(socket: WebSocket): Promise<void> {
   const closed = once(socket, 'close');
   socket.close();
   await closed;
-}
-
-/** Reads an SSE response, noting when each chunk arrived relative to the request's start. */
-function readEvents(
-  url: string,
-  headers: Record<string, string>,
-): Promise<{ status: number; headers: IncomingHttpHeaders; arrivals: { at: number; text: string }[] }> {
-  return new Promise((resolve, reject) => {
-    const started = Date.now();
-    const req = request(url, { method: 'POST', agent: false, headers }, (res) => {
-      const arrivals: { at: number; text: string }[] = [];
-      res.setEncoding('utf8');
-      res.on('data', (text: string) => arrivals.push({ at: Date.now() - started, text }));
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, arrivals }));
-    });
-    req.on('error', reject);
-    req.end('{"stream":true}');
-  });
 }
 
 describe('examples/existing-app', () => {
@@ -259,23 +244,33 @@ describe('examples/existing-app', () => {
     assert.ok(seen.body.equals(gzipped));
   });
 
-  it('compression() covers Amp responses but lets event streams through live', async () => {
-    const big = await send(`${app.url}/api/internal?big`, {
-      headers: { authorization: 'Bearer user-token', 'accept-encoding': 'gzip' },
-    });
-    assert.equal(big.status, 200);
-    assert.equal(big.headers['content-encoding'], 'gzip');
+  it(
+    'compression() covers Amp responses but lets event streams through live',
+    { timeout: 5000 },
+    async () => {
+      const big = await send(`${app.url}/api/internal?big`, {
+        headers: { authorization: 'Bearer user-token', 'accept-encoding': 'gzip' },
+      });
+      assert.equal(big.status, 200);
+      assert.equal(big.headers['content-encoding'], 'gzip');
 
-    const { status, headers, arrivals } = await readEvents(
-      `${app.url}/api/provider/anthropic/v1/messages?stream`,
-      { 'accept-encoding': 'gzip', 'content-type': 'application/json' },
-    );
-    assert.equal(status, 200);
-    assert.equal(headers['content-encoding'], undefined);
-    assert.match(String(headers['cache-control']), /no-transform/);
-    assert.ok(arrivals[0]!.at < EVENT_GAP_MS - 50, `first event took ${arrivals[0]!.at} ms`);
-    assert.equal(arrivals.map((a) => a.text).join(''), 'data: {"n":1}\n\ndata: {"n":2}\n\ndata: [DONE]\n\n');
-  });
+      // Were compression() to buffer the stream, the first event would never arrive: a timeout.
+      const mark = upstream.heldStreams.mark();
+      const events = streamEvents(`${app.url}/api/provider/anthropic/v1/messages?stream`, {
+        'accept-encoding': 'gzip',
+        'content-type': 'application/json',
+      });
+      assert.equal(await events.firstChunk, 'data: {"n":1}\n\n');
+      const [held] = await upstream.heldStreams.until(mark, (streams) => streams.length > 0);
+      held!.write('data: {"n":2}\n\n');
+      held!.end('data: [DONE]\n\n');
+      const { status, headers, text } = await events.all;
+      assert.equal(status, 200);
+      assert.equal(headers['content-encoding'], undefined);
+      assert.match(String(headers['cache-control']), /no-transform/);
+      assert.equal(text, 'data: {"n":1}\n\ndata: {"n":2}\n\ndata: [DONE]\n\n');
+    },
+  );
 
   it("cors() serves the app's routes, never Amp's identity routes", async () => {
     const origin = 'https://shop.example';

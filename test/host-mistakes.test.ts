@@ -1,6 +1,5 @@
 // Mistakes host apps make, answered out loud instead of failing silently (or breaking the host).
 import assert from 'node:assert/strict';
-import { once } from 'node:events';
 import { after, before, describe, it } from 'node:test';
 import express from 'express';
 import { ampProviderProxy, ampRouter, type AmpLogger } from '../src/index.js';
@@ -35,7 +34,7 @@ describe('host mistakes', () => {
     return running;
   };
 
-  it('app.use(ampRouter) uncalled: the first request gets a 500 saying what to write, the host keeps working', async () => {
+  it('app.use(ampRouter) uncalled: every Amp request gets a 500 saying what to write, the host keeps its own routes', async () => {
     const hostErrors: unknown[] = [];
     const host = express();
     host.use(ampRouter as never);
@@ -45,17 +44,45 @@ describe('host mistakes', () => {
       res.status(599).end();
     });
     const app = await start(host);
-    const warning = once(process, 'warning');
-    const first = await send(`${app.url}/api/threads`);
-    assert.equal(first.status, 500);
-    assert.equal((first.json() as { error: string }).error, 'amp_factory_not_called');
-    const [emitted] = (await warning) as [Error & { code?: string }];
-    assert.equal(emitted.code, 'amp_factory_not_called');
-    assert.match(emitted.message, /app\.use\(ampRouter\(\)\)/);
-    const later = await send(`${app.url}/health`);
-    assert.equal(later.status, 200);
-    assert.equal(later.body, 'ok');
-    assert.deepEqual(hostErrors, []);
+    const warnings: (Error & { code?: string })[] = [];
+    const onWarning = (warning: Error & { code?: string }) => warnings.push(warning);
+    process.on('warning', onWarning);
+    try {
+      const before = upstream.requests.length;
+      for (const path of [
+        '/api/threads',
+        '/api/provider/openai/v1/chat/completions',
+        '/threads/T-1',
+        '/api/threads',
+      ]) {
+        const res = await send(`${app.url}${path}`);
+        assert.equal(res.status, 500, path);
+        assert.equal((res.json() as { error: string }).error, 'amp_factory_not_called', path);
+        const health = await send(`${app.url}/health`);
+        assert.equal(health.status, 200);
+        assert.equal(health.body, 'ok');
+      }
+      assert.equal(upstream.requests.length, before);
+      const ours = warnings.filter((warning) => warning.code === 'amp_factory_not_called');
+      assert.equal(ours.length, 1);
+      assert.match(ours[0]!.message, /app\.use\(ampRouter\(\)\)/);
+      assert.deepEqual(hostErrors, []);
+    } finally {
+      process.off('warning', onWarning);
+    }
+  });
+
+  it('app.use(ampProviderProxy) uncalled: its own paths get the 500, the rest reach the host', async () => {
+    const host = express();
+    host.use(ampProviderProxy as never);
+    host.get('/api/threads', (_req, res) => res.send('host'));
+    const app = await start(host);
+    const provider = await send(`${app.url}/api/provider/anthropic/v1/messages`);
+    assert.equal(provider.status, 500);
+    assert.equal((provider.json() as { error: string }).error, 'amp_factory_not_called');
+    const management = await send(`${app.url}/api/threads`);
+    assert.equal(management.status, 200);
+    assert.equal(management.body, 'host');
   });
 
   it('a WebSocket upgrade that reaches the HTTP middleware gets 426 and one warning: attachUpgrade was forgotten', async () => {

@@ -1,6 +1,6 @@
 import type { UpstreamConnection } from '../egress/upstream-connection.js';
 import { isPlainObject } from '../plain-object.js';
-import type { Destination } from '../proxy/outbound-request.js';
+import { destinationOf, type Destination } from '../proxy/outbound-request.js';
 import { IDENTITY_PATH } from '../routing/public-routes.js';
 
 const LOOPBACK_HOSTS = new Set(['localhost', '127.0.0.1', '[::1]']);
@@ -58,7 +58,6 @@ export class IdentityProxy {
   }
 
   #destinationOf(base: string): Destination {
-    const protocol = new URL(base).protocol as Destination['protocol'];
-    return { upstreamBase: base, protocol, timeoutMs: this.timeoutMs, connection: this.connection };
+    return destinationOf(base, this.timeoutMs, this.connection);
   }
 }

@@ -12,6 +12,7 @@ import { classifyAmpPath } from '../routing/route-groups.js';
 import { createGroupHandler, type GroupHandler } from './group-handler.js';
 import { probeUpstream } from '../egress/upstream-probe.js';
 import { presentedClient } from '../auth/credentials.js';
+import type { UpstreamConnection } from '../egress/upstream-connection.js';
 import type { AmpGroup, AmpMiddleware, AmpRequestClient, AmpUpstreamCheck, NextFunction } from '../types.js';
 
 /**
@@ -47,21 +48,31 @@ const reportedUncalled = new Set<string>();
 
 /**
  * `app.use(ampRouter)` (JavaScript only: the types refuse it) makes Express call the factory with
- * each request. The first request gets a 500 that says what to write, and a process warning says
- * it too; later ones go on to the host's other routes, which a thrown error would break.
+ * each request. Every request on the factory's paths gets a 500 that says what to write (and the
+ * process one warning saying it too); other paths go on to the host's routes, which a thrown
+ * error would break.
  */
-function answerFactoryCalledAsMiddleware(name: string, [res, next]: readonly unknown[]): AmpMiddleware {
+function answerFactoryCalledAsMiddleware(
+  scope: MiddlewareScope,
+  req: IncomingMessage,
+  [res, next]: readonly unknown[],
+): AmpMiddleware {
+  const { name } = scope;
   const error = new AmpProxyConfigError(
     name,
     `was passed to app.use() without being called; write app.use(${name}()) or app.use(${name}(options))`,
   );
   if (typeof (res as ServerResponse | undefined)?.writeHead !== 'function') throw error;
-  if (reportedUncalled.has(name)) {
-    if (typeof next === 'function') (next as NextFunction)();
-  } else {
+  if (!reportedUncalled.has(name)) {
     reportedUncalled.add(name);
     process.emitWarning(error.message, { code: 'amp_factory_not_called' });
+  }
+  const ampPath = ampPathOf(req, splitRequestTarget(req.url ?? '/').path, scope.mountPath);
+  const group = classifyAmpPath(ampPath);
+  if (group !== undefined && scope.groups.includes(group)) {
     sendAmpError(res as ServerResponse, 'amp_factory_not_called');
+  } else {
+    (typeof next === 'function' ? (next as NextFunction) : notFound(res as ServerResponse))();
   }
   // Express ignores what a middleware returns; this one only answers that it was never set up.
   return Object.assign(
@@ -116,6 +127,9 @@ function createProxyPool(groups: readonly AmpGroup[]) {
   const proxies = new Map(groups.map((group) => [group, createGroupProxy(forbidsCrossOrigin(group))]));
   return {
     proxyFor: (group: AmpGroup): GroupProxy => proxies.get(group)!,
+    connectThrough(connection: UpstreamConnection): void {
+      for (const proxy of proxies.values()) proxy.connectThrough(connection);
+    },
     closeIdle(): void {
       for (const proxy of proxies.values()) proxy.closeIdle();
     },
@@ -139,6 +153,8 @@ function buildRuntime(
       ),
     ]),
   );
+  // Last: options that fail to build leave the connections of the runtime in use untouched.
+  pool.connectThrough(config.upstreamConnection);
   return {
     handlers,
     clientOf: (req) => {
@@ -160,7 +176,9 @@ export function createAmpMiddleware(
   scope: MiddlewareScope,
   middlewareArguments: readonly unknown[] = [],
 ): AmpMiddleware {
-  if (looksLikeRequest(options)) return answerFactoryCalledAsMiddleware(scope.name, middlewareArguments);
+  if (looksLikeRequest(options)) {
+    return answerFactoryCalledAsMiddleware(scope, options as IncomingMessage, middlewareArguments);
+  }
   const pool = createProxyPool(scope.groups);
   let runtime = buildRuntime(options, scope.groups, pool);
   const tunnels = new Set<Duplex>();

@@ -21,7 +21,7 @@ import {
 } from '../provider/provider-routing.js';
 import type { RewriteSpec } from '../provider/response-rewriter.js';
 import type { GroupProxy } from '../proxy/group-proxy.js';
-import { OutboundRequest, type Destination } from '../proxy/outbound-request.js';
+import { destinationOf, OutboundRequest, type Destination } from '../proxy/outbound-request.js';
 import type { HeldBody } from '../http/held-body.js';
 import { recoverConsumedBody } from '../proxy/request-body.js';
 import {
@@ -226,12 +226,7 @@ class ForwardingPipeline implements GroupHandler {
     this.#publicBase = config.publicBase;
     this.#identity = group === 'management' ? config.identity : undefined;
     this.#routesPublic = group !== 'provider';
-    this.#destination = {
-      upstreamBase: config.upstreamBase,
-      protocol: new URL(config.upstreamBase).protocol as Destination['protocol'],
-      timeoutMs: config.timeoutMs,
-      connection: config.upstreamConnection,
-    };
+    this.#destination = destinationOf(config.upstreamBase, config.timeoutMs, config.upstreamConnection);
     this.upgrade = UPGRADABLE.has(group) ? this.#upgrade : undefined;
   }
 

@@ -1,11 +1,12 @@
 import type { Agent, ClientRequest, IncomingMessage, ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
-import { createProxyMiddleware, type Options, type RequestHandler } from 'http-proxy-middleware';
+import { createProxyMiddleware, type RequestHandler } from 'http-proxy-middleware';
 import { rejectUpgrade, sendAmpError, upstreamFailureCause } from '../errors.js';
 import { isCorsHeader } from '../access/cors.js';
+import type { UpstreamConnection } from '../egress/upstream-connection.js';
 import { openingFor } from '../egress/waiting-client.js';
-import type { OutboundRequest } from './outbound-request.js';
+import type { Destination, OutboundRequest } from './outbound-request.js';
 import { forwardResponse } from './response.js';
 import { forwardRewrittenReply } from './json-reply.js';
 
@@ -17,6 +18,11 @@ import { forwardRewrittenReply } from './json-reply.js';
 export interface GroupProxy {
   web(outbound: OutboundRequest, res: ServerResponse): void;
   upgrade(outbound: OutboundRequest, socket: Socket, head: Buffer): void;
+  /**
+   * Makes `connection` the way new requests connect (a reload calls it with the connection of
+   * its options); a change retires the agents of the previous one.
+   */
+  connectThrough(connection: UpstreamConnection): void;
   /** Closes idle upstream connections; those in use close when their request ends. */
   closeIdle(): void;
 }
@@ -27,8 +33,6 @@ const upstreamSockets = new WeakMap<Duplex, Socket>();
 /** A server-to-client WebSocket close frame with status 1001, "going away". */
 const GOING_AWAY_FRAME = Buffer.from([0x88, 0x02, 0x03, 0xe9]);
 const TUNNEL_CLOSE_GRACE_MS = 1000;
-/** Response headers that describe the upstream connection, not the answer. */
-const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'upgrade']);
 
 /**
  * Ends a WebSocket tunnel with close code 1001: the upstream side is detached first, so the
@@ -66,35 +70,30 @@ function isServerResponse(target: ServerResponse | Socket): target is ServerResp
 }
 
 function onProxyReq(proxyReq: ClientRequest, outbound: OutboundRequest, res: ServerResponse): void {
-  // An abandoned LLM call keeps billing: stop the upstream as soon as the client is gone.
-  // http-proxy only reacts to `aborted`, which Node no longer emits once the body was read.
   // This hook runs once a socket is assigned, before anything is written to it: a client that
   // left while the connection was made (already closed, so no `close` to come) sends nothing.
   if (res.destroyed) {
     proxyReq.destroy();
     return;
   }
-  res.once('close', () => {
-    if (!res.writableFinished) proxyReq.destroy();
-  });
+  // Later, httpxy itself destroys the upstream request when the client goes away (an abandoned
+  // LLM call keeps billing). Its `proxyTimeout` destroys the request without an error, which would
+  // make a silent upstream indistinguishable from a reset (504 against 502): the timeout is ours.
   proxyReq.setTimeout(outbound.destination.timeoutMs, () => proxyReq.destroy(timeoutError()));
-  proxyReq.once('response', (proxyRes: IncomingMessage) => {
-    if (proxyReq.writableFinished) return;
+  proxyReq.once('response', () => {
     // An answer before the whole body was sent leaves unsent bytes the upstream may still be
-    // waiting for, or may read as the next request: that connection is never pooled, and once
-    // the answer is through, the rest of the body is not sent at all.
-    proxyReq.shouldKeepAlive = false;
-    proxyRes.once('end', () => proxyReq.destroy());
+    // waiting for, or may read as the next request: that connection is never pooled. (httpxy
+    // destroys the request once such an answer is through, but only if the body is still unsent
+    // then; a body that finishes in between would hand the connection back to the pool.)
+    if (!proxyReq.writableFinished) proxyReq.shouldKeepAlive = false;
   });
 }
 
 function onProxyRes(stripCors: boolean) {
   return (proxyRes: IncomingMessage, outbound: OutboundRequest, res: ServerResponse): void => {
-    // A reset mid-stream ends the piped source without `end`; without this the client would hang.
+    // httpxy cuts the client when the upstream resets mid-stream; this says why in the trace.
     proxyRes.once('close', () => {
-      if (proxyRes.complete || res.destroyed) return;
-      outbound.trace?.failed('upstream-error', 'reset');
-      res.destroy();
+      if (!proxyRes.complete && !res.destroyed) outbound.trace?.failed('upstream-error', 'reset');
     });
     // Node's parser reads any three digits, but `writeHead` (called later, in stream handlers)
     // throws on a status below 100: such an answer is the upstream failing.
@@ -107,34 +106,11 @@ function onProxyRes(stripCors: boolean) {
       if (outbound.reply) forwardRewrittenReply(proxyRes, outbound.method, res, stripCors, outbound.reply);
       else forwardResponse(proxyRes, outbound.method, res, stripCors, outbound.rewrite);
     } catch (error) {
-      // http-proxy's listener is outside the pipeline's boundary: a throw here would end the process.
+      // The engine's listener is outside the pipeline's boundary: a throw here would end the process.
       proxyRes.destroy();
       onError(error as Error, outbound, res);
     }
   };
-}
-
-/**
- * The upstream's answer to an upgrade it refused, passed on without CORS permissions on
- * identity routes; the connection it came on is closed with it.
- */
-function answerRefusedUpgrade(
-  upstreamRes: IncomingMessage,
-  proxyReq: ClientRequest,
-  socket: Duplex,
-  stripCors: boolean,
-): void {
-  let head = `HTTP/1.1 ${upstreamRes.statusCode ?? 502} ${upstreamRes.statusMessage ?? ''}\r\n`;
-  const raw = upstreamRes.rawHeaders;
-  for (let i = 0; i < raw.length; i += 2) {
-    const name = raw[i]!.toLowerCase();
-    if (HOP_BY_HOP.has(name) || (stripCors && isCorsHeader(name))) continue;
-    head += `${raw[i]}: ${raw[i + 1]}\r\n`;
-  }
-  // Without a length the body ends with the connection, whatever framing the upstream used.
-  socket.write(`${head}Connection: close\r\n\r\n`);
-  upstreamRes.pipe(socket);
-  upstreamRes.once('close', () => proxyReq.destroy());
 }
 
 function onProxyReqWs(stripCors: boolean) {
@@ -145,25 +121,26 @@ function onProxyReqWs(stripCors: boolean) {
       upstreamSockets.set(socket, upstream),
     );
     // Whenever the client's socket closes (before the upstream answered, or once the tunnel is
-    // open), the upstream side goes too: http-proxy leaves both open otherwise.
+    // open), the upstream side goes too: the engine leaves both open otherwise.
     socket.once('close', () => {
       proxyReq.destroy();
       upstreamSockets.get(socket)?.destroy();
     });
-    const ours = (upstreamRes: IncomingMessage): void =>
-      answerRefusedUpgrade(upstreamRes, proxyReq, socket, stripCors);
-    proxyReq.once('response', ours);
-    // http-proxy adds its own `response` listener right after this hook, which would copy the
-    // upstream's headers verbatim; no response can arrive before the next tick.
-    process.nextTick(() => {
-      for (const listener of proxyReq.listeners('response')) {
-        if (listener !== ours) proxyReq.off('response', listener as () => void);
+    if (!stripCors) return;
+    // httpxy passes a refused upgrade's answer on (hop-by-hop headers dropped, `Connection:
+    // close`) from its own `response` listener, which runs after this one: an identity route's
+    // answer loses its CORS permissions first.
+    proxyReq.once('response', (upstreamRes: IncomingMessage) => {
+      for (const name of Object.keys(upstreamRes.headers)) {
+        if (isCorsHeader(name)) Reflect.deleteProperty(upstreamRes.headers, name);
       }
     });
   };
 }
 
-function onError(error: Error, outbound: OutboundRequest, target: ServerResponse | Socket): void {
+function onError(error: Error, outbound?: OutboundRequest, target?: ServerResponse | Socket): void {
+  // httpxy names no request only for a missing target, which `router` always gives.
+  if (!outbound || !target) return;
   const errorCode = (error as NodeJS.ErrnoException).code;
   const timedOut = errorCode === UPSTREAM_TIMEOUT || errorCode === 'PROXY_TIMEOUT';
   const code = timedOut ? 'amp_upstream_timeout' : 'amp_upstream_proxy_error';
@@ -182,43 +159,41 @@ function onError(error: Error, outbound: OutboundRequest, target: ServerResponse
   sendAmpError(target, code);
 }
 
-type Engine = RequestHandler<OutboundRequest, ServerResponse>;
+/**
+ * What the engine is typed to take. httpxy and http-proxy-middleware read only what an
+ * `OutboundRequest` has (method, url, headers, socket, `pipe`, events); the typings ask for more.
+ */
+type EngineRequest = OutboundRequest & IncomingMessage;
+type Engine = RequestHandler<EngineRequest, ServerResponse>;
+type Protocol = Destination['protocol'];
 
 /**
- * An http-proxy-middleware instance and the agent it opens upstream connections with. The agent
- * is read from `options` each time a request starts (http-proxy-middleware copies its options per
- * request), so a new way of connecting swaps the agent, not the instance: each instance subscribes
- * to its server's `close` event, and one per change would pile up.
+ * The agents of one group for one way of connecting (`UpstreamConnection`). Each agent is made
+ * once and never changes hands: a request uses the agents of the connection it started with, so
+ * one that outlives a reload neither swaps agents back nor touches the new pool.
  */
-interface EngineWithAgent {
-  readonly engine: Engine;
-  readonly options: { agent: Agent };
-}
+class ConnectionAgents {
+  readonly #agents = new Map<string, Agent>();
+  #retired = false;
 
-function createEngine(agent: Agent, stripCors: boolean): EngineWithAgent {
-  const options: Options<OutboundRequest, ServerResponse> & { agent: Agent } = {
-    // Required by the library; every request's own destination replaces it through `router`.
-    target: 'http://amp-upstream.invalid',
-    router: (outbound) => outbound.destination.upstreamBase,
-    changeOrigin: true,
-    agent,
-    // Our paths are already clean and relative; skipping url.parse keeps them byte for byte.
-    toProxy: true,
-    xfwd: false,
-    selfHandleResponse: true,
-    // The default plugins log to the console and answer errors in plain text; ours answer JSON.
-    ejectPlugins: true,
-    plugins: [
-      (proxyServer) => {
-        proxyServer.on('proxyReq', onProxyReq);
-        proxyServer.on('proxyReqWs', onProxyReqWs(stripCors));
-        // http-proxy's typings give the upstream response the request's type.
-        proxyServer.on('proxyRes', onProxyRes(stripCors) as unknown as () => void);
-        proxyServer.on('error', onError);
-      },
-    ],
-  };
-  return { engine: createProxyMiddleware<OutboundRequest, ServerResponse>(options), options };
+  constructor(readonly connection: UpstreamConnection) {}
+
+  agent(protocol: Protocol, pooled: boolean): Agent {
+    const name = pooled ? protocol : `${protocol} upgrade`;
+    let agent = this.#agents.get(name);
+    if (!agent) {
+      agent = this.connection.createAgent(protocol, pooled);
+      if (this.#retired) closeIdleConnections(agent);
+      this.#agents.set(name, agent);
+    }
+    return agent;
+  }
+
+  /** Idle connections close now, the others when their request ends: none is pooled again. */
+  retire(): void {
+    this.#retired = true;
+    for (const agent of this.#agents.values()) closeIdleConnections(agent);
+  }
 }
 
 function closeIdleConnections(agent: Agent): void {
@@ -230,59 +205,83 @@ function closeIdleConnections(agent: Agent): void {
 }
 
 /**
+ * An http-proxy-middleware instance. http-proxy-middleware copies its options for each request
+ * and hands the copy to `router`, so the request's own destination picks both the target and the
+ * agent: one instance serves every reload (each subscribes to its server's `close` event, and
+ * one per reload would pile up).
+ */
+function createEngine(
+  agentFor: (destination: Destination, pooled: boolean) => Agent,
+  pooled: boolean,
+  stripCors: boolean,
+): Engine {
+  return createProxyMiddleware<EngineRequest, ServerResponse>({
+    // Required by the library; every request's own destination replaces it through `router`.
+    target: 'http://amp-upstream.invalid',
+    router: ({ destination }, _res, options) => {
+      options.agent = agentFor(destination, pooled);
+      return destination.target;
+    },
+    changeOrigin: true,
+    // httpxy splits the path at `?` and joins it to the target's path without parsing or
+    // normalising it, so our clean relative paths reach the upstream byte for byte.
+    xfwd: false,
+    selfHandleResponse: true,
+    // The default plugins log to the console and answer errors in plain text; ours answer JSON.
+    ejectPlugins: true,
+    plugins: [
+      (proxyServer) => {
+        proxyServer.on('proxyReq', onProxyReq);
+        proxyServer.on('proxyReqWs', onProxyReqWs(stripCors));
+        proxyServer.on('proxyRes', onProxyRes(stripCors));
+        proxyServer.on('error', onError);
+      },
+    ],
+  });
+}
+
+/**
  * The proxies of one group. Its keep-alive connections serve only this group, so a connection
  * that carried the server key never carries another group's request. Upgrades get a connection
  * of their own that is never pooled: one the upstream refused cannot serve a later request.
- * Agents are made by the request's way of connecting (`UpstreamConnection`): once a reload
- * changes it, new agents are made and the previous ones' idle connections close, while their
- * requests in flight finish on their own.
+ * Agents are made per way of connecting (`UpstreamConnection`): once a reload changes it, the
+ * previous agents are retired (their idle connections close, the others once their request
+ * ends) while requests that started before keep using them.
  */
 export function createGroupProxy(stripCors: boolean): GroupProxy {
-  let connectionKey: string | undefined;
-  const pooledEngines = new Map<'http:' | 'https:', EngineWithAgent>();
-  const upgradeEngines = new Map<'http:' | 'https:', EngineWithAgent>();
-  const everyEngine = () => [...pooledEngines.values(), ...upgradeEngines.values()];
-  const engineFor = ({ connection, protocol }: OutboundRequest['destination'], pooled: boolean): Engine => {
-    if (connection.key !== connectionKey) {
-      connectionKey = connection.key;
-      for (const [engines, enginesArePooled] of [
-        [pooledEngines, true],
-        [upgradeEngines, false],
-      ] as const) {
-        for (const [engineProtocol, { options }] of engines) {
-          closeIdleConnections(options.agent);
-          options.agent = connection.createAgent(engineProtocol, enginesArePooled);
-        }
-      }
-    }
-    const engines = pooled ? pooledEngines : upgradeEngines;
-    let entry = engines.get(protocol);
-    if (!entry) {
-      entry = createEngine(connection.createAgent(protocol, pooled), stripCors);
-      engines.set(protocol, entry);
-    }
-    return entry.engine;
-  };
+  let current: ConnectionAgents | undefined;
+  const agentsOf = new WeakMap<UpstreamConnection, ConnectionAgents>();
+  // Every runtime announces its connection (`connectThrough`) before it sends a request.
+  const agentFor = ({ connection, protocol }: Destination, pooled: boolean): Agent =>
+    agentsOf.get(connection)!.agent(protocol, pooled);
+  const webEngine = createEngine(agentFor, true, stripCors);
+  const upgradeEngine = createEngine(agentFor, false, stripCors);
   return {
+    connectThrough(connection) {
+      if (agentsOf.has(connection)) return;
+      if (current?.connection.key !== connection.key) {
+        current?.retire();
+        current = new ConnectionAgents(connection);
+      }
+      agentsOf.set(connection, current);
+    },
     web(outbound, res) {
-      const engine = engineFor(outbound.destination, true);
-      const start = () => void engine(outbound, res, () => sendAmpError(res, 'amp_upstream_proxy_error'));
+      const start = (): void =>
+        void webEngine(outbound as EngineRequest, res, () => {
+          // Reached only after the error listener has answered (or found nobody to answer).
+          if (!res.headersSent) sendAmpError(res, 'amp_upstream_proxy_error');
+        });
       // Through a proxy, the tunnel is opened before the engine tells us of the request: it finds
       // its client by async context (paid only there: direct connections get a socket at once).
       if (outbound.destination.connection.proxy) openingFor(res, start);
       else start();
     },
     upgrade(outbound, socket, head) {
-      const engine = engineFor(outbound.destination, false);
-      // Typed for Node's request by http-proxy-middleware; it reads only what OutboundRequest has.
-      (engine.upgrade as unknown as (req: OutboundRequest, socket: Socket, head: Buffer) => void)(
-        outbound,
-        socket,
-        head,
-      );
+      upgradeEngine.upgrade(outbound as EngineRequest, socket, head);
     },
     closeIdle() {
-      for (const { options } of everyEngine()) closeIdleConnections(options.agent);
+      current?.retire();
+      current = undefined;
     },
   };
 }

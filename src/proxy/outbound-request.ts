@@ -13,9 +13,22 @@ import type { ReplyRewrite } from './json-reply.js';
  */
 export interface Destination {
   readonly upstreamBase: string;
+  /** `upstreamBase` parsed once, for the proxy engine. */
+  readonly target: URL;
   readonly protocol: 'http:' | 'https:';
   readonly timeoutMs: number;
   readonly connection: UpstreamConnection;
+}
+
+/** Where requests to `upstreamBase` go, parsed once. */
+export function destinationOf(
+  upstreamBase: string,
+  timeoutMs: number,
+  connection: UpstreamConnection,
+): Destination {
+  const target = new URL(upstreamBase);
+  const protocol = target.protocol as Destination['protocol'];
+  return { upstreamBase, target, protocol, timeoutMs, connection };
 }
 
 /** Everything an `OutboundRequest` is made of. */
@@ -23,8 +36,8 @@ export type OutboundRequestInit = Omit<OutboundRequest, keyof EventEmitter | 'so
 
 /**
  * The request the gateway sends upstream, built whole by the pipeline and handed to
- * http-proxy in place of the client's request. The client's `req` is never rewritten, so the
- * host's own middleware and access logs never see the server key; and http-proxy's "pipe the
+ * httpxy in place of the client's request. The client's `req` is never rewritten, so the
+ * host's own middleware and access logs never see the server key; and httpxy's "pipe the
  * request" step writes this request's body with framing the gateway chose.
  */
 export class OutboundRequest extends EventEmitter {
@@ -47,12 +60,12 @@ export class OutboundRequest extends EventEmitter {
     Object.assign(this, init);
   }
 
-  /** The client's connection: http-proxy and http-proxy-middleware read it. */
+  /** The client's connection: httpxy and http-proxy-middleware read it. */
   get socket(): IncomingMessage['socket'] {
     return this.client.socket;
   }
 
-  /** Called by http-proxy as `req.pipe(proxyReq)`: writes the body, framed by the gateway. */
+  /** Called by httpxy as `req.pipe(proxyReq)` once the upstream request has a socket: writes the body, framed by the gateway. */
   pipe<T extends ClientRequest>(proxyReq: T): T {
     writeBody(proxyReq, this.body);
     return proxyReq;

@@ -3,8 +3,9 @@ import type { ClientRequest, IncomingMessage } from 'node:http';
 /**
  * How a request's body is delimited (RFC 9112 §6.3). The gateway decides it from the client's
  * message once, and states it afresh on the upstream request: nothing the client listed in
- * `Connection`, and nothing http-proxy's passes did to the headers (its `deleteLength` pass
- * announces `Content-Length: 0` for DELETE/OPTIONS while still piping the body), can change it.
+ * `Connection`, and nothing the proxy engine's passes do to the headers, can change it: httpxy's
+ * first pass gives a DELETE or OPTIONS `Content-Length: 0` whenever the headers it is handed
+ * carry no framing, and the gateway's never do (framing is stated here, for the bytes sent).
  */
 export type RequestFraming =
   | { readonly kind: 'none' }

@@ -15,7 +15,7 @@ const DROPPED = new Set<string>([
   'keep-alive',
   'te',
   'trailer',
-  // Node already answered `100 Continue` to the client; and http-proxy skips its proxyReq hook
+  // Node already answered `100 Continue` to the client; and httpxy skips its proxyReq hook
   // for requests that carry `Expect`.
   'expect',
   'forwarded',
@@ -81,7 +81,7 @@ export type UpstreamHeaderBuilder = (
 /**
  * The one place where a policy's decision becomes the upstream request's headers. It builds a
  * fresh header object and leaves the client's untouched, so nothing the client sent can slip
- * past it (http-proxy copies exactly this object and nothing else) and the host's own view of
+ * past it (httpxy copies exactly this object and nothing else) and the host's own view of
  * the request never holds a key the gateway added.
  * `hostHeaders`: the host's own headers (its session cookie, a company token) that one group
  * never sends upstream, merged here once with the headers no group sends.

@@ -30,7 +30,7 @@ export function isAmbiguousPath(pathname: string): boolean {
   const last = segments.length - 1;
   for (let i = 1; i <= last; i++) {
     const segment = segments[i]!;
-    // Upstreams and http-proxy itself collapse `//`, which would move the request to another route.
+    // Upstreams collapse `//`, which would move the request to another route.
     if (segment === '') {
       if (i !== last) return true;
       continue;

@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { once } from 'node:events';
-import { createServer, request, type Server, type ServerResponse } from 'node:http';
+import { createServer, request, type IncomingHttpHeaders, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -99,31 +99,34 @@ export function openSocket(url: string, protocols: readonly string[]): Promise<W
  * events arrive while the upstream still holds the stream open), `all` at its end; `abort()`
  * leaves, as a client that gives up does.
  */
-export function openEventStream(url: string, clientKey: string) {
+export function streamEvents(url: string, headers: Record<string, string>) {
   let first!: (text: string) => void;
   const firstChunk = new Promise<string>((resolve) => (first = resolve));
-  const req = request(url, {
-    method: 'POST',
-    agent: false,
-    headers: { authorization: `Bearer ${clientKey}` },
-  });
-  const all = new Promise<{ status: number; text: string }>((resolve, reject) => {
-    req.on('response', (res) => {
-      let text = '';
-      res.setEncoding('utf8');
-      res.on('data', (chunk: string) => {
-        if (text === '') first(chunk);
-        text += chunk;
+  const req = request(url, { method: 'POST', agent: false, headers });
+  const all = new Promise<{ status: number; headers: IncomingHttpHeaders; text: string }>(
+    (resolve, reject) => {
+      req.on('response', (res) => {
+        let text = '';
+        res.setEncoding('utf8');
+        res.on('data', (chunk: string) => {
+          if (text === '') first(chunk);
+          text += chunk;
+        });
+        res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, text }));
+        res.on('error', reject);
       });
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, text }));
-      res.on('error', reject);
-    });
-    req.on('error', reject);
-  });
+      req.on('error', reject);
+    },
+  );
   // An aborted stream rejects `all`, which a test that aborts does not wait for.
   all.catch(() => undefined);
   req.end('{"stream":true}');
   return { firstChunk, all, abort: () => req.destroy() };
+}
+
+/** `streamEvents` for a gateway client presenting `clientKey`. */
+export function openEventStream(url: string, clientKey: string) {
+  return streamEvents(url, { authorization: `Bearer ${clientKey}` });
 }
 
 /** An event stream the upstream holds open: the test ends it (`res.end`), or waits for it to close. */
