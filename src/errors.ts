@@ -63,6 +63,11 @@ export const AMP_ERRORS = {
     message:
       'No upstream Amp key is configured for this route (set upstreamKey, AMP_PROXY_UPSTREAM_KEY, AMP_API_KEY or a clients[].upstreamKey).',
   },
+  amp_directory_unavailable: {
+    status: 503,
+    message:
+      'The client directory did not answer (it failed or timed out), so the gateway key could not be checked.',
+  },
   amp_body_unavailable: {
     status: 500,
     message:

@@ -20,6 +20,56 @@ export interface AmpClient {
   upstreamKey?: string;
 }
 
+/** What a client directory answers for a key it knows. */
+export interface AmpDirectoryClient {
+  /** Who holds the key, for logs, metrics and limits. */
+  name: string;
+  /** A group of clients, for limits per team. Defaults to none. */
+  team?: string;
+  /** This user's own Amp key, as `AmpClient.upstreamKey`. Defaults to none. */
+  upstreamKey?: string;
+  /** When the key stops working (ms since the epoch): the cache keeps the answer no longer. */
+  expiresAt?: number;
+}
+
+/**
+ * Looks up a presented gateway key in a directory (a database, Vault, an SSO-backed service):
+ * the client it belongs to, or `undefined` for a key it does not know (or one revoked or
+ * expired). Throwing or rejecting refuses the request with `503 amp_directory_unavailable`.
+ */
+export type AmpClientResolver = (key: string) => Promise<AmpDirectoryClient | undefined>;
+
+/**
+ * What the keys of a directory look like, so the gateway can find one anywhere in a request
+ * (misplaced keys refused, logs masked) without knowing it: its length, and a prefix, a test,
+ * or both. `'gateway'` is the shape of the keys `amp-proxy keys add` issues.
+ */
+export type AmpKeyShape = 'gateway' | { length: number; prefix?: string; test?: (token: string) => boolean };
+
+/** How long and how many directory answers are kept (by digest of the key, never the key). */
+export interface AmpDirectoryCache {
+  /** Defaults to 10000. */
+  maxEntries?: number;
+  /** How long a known key is trusted before the directory is asked again: the revocation lag. Defaults to 30000. */
+  positiveTtlMs?: number;
+  /** How long an unknown key is refused without asking again. Defaults to 5000. */
+  negativeTtlMs?: number;
+}
+
+interface AmpDirectorySettings {
+  cache?: AmpDirectoryCache;
+  /** How long a lookup may take before the request fails with `503`. Defaults to 2000. */
+  timeoutMs?: number;
+}
+
+/**
+ * A client directory instead of a static list: a resolver of your own, or the SQLite file that
+ * `amp-proxy keys` manages (relative paths from the working directory).
+ */
+export type AmpClientDirectory =
+  | (AmpDirectorySettings & { resolve: AmpClientResolver; keyShape?: AmpKeyShape })
+  | (AmpDirectorySettings & { sqlite: string });
+
 /** The gateway client a request identified itself as, as seen by a custom policy. */
 export interface AmpPolicyClient {
   readonly name: string | undefined;
@@ -91,8 +141,11 @@ export interface AmpProxyOptions {
    * re-read at most every 30 s.
    */
   upstreamKey?: string | UpstreamKeyFunction;
-  /** Gateway keys handed to users. Defaults to none: `inject` routes then accept any caller. */
-  clients?: readonly AmpClient[];
+  /**
+   * Gateway keys handed to users: a list, a resolver (a function, or `{ resolve, keyShape? }`),
+   * or `{ sqlite: file }`. Defaults to none: `inject` routes then accept any caller.
+   */
+  clients?: readonly AmpClient[] | AmpClientResolver | AmpClientDirectory;
   /** The auth-header policy of each group. Defaults to `inject` for provider, `passthrough` elsewhere. */
   policies?: AmpPolicies;
   /** The header that carries the user's Amp token under `dual-token`. Defaults to `x-amp-token`. */
@@ -480,6 +533,7 @@ export type AmpErrorCode =
   | 'amp_token_required'
   | 'amp_upstream_key_conflict'
   | 'amp_upstream_key_missing'
+  | 'amp_directory_unavailable'
   | 'amp_body_unavailable'
   | 'amp_local_provider_error'
   | 'amp_policy_error'

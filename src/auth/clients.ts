@@ -5,6 +5,8 @@ export interface ResolvedClient {
   readonly name: string | undefined;
   /** The user's own Amp key, used instead of the server key and instead of the gateway key. */
   readonly upstreamKey: string | undefined;
+  /** Clients from a directory may belong to a team. */
+  readonly team?: string | undefined;
 }
 
 /**

@@ -1,4 +1,5 @@
 import type { ClientTable } from '../auth/clients.js';
+import type { ClientDirectory } from '../directory/client-directory.js';
 import { createServerKeyResolver, type ServerKeyResolver } from '../auth/upstream-key.js';
 import { chooseEgressProxy, type EgressProxy } from '../egress/egress-proxy.js';
 import { upstreamTrustBundle } from '../egress/trusted-cas.js';
@@ -13,7 +14,8 @@ import type { AmpCustomPolicy, AmpGroup, AmpPolicyName, AmpProxyEventListener, R
 export interface ResolvedConfig {
   /** The upstream without a trailing slash: origin plus optional path prefix. */
   readonly upstreamBase: string;
-  readonly clients: ClientTable;
+  /** The gateway keys: a list, or a directory that resolves them when presented. */
+  readonly clients: ClientTable | ClientDirectory;
   readonly policies: Readonly<Record<AmpGroup, AmpPolicyName | AmpCustomPolicy>>;
   readonly tokenHeader: string;
   readonly timeoutMs: number;
@@ -75,7 +77,7 @@ export function resolveOptions(options: unknown): ResolvedConfig {
   const serverKeys = typeof upstreamKey === 'string' ? [upstreamKey] : [];
   return {
     upstreamBase: upstream.base,
-    clients: clients.table,
+    clients: clients.directory ?? clients.table,
     policies: validated.policies,
     tokenHeader: validated.tokenHeader,
     timeoutMs: validated.timeoutMs,
@@ -88,7 +90,10 @@ export function resolveOptions(options: unknown): ResolvedConfig {
     restrictToLocalhost: validated.restrictManagementToLocalhost,
     trustedProxies: validated.trustedProxies,
     emit: combineListeners([logger && loggingListener(logger), validated.onProxyEvent]),
-    redactor: createRedactor([...clients.secrets, ...serverKeys, ...proxyCredentials(proxy)]),
+    redactor: createRedactor(
+      [...clients.secrets, ...serverKeys, ...proxyCredentials(proxy)],
+      clients.directory?.recogniser,
+    ),
     providerRouting: providerRouting(validated),
     warn: logger
       ? (code, message) => logger.warn({ code }, message)

@@ -1,10 +1,12 @@
 import { isIP } from 'node:net';
 import { ClientTable, type ResolvedClient } from '../auth/clients.js';
 import { CREDENTIAL_HEADERS } from '../auth/credential-names.js';
-import { findKeys, isKeyToken, KEY_CHARACTERS } from '../auth/key-recognition.js';
+import { containsKey, findKeys, isKeyToken, KEY_CHARACTERS } from '../auth/key-recognition.js';
 import { defaultSecretsFile, DEFAULT_UPSTREAM } from '../auth/upstream-key.js';
 import type { UpstreamProxySetting } from '../egress/egress-proxy.js';
 import { parseProxyUrl } from '../egress/proxy-url.js';
+import type { ClientDirectory } from '../directory/client-directory.js';
+import { validateClientDirectory } from '../directory/directory-options.js';
 import { readUpstreamCa, type UpstreamCa } from '../egress/trusted-cas.js';
 import { AmpProxyConfigError } from '../errors.js';
 import { compileModelMappings, type ModelMapper } from '../provider/model-mappings.js';
@@ -23,6 +25,8 @@ export interface ValidatedClients {
   /** In the order given, mapped keys trimmed. */
   readonly list: readonly AmpClient[];
   readonly table: ClientTable;
+  /** Set when `clients` is a resolver or a key file rather than a list (which is then empty). */
+  readonly directory: ClientDirectory | undefined;
   /** Every gateway key and mapped key, for the redactor. */
   readonly secrets: readonly string[];
   /**
@@ -200,9 +204,25 @@ function validateClients(value: unknown): ValidatedClients {
     // A key token found in a secret that is one token is that whole secret.
     return `${isKeyToken(secret) ? 'equals' : 'contains'} the key of clients[${index}]`;
   };
-  if (value === undefined) return { list: [], table, secrets: [], gatewayKeyConflict };
+  if (value === undefined) return { list: [], table, directory: undefined, secrets: [], gatewayKeyConflict };
+  if (typeof value === 'function' || (isPlainObject(value) && !Array.isArray(value))) {
+    const directory = validateClientDirectory(value);
+    return {
+      list: [],
+      table,
+      directory,
+      secrets: [],
+      gatewayKeyConflict: (secret) =>
+        containsKey(secret, directory.recogniser)
+          ? 'has the shape of a key of the clients directory'
+          : undefined,
+    };
+  }
   if (!Array.isArray(value))
-    fail('clients', `expected an array of { key, name?, upstreamKey? }, got ${describeValue(value)}`);
+    fail(
+      'clients',
+      `expected an array of { key, name?, upstreamKey? }, a resolver or { sqlite: file }, got ${describeValue(value)}`,
+    );
   const list = value.map((entry: unknown, index) => {
     const client = validateClient(entry, `clients[${index}]`);
     const previous = table.lookup(client.key);
@@ -226,7 +246,7 @@ function validateClients(value: unknown): ValidatedClients {
     ...list.map((client) => client.key),
     ...list.flatMap((client) => (client.upstreamKey ? [client.upstreamKey] : [])),
   ];
-  return { list, table, secrets, gatewayKeyConflict };
+  return { list, table, directory: undefined, secrets, gatewayKeyConflict };
 }
 
 function policiesAllowedFor(group: AmpGroup): readonly AmpPolicyName[] {

@@ -1,6 +1,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
+import { ClientDirectory } from '../directory/client-directory.js';
 import { resolveOptions, type ResolvedConfig } from '../config/resolve-options.js';
 import { AmpProxyConfigError, rejectUpgrade, sendAmpError } from '../errors.js';
 import { forbidsCrossOrigin } from '../access/cors.js';
@@ -117,6 +118,12 @@ function buildRuntime(
   pool: ReturnType<typeof createProxyPool>,
 ): Runtime {
   const config = resolveOptions(options);
+  if (config.clients instanceof ClientDirectory && config.clients.isShapeless) {
+    config.warn(
+      'amp_directory_shapeless',
+      'clients is a resolver without keyShape: gateway keys are recognised only in the credential headers, so a key misplaced elsewhere (query, path, other headers) is forwarded and not masked in logs; declare keyShape',
+    );
+  }
   const buildHeaders = createUpstreamHeaderBuilder(config.tokenHeader);
   const handlers = new Map(
     groups.map((group) => [group, createGroupHandler(group, config, pool.proxyFor(group), buildHeaders)]),

@@ -2,6 +2,8 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
 import { readCredentials, type PresentedCredentials } from '../auth/credentials.js';
 import type { ResolvedConfig } from '../config/resolve-options.js';
+import { DirectoryUnavailable } from '../directory/client-cache.js';
+import { ClientDirectory } from '../directory/client-directory.js';
 import { rejectUpgrade, sendAmpError } from '../errors.js';
 import {
   createPolicy,
@@ -120,11 +122,16 @@ function createRedirectHandler(
   return {
     http(req, res, ampPath, query) {
       const { answer } = traced(tracer, req, res, ampPath, query);
-      const credentials = admission.admit(req, ampPath, query);
-      if (credentials instanceof Refusal) return answer(credentials);
-      const location = upstreamBase + withQuery(ampPath, credentials.upstreamQuery('all-credentials'));
-      res.writeHead(302, { location, 'content-length': 0 });
-      res.end();
+      const redirect = (credentials: PresentedCredentials | Refusal): void => {
+        if (credentials instanceof Refusal) return answer(credentials);
+        const location = upstreamBase + withQuery(ampPath, credentials.upstreamQuery('all-credentials'));
+        res.writeHead(302, { location, 'content-length': 0 });
+        res.end();
+      };
+      const admitted = admission.admit(req, ampPath, query);
+      if (admitted instanceof Promise)
+        admitted.then(redirect, () => answer(new Refusal('amp_internal_error')));
+      else redirect(admitted);
     },
   };
 }
@@ -159,16 +166,31 @@ class Admission {
     });
   }
 
-  admit(req: IncomingMessage, ampPath: string, query: string): PresentedCredentials | Refusal {
+  /** Synchronous for a list of clients; a directory's lookup is the one asynchronous step. */
+  admit(
+    req: IncomingMessage,
+    ampPath: string,
+    query: string,
+  ): PresentedCredentials | Refusal | Promise<PresentedCredentials | Refusal> {
     const refused = this.#gate?.(req);
     if (refused) return new Refusal(refused);
     const { tokenHeader, clients } = this.config;
-    const credentials = readCredentials(req.headers, ampPath, query, tokenHeader, clients);
-    if (credentials.misplacedGatewayKey !== undefined) {
-      return new Refusal('amp_gateway_key_misplaced', credentials.misplacedGatewayKey);
+    if (clients instanceof ClientDirectory) {
+      return clients.present(req.headers, ampPath, query, tokenHeader).then(refuseMisplaced, (error) => {
+        // Fails closed: a key that cannot be checked lets nothing through.
+        if (error instanceof DirectoryUnavailable) return new Refusal('amp_directory_unavailable');
+        throw error;
+      });
     }
-    return credentials;
+    return refuseMisplaced(readCredentials(req.headers, ampPath, query, tokenHeader, clients));
   }
+}
+
+function refuseMisplaced(credentials: PresentedCredentials): PresentedCredentials | Refusal {
+  if (credentials.misplacedGatewayKey !== undefined) {
+    return new Refusal('amp_gateway_key_misplaced', credentials.misplacedGatewayKey);
+  }
+  return credentials;
 }
 
 /** The stages of a group whose policy forwards, precomputed from the options once. */
@@ -188,7 +210,9 @@ class ForwardingPipeline implements GroupHandler {
     private readonly proxy: GroupProxy,
     private readonly buildHeaders: UpstreamHeaderBuilder,
   ) {
-    const dependencies = { group, clients: config.clients, serverKey: config.serverKey };
+    const { clients } = config;
+    const recogniser = clients instanceof ClientDirectory ? clients.recogniser : clients;
+    const dependencies = { group, clients: recogniser, serverKey: config.serverKey };
     this.#policy = createPolicy(policySpec, dependencies);
     this.#spendServerKey = createServerKeyStage(dependencies);
     this.#routing = group === 'provider' ? config.providerRouting : undefined;
@@ -248,7 +272,8 @@ class ForwardingPipeline implements GroupHandler {
 
   /** Admission, policy and server key, for the calls that go upstream without a body to route. */
   async #authorise(req: IncomingMessage, ampPath: string, query: string) {
-    const credentials = this.admission.admit(req, ampPath, query);
+    const admitted = this.admission.admit(req, ampPath, query);
+    const credentials = admitted instanceof Promise ? await admitted : admitted;
     if (credentials instanceof Refusal) return credentials;
     const decision = await this.#applyPolicy(req, credentials);
     if (decision instanceof Refusal) return decision;
