@@ -86,7 +86,7 @@ function validateSqliteFile(value: unknown): string {
   if (typeof value !== 'string' || value === '') fail('clients.sqlite', 'expected the path of a key file');
   const file = resolvePath(value);
   try {
-    KeyStore.open(file, { create: false }).close();
+    KeyStore.open(file, 'read').close();
   } catch (error) {
     if (error instanceof KeyStoreError) fail('clients.sqlite', error.message);
     throw error;

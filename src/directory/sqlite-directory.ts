@@ -152,14 +152,15 @@ export class KeyStore {
   }
 
   /** Opens `file`; `create` makes it (and its lookup secret) when it does not exist yet. */
-  static open(file: string, { create }: { create: boolean }): KeyStore {
+  static open(file: string, mode: 'read' | 'write' | 'create'): KeyStore {
+    const create = mode === 'create';
     const module = loadSqlite();
     if (!module) throw new KeyStoreError('needs node:sqlite, which Node 22.13 and later have built in');
     if (!create && !existsSync(file))
       throw new KeyStoreError(`${file} does not exist; create it with amp-proxy keys add`);
     let db: DatabaseSync;
     try {
-      db = new module.DatabaseSync(file, { readOnly: !create });
+      db = new module.DatabaseSync(file, { readOnly: mode === 'read' });
       db.exec(`PRAGMA busy_timeout = ${BUSY_TIMEOUT_MS}`);
     } catch (error) {
       throw new KeyStoreError(`${file} cannot be opened: ${(error as Error).message}`);
@@ -273,7 +274,7 @@ export class KeyStore {
  */
 export function sqliteResolver(file: string): (key: string) => Promise<AmpDirectoryClient | undefined> {
   return async (key) => {
-    const store = KeyStore.open(file, { create: false });
+    const store = KeyStore.open(file, 'read');
     try {
       return store.find(key);
     } finally {
