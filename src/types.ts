@@ -459,6 +459,8 @@ export interface AmpEffectiveOptions extends Record<keyof AmpProxyOptions, unkno
   /** The server key the middleware spends, redacted; `'custom'` for a function; `null` when there is none. */
   upstreamKey: string | null;
   clients: { name: string | null; key: string; upstreamKey: string | null }[];
+  /** Where gateway keys are looked up when `clients` is a directory (`sqlite /path/keys.db`, `resolver`), else `null`. */
+  clientDirectory: string | null;
   policies: Record<AmpGroup, AmpPolicyName | 'custom'>;
   tokenHeader: string;
   timeoutMs: number;

@@ -167,7 +167,7 @@ for (const [name, express] of EXPRESS_VERSIONS) {
 
     it('an unknown key of the shape, or none, is refused and nothing reaches the upstream', async () => {
       const received = upstream.record();
-      for (const headers of [{ authorization: `Bearer ${unknown}` }, {}]) {
+      for (const headers of [{ authorization: `Bearer ${unknown}` }, {}] as Record<string, string>[]) {
         const res = await provider(headers);
         assert.equal(res.status, 401);
         assert.equal((res.json() as { error: string }).error, 'amp_client_unauthorized');

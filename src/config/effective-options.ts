@@ -40,6 +40,7 @@ export function describeOptions(
       key: redactSecret(client.key),
       upstreamKey: client.upstreamKey ? redactSecret(client.upstreamKey) : null,
     })),
+    clientDirectory: options.clients.directory?.description ?? null,
     policies: Object.fromEntries(
       Object.entries(options.policies).map(([group, policy]) => [
         group,

@@ -74,6 +74,8 @@ export interface ClientDirectorySpec {
   readonly resolve: AmpClientResolver;
   readonly shape: KeyShape | undefined;
   readonly cache: ClientCacheSettings;
+  /** Where keys are looked up, for the start table and `--print-config` (never a secret). */
+  readonly description: string;
 }
 
 /**
@@ -83,10 +85,12 @@ export interface ClientDirectorySpec {
 export class ClientDirectory {
   /** What policies and the redactor recognise as a gateway key. */
   readonly recogniser: KeyRecogniser<unknown>;
+  readonly description: string;
   readonly #shape: ShapeRecogniser | undefined;
   readonly #cache: ClientCache<DirectoryEntry>;
 
-  constructor({ resolve, shape, cache }: ClientDirectorySpec) {
+  constructor({ resolve, shape, cache, description }: ClientDirectorySpec) {
+    this.description = description;
     this.#shape = shape && new ShapeRecogniser(shape);
     this.recogniser = this.#shape ?? SHAPELESS;
     const recogniser = this.recogniser;

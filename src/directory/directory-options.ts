@@ -15,6 +15,8 @@ export const DIRECTORY_DEFAULTS: ClientCacheSettings = {
   negativeTtlMs: 5_000,
   timeoutMs: 2_000,
 };
+const CLIENTS_FORMS =
+  'an array of { key, name?, upstreamKey? }, a resolver (key) => client, { resolve, keyShape? } or { sqlite: file }';
 const DIRECTORY_FIELDS = new Set(['resolve', 'sqlite', 'keyShape', 'cache', 'timeoutMs']);
 const CACHE_FIELDS = ['maxEntries', 'positiveTtlMs', 'negativeTtlMs'] as const;
 // setTimeout silently turns larger values into 1 ms.
@@ -104,26 +106,36 @@ export function validateClientDirectory(value: unknown): ClientDirectory {
       resolve: value as AmpClientResolver,
       shape: undefined,
       cache: DIRECTORY_DEFAULTS,
+      description: 'resolver (no key shape)',
     });
-  if (!isPlainObject(value)) fail('clients', 'expected a list of clients, a resolver or { sqlite: file }');
+  if (!isPlainObject(value)) fail('clients', `expected ${CLIENTS_FORMS}`);
   for (const field of Object.keys(value)) {
     if (!DIRECTORY_FIELDS.has(field))
       fail(`clients.${field}`, `unknown field; a directory has ${[...DIRECTORY_FIELDS].join(', ')}`);
   }
   const cache = validateCache(value.cache, value.timeoutMs);
-  if ((value.resolve === undefined) === (value.sqlite === undefined))
-    fail('clients', 'expected either resolve or sqlite');
+  if (value.resolve === undefined && value.sqlite === undefined)
+    fail('clients', `expected ${CLIENTS_FORMS}, got an object with neither resolve nor sqlite`);
+  if (value.resolve !== undefined && value.sqlite !== undefined)
+    fail('clients', 'expected either resolve or sqlite, not both');
   if (value.sqlite !== undefined) {
     if (value.keyShape !== undefined)
       fail('clients.keyShape', 'a key file holds keys of the gateway shape only; remove keyShape');
     const file = validateSqliteFile(value.sqlite);
-    return new ClientDirectory({ resolve: sqliteResolver(file), shape: GATEWAY_KEY_SHAPE, cache });
+    return new ClientDirectory({
+      resolve: sqliteResolver(file),
+      shape: GATEWAY_KEY_SHAPE,
+      cache,
+      description: `sqlite ${file}`,
+    });
   }
   if (typeof value.resolve !== 'function')
     fail('clients.resolve', 'expected a function (key) => Promise<client>');
+  const shape = validateKeyShape(value.keyShape);
   return new ClientDirectory({
     resolve: value.resolve as AmpClientResolver,
-    shape: validateKeyShape(value.keyShape),
+    shape,
     cache,
+    description: shape ? 'resolver' : 'resolver (no key shape)',
   });
 }

@@ -28,7 +28,7 @@ export function startTable(loaded: LoadedAmpConfig, url: string): string {
       policy,
     ]),
     ['server key', loaded.upstreamKeyOrigin],
-    ['clients', String(effective.clients.length)],
+    ['clients', effective.clientDirectory ?? String(effective.clients.length)],
     ['localhost only', effective.restrictManagementToLocalhost ? 'yes (management, actors, browser)' : 'no'],
     ['metrics', loaded.gateway.metricsPath ?? 'off'],
   ];
