@@ -65,8 +65,9 @@ class ResolvedShape implements KeyRecogniser<ResolvedClient> {
   }
 
   lookup(token: string): ResolvedClient | undefined {
-    if (this.shape.lookup(token) === undefined) return undefined;
-    return this.resolved.get(token) ?? UNKNOWN_KEY;
+    // A key presented in a credential header was checked against the shape when it was collected.
+    if (this.resolved.has(token)) return this.resolved.get(token) ?? UNKNOWN_KEY;
+    return this.shape.lookup(token) === undefined ? undefined : UNKNOWN_KEY;
   }
 }
 
@@ -108,21 +109,28 @@ export class ClientDirectory {
 
   /**
    * Reads a request's credentials (see `readCredentials`) once the keys it presents in its
-   * credential headers are resolved. Rejects with `DirectoryUnavailable` when the directory fails.
+   * credential headers are resolved: at once when the cache knows them all, else a promise that
+   * rejects with `DirectoryUnavailable` when the directory fails.
    */
-  async present(
+  present(
     headers: IncomingHttpHeaders,
     path: string,
     query: string,
     tokenHeader: string,
-  ): Promise<PresentedCredentials> {
+  ): PresentedCredentials | Promise<PresentedCredentials> {
     const resolved = new Map<string, ResolvedClient | undefined>();
+    let lookups: Promise<unknown>[] | undefined;
     for (const key of this.#presentedKeys(headers, tokenHeader)) {
       const answer = this.#cache.get(key);
-      resolved.set(key, answer instanceof Promise ? await answer : answer);
+      if (answer instanceof Promise)
+        (lookups ??= []).push(answer.then((client) => resolved.set(key, client)));
+      else resolved.set(key, answer);
     }
-    const credentials = readCredentials(headers, path, query, tokenHeader, this.#readerFor(resolved));
-    return credentials.client === UNKNOWN_KEY ? { ...credentials, client: undefined } : credentials;
+    const read = (): PresentedCredentials => {
+      const credentials = readCredentials(headers, path, query, tokenHeader, this.#readerFor(resolved));
+      return credentials.client === UNKNOWN_KEY ? { ...credentials, client: undefined } : credentials;
+    };
+    return lookups ? Promise.all(lookups).then(read) : read();
   }
 
   #readerFor(resolved: Map<string, ResolvedClient | undefined>): KeyRecogniser<ResolvedClient> {

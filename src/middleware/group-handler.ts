@@ -176,7 +176,9 @@ class Admission {
     if (refused) return new Refusal(refused);
     const { tokenHeader, clients } = this.config;
     if (clients instanceof ClientDirectory) {
-      return clients.present(req.headers, ampPath, query, tokenHeader).then(refuseMisplaced, (error) => {
+      const presented = clients.present(req.headers, ampPath, query, tokenHeader);
+      if (!(presented instanceof Promise)) return refuseMisplaced(presented);
+      return presented.then(refuseMisplaced, (error) => {
         // Fails closed: a key that cannot be checked lets nothing through.
         if (error instanceof DirectoryUnavailable) return new Refusal('amp_directory_unavailable');
         throw error;
