@@ -70,6 +70,36 @@ export type AmpClientDirectory =
   | (AmpDirectorySettings & { resolve: AmpClientResolver; keyShape?: AmpKeyShape })
   | (AmpDirectorySettings & { sqlite: string });
 
+/** Limits of one client, or of one team (all its clients together). Each defaults to none. */
+export interface AmpLimitSet {
+  /** Requests per minute, per route group (fixed one-minute windows). */
+  requestsPerMinute?: Partial<Record<AmpGroup, number>>;
+  /** Agent WebSockets open at once. */
+  concurrentWebSockets?: number;
+}
+
+/** The part of an ioredis client the Redis limits store uses (create it with `enableOfflineQueue: false`). */
+export interface AmpRedisClient {
+  eval(script: string, numKeys: number, ...args: (string | number)[]): Promise<unknown>;
+}
+
+/** Limits per named client and per team, counted in memory or in Redis shared by replicas. */
+export interface AmpLimits {
+  perClient?: AmpLimitSet;
+  perTeam?: AmpLimitSet;
+  /**
+   * Where counters live. Defaults to `'memory'` (this process; kept across `reload`). Several
+   * replicas share `{ redis }`: every check is one atomic Lua script. `prefix` defaults to
+   * `amp-proxy:`, `timeoutMs` (how long Redis may take to answer) to 500.
+   */
+  store?: 'memory' | { redis: AmpRedisClient; prefix?: string; timeoutMs?: number };
+  /**
+   * When the store cannot answer: `'closed'` refuses with `503 amp_limits_unavailable` (limits
+   * protect money), `'open'` lets requests through unlimited, warning once a minute. Defaults to `'closed'`.
+   */
+  onStoreError?: 'closed' | 'open';
+}
+
 /** The gateway client a request identified itself as, as seen by a custom policy. */
 export interface AmpPolicyClient {
   readonly name: string | undefined;
@@ -212,6 +242,8 @@ export interface AmpProxyOptions {
    * `localProvider` is set); larger ones get `413 amp_body_too_large`. Defaults to 33554432 (32 MiB).
    */
   maxBodyBytes?: number;
+  /** Limits per client and per team (see `AmpLimits`). Defaults to none. */
+  limits?: AmpLimits;
 }
 
 export type NextFunction = (error?: unknown) => void;
@@ -461,6 +493,13 @@ export interface AmpEffectiveOptions extends Record<keyof AmpProxyOptions, unkno
   clients: { name: string | null; key: string; upstreamKey: string | null }[];
   /** Where gateway keys are looked up when `clients` is a directory (`sqlite /path/keys.db`, `resolver`), else `null`. */
   clientDirectory: string | null;
+  /** The limits in force, with the store named (`memory` or `redis`), or `null`. */
+  limits: {
+    perClient: AmpLimitSet | null;
+    perTeam: AmpLimitSet | null;
+    store: 'memory' | 'redis';
+    onStoreError: 'closed' | 'open';
+  } | null;
   policies: Record<AmpGroup, AmpPolicyName | 'custom'>;
   tokenHeader: string;
   timeoutMs: number;
@@ -536,6 +575,9 @@ export type AmpErrorCode =
   | 'amp_upstream_key_conflict'
   | 'amp_upstream_key_missing'
   | 'amp_directory_unavailable'
+  | 'amp_rate_limited'
+  | 'amp_session_limit'
+  | 'amp_limits_unavailable'
   | 'amp_body_unavailable'
   | 'amp_local_provider_error'
   | 'amp_policy_error'

@@ -49,6 +49,7 @@ describe('validateOptions (no sockets)', () => {
       localProvider: () => undefined,
       forceModelMappings: true,
       maxBodyBytes: 1024,
+      limits: { perClient: { requestsPerMinute: { provider: 60 } } },
     };
     const validated = validateOptions(every);
     assert.deepEqual(Object.keys(validated).sort(), Object.keys(every).sort());

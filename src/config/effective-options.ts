@@ -64,5 +64,13 @@ export function describeOptions(
     localProvider: customOrNone(options.localProvider),
     forceModelMappings: options.forceModelMappings,
     maxBodyBytes: options.maxBodyBytes,
+    limits: options.limits
+      ? {
+          perClient: options.limits.perClient ?? null,
+          perTeam: options.limits.perTeam ?? null,
+          store: options.limits.store ? 'redis' : 'memory',
+          onStoreError: options.limits.onStoreError,
+        }
+      : null,
   };
 }

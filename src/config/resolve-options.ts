@@ -1,5 +1,6 @@
 import type { ClientTable } from '../auth/clients.js';
 import type { ClientDirectory } from '../directory/client-directory.js';
+import type { LimitsConfig } from '../limits/limiter.js';
 import { createServerKeyResolver, type ServerKeyResolver } from '../auth/upstream-key.js';
 import { chooseEgressProxy, type EgressProxy } from '../egress/egress-proxy.js';
 import { upstreamTrustBundle } from '../egress/trusted-cas.js';
@@ -31,6 +32,8 @@ export interface ResolvedConfig {
   readonly warn: (code: string, message: string) => void;
   /** How provider calls are routed by model; `undefined` when nothing needs the body read. */
   readonly providerRouting: ProviderRoutingConfig | undefined;
+  /** Limits per client and team; `undefined` when none are set, so nothing is counted. */
+  readonly limits: LimitsConfig | undefined;
 }
 
 /**
@@ -95,6 +98,7 @@ export function resolveOptions(options: unknown): ResolvedConfig {
       clients.directory?.recogniser,
     ),
     providerRouting: providerRouting(validated),
+    limits: validated.limits,
     warn: logger
       ? (code, message) => logger.warn({ code }, message)
       : (code, message) => process.emitWarning(message, { code }),

@@ -7,6 +7,8 @@ import type { UpstreamProxySetting } from '../egress/egress-proxy.js';
 import { parseProxyUrl } from '../egress/proxy-url.js';
 import type { ClientDirectory } from '../directory/client-directory.js';
 import { validateClientDirectory } from '../directory/directory-options.js';
+import type { LimitsConfig } from '../limits/limiter.js';
+import { validateLimits } from '../limits/limit-options.js';
 import { readUpstreamCa, type UpstreamCa } from '../egress/trusted-cas.js';
 import { AmpProxyConfigError } from '../errors.js';
 import { compileModelMappings, type ModelMapper } from '../provider/model-mappings.js';
@@ -62,6 +64,7 @@ export interface ValidatedOptions {
   readonly localProvider: AmpProxyOptions['localProvider'];
   readonly forceModelMappings: boolean;
   readonly maxBodyBytes: number;
+  readonly limits: LimitsConfig | undefined;
 }
 
 /** Keyed by every option: an option added to `AmpProxyOptions` does not compile until it is validated here. */
@@ -428,6 +431,7 @@ const OPTION_VALIDATORS: OptionValidators = {
   localProvider: (value) => validateFunction(value, 'localProvider'),
   forceModelMappings: (value) => validateFlag(value, 'forceModelMappings'),
   maxBodyBytes: validateMaxBodyBytes,
+  limits: validateLimits,
 };
 const OPTION_NAMES = Object.keys(OPTION_VALIDATORS) as (keyof AmpProxyOptions)[];
 /** Options whose only form is a function: code, which a JSON or YAML file cannot hold. */

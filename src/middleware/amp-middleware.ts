@@ -2,6 +2,8 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { ClientDirectory } from '../directory/client-directory.js';
+import { MemoryLimitStore } from '../limits/limit-store.js';
+import { Limiter } from '../limits/limiter.js';
 import { resolveOptions, type ResolvedConfig } from '../config/resolve-options.js';
 import { AmpProxyConfigError, rejectUpgrade, sendAmpError } from '../errors.js';
 import { forbidsCrossOrigin } from '../access/cors.js';
@@ -106,6 +108,8 @@ function createProxyPool(groups: readonly AmpGroup[]) {
   const proxies = new Map(groups.map((group) => [group, createGroupProxy(forbidsCrossOrigin(group))]));
   return {
     proxyFor: (group: AmpGroup): GroupProxy => proxies.get(group)!,
+    /** Limit counters kept in memory outlive reloads: a reload must not hand out fresh allowances. */
+    limitStore: new MemoryLimitStore(),
     closeIdle(): void {
       for (const proxy of proxies.values()) proxy.closeIdle();
     },
@@ -125,8 +129,13 @@ function buildRuntime(
     );
   }
   const buildHeaders = createUpstreamHeaderBuilder(config.tokenHeader);
+  const { limits } = config;
+  const limiter = limits && new Limiter(limits, limits.store ?? pool.limitStore, config.warn);
   const handlers = new Map(
-    groups.map((group) => [group, createGroupHandler(group, config, pool.proxyFor(group), buildHeaders)]),
+    groups.map((group) => [
+      group,
+      createGroupHandler(group, config, pool.proxyFor(group), buildHeaders, limiter),
+    ]),
   );
   return {
     handlers,

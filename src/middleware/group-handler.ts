@@ -14,6 +14,8 @@ import {
   type ServerKeyStage,
 } from '../policy/policies.js';
 import { createRequestGate, type RequestGate } from '../access/request-gate.js';
+import type { Limiter, LimitRefusal } from '../limits/limiter.js';
+import { closeWithPolicyViolation, sendLimitRefusal } from '../limits/refusals.js';
 import { createTracer, type RequestTrace, type Tracer } from '../observability/events.js';
 import { rewriteLocalResponse } from '../provider/local-response.js';
 import {
@@ -57,6 +59,8 @@ class Refusal {
   constructor(
     readonly code: AmpErrorCode,
     readonly where?: string,
+    /** Set by limits: answered in the shape the Amp CLI shows for the route (see `limits/refusals.ts`). */
+    readonly limited?: LimitRefusal,
   ) {}
 }
 
@@ -147,7 +151,10 @@ function traced(
   const trace = tracer?.request(req, res, withQuery(ampPath, query));
   const answer = (refusal: Refusal): void => {
     trace?.answered(refusal.code);
-    sendAmpError(res, refusal.code, refusal.where);
+    if (refusal.limited?.code === 'amp_rate_limited')
+      sendLimitRefusal(res, ampPath, refusal.code, refusal.limited.retryAfterSeconds);
+    else if (refusal.limited) sendLimitRefusal(res, ampPath, refusal.code, undefined);
+    else sendAmpError(res, refusal.code, refusal.where);
   };
   return { trace, answer };
 }
@@ -201,6 +208,7 @@ class ForwardingPipeline implements GroupHandler {
   readonly #spendServerKey: ServerKeyStage;
   readonly #routing: ProviderRoutingConfig | undefined;
   readonly #destination: Destination;
+  readonly #group: AmpGroup;
   readonly upgrade: GroupHandler['upgrade'];
 
   constructor(
@@ -211,7 +219,9 @@ class ForwardingPipeline implements GroupHandler {
     private readonly tracer: Tracer | undefined,
     private readonly proxy: GroupProxy,
     private readonly buildHeaders: UpstreamHeaderBuilder,
+    private readonly limiter: Limiter | undefined,
   ) {
+    this.#group = group;
     const { clients } = config;
     const recogniser = clients instanceof ClientDirectory ? clients.recogniser : clients;
     const dependencies = { group, clients: recogniser, serverKey: config.serverKey };
@@ -244,7 +254,12 @@ class ForwardingPipeline implements GroupHandler {
     ampPath: string,
     query: string,
   ) => {
-    const refuse = (refusal: Refusal): void => rejectUpgrade(socket, refusal.code, refusal.where);
+    const refuse = (refusal: Refusal): void => {
+      // A limit closes an accepted WebSocket with 1008, which the CLI reports rather than retries.
+      if (refusal.limited && refusal.code !== 'amp_limits_unavailable')
+        closeWithPolicyViolation(req, socket, refusal.code);
+      else rejectUpgrade(socket, refusal.code, refusal.where);
+    };
     this.#tunnel(req, socket, head, ampPath, query).then(
       (refusal) => refusal && refuse(refusal),
       () => refuse(new Refusal('amp_internal_error')),
@@ -279,6 +294,11 @@ class ForwardingPipeline implements GroupHandler {
     if (credentials instanceof Refusal) return credentials;
     const decision = await this.#applyPolicy(req, credentials);
     if (decision instanceof Refusal) return decision;
+    if (this.limiter) {
+      const counted = this.limiter.admit(this.#group, credentials.client);
+      const limited = counted instanceof Promise ? await counted : counted;
+      if (limited) return new Refusal(limited.code, undefined, limited);
+    }
     return { credentials, decision };
   }
 
@@ -362,6 +382,12 @@ class ForwardingPipeline implements GroupHandler {
     const { credentials, decision } = authorised;
     const forward = decision.kind === 'spend-server-key' ? await this.#resolveServerKey(req) : decision;
     if (forward instanceof Refusal) return forward;
+    if (this.limiter) {
+      const session = await this.limiter.openSession(credentials.client);
+      if ('code' in session) return new Refusal(session.code, undefined, session);
+      if (socket.destroyed) session.release();
+      else socket.once('close', session.release);
+    }
     this.tracer?.tunnel(socket, withQuery(ampPath, query));
     const request = this.#outboundRequest(
       req,
@@ -383,6 +409,7 @@ export function createGroupHandler(
   config: ResolvedConfig,
   proxy: GroupProxy,
   buildHeaders: UpstreamHeaderBuilder,
+  limiter?: Limiter,
 ): GroupHandler {
   const policySpec = config.policies[group];
   const tracer = config.emit
@@ -395,5 +422,5 @@ export function createGroupHandler(
     : undefined;
   const admission = new Admission(group, config);
   if (policySpec === 'redirect') return createRedirectHandler(admission, tracer, config.upstreamBase);
-  return new ForwardingPipeline(group, policySpec, config, admission, tracer, proxy, buildHeaders);
+  return new ForwardingPipeline(group, policySpec, config, admission, tracer, proxy, buildHeaders, limiter);
 }

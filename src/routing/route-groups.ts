@@ -5,7 +5,7 @@ export const AMP_GROUPS: readonly AmpGroup[] = ['provider', 'management', 'actor
 const BROWSER_SUBTREES = ['/auth', '/threads', '/docs', '/settings'];
 const BROWSER_PAGES = new Set(['/threads.rss', '/news.rss']);
 
-function isAtOrUnder(path: string, base: string): boolean {
+export function isAtOrUnder(path: string, base: string): boolean {
   return path.startsWith(base) && (path.length === base.length || path.charCodeAt(base.length) === 47); // '/'
 }
 
