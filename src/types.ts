@@ -89,10 +89,11 @@ export interface AmpLimits {
   perTeam?: AmpLimitSet;
   /**
    * Where counters live. Defaults to `'memory'` (this process; kept across `reload`). Several
-   * replicas share `{ redis }`: every check is one atomic Lua script. `prefix` defaults to
-   * `amp-proxy:`, `timeoutMs` (how long Redis may take to answer) to 500.
+   * replicas share `{ redis }`, an ioredis client or a `redis://` URL (needs ioredis installed):
+   * every check is one atomic Lua script. `prefix` defaults to `amp-proxy:`, `timeoutMs` (how
+   * long Redis may take to answer) to 500.
    */
-  store?: 'memory' | { redis: AmpRedisClient; prefix?: string; timeoutMs?: number };
+  store?: 'memory' | { redis: AmpRedisClient | string; prefix?: string; timeoutMs?: number };
   /**
    * When the store cannot answer: `'closed'` refuses with `503 amp_limits_unavailable` (limits
    * protect money), `'open'` lets requests through unlimited, warning once a minute. Defaults to `'closed'`.

@@ -213,7 +213,7 @@ describe('team limits and agent WebSockets (memory)', () => {
     for (const [limits, option] of [
       [{ perClient: { requestsPerMinute: { provider: 0 } } }, 'limits.perClient.requestsPerMinute.provider'],
       [{ perTeam: { requestsPerHour: 1 } }, 'limits.perTeam.requestsPerHour'],
-      [{ store: { redis: 'redis://localhost' } }, 'limits.store.redis'],
+      [{ store: { redis: 'localhost:6379' } }, 'limits.store.redis'],
       [{ onStoreError: 'maybe' }, 'limits.onStoreError'],
     ] as const) {
       assert.throws(

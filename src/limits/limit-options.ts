@@ -3,7 +3,7 @@ import { isPlainObject } from '../plain-object.js';
 import { AMP_GROUPS } from '../routing/route-groups.js';
 import type { AmpGroup, AmpRedisClient } from '../types.js';
 import type { LimitSet, LimitsConfig } from './limiter.js';
-import { RedisLimitStore } from './redis-store.js';
+import { redisClientFor, RedisLimitStore } from './redis-store.js';
 
 const LIMITS_FIELDS = ['perClient', 'perTeam', 'store', 'onStoreError'];
 const SET_FIELDS = ['requestsPerMinute', 'concurrentWebSockets'];
@@ -56,12 +56,12 @@ function validateStore(value: unknown): LimitsConfig['store'] {
   if (!isPlainObject(value)) fail('limits.store', "expected 'memory' or { redis }");
   onlyFields(value, REDIS_FIELDS, 'limits.store');
   const { redis, prefix, timeoutMs } = value;
-  if (typeof redis === 'string')
-    fail('limits.store.redis', 'expected an ioredis client; the standalone gateway makes one from a URL');
-  if (typeof (redis as { eval?: unknown } | null | undefined)?.eval !== 'function')
-    fail('limits.store.redis', 'expected an ioredis client (an object with eval)');
+  const isUrl = typeof redis === 'string' && /^rediss?:\/\//.test(redis);
+  if (!isUrl && typeof (redis as { eval?: unknown } | null | undefined)?.eval !== 'function')
+    fail('limits.store.redis', 'expected an ioredis client or a redis:// or rediss:// URL');
   if (prefix !== undefined && typeof prefix !== 'string') fail('limits.store.prefix', 'expected a string');
-  return new RedisLimitStore(redis as AmpRedisClient, {
+  const client = isUrl ? redisClientFor(redis as string) : (redis as AmpRedisClient);
+  return new RedisLimitStore(client, {
     prefix: prefix ?? DEFAULT_PREFIX,
     timeoutMs: positiveWhole(timeoutMs, 'limits.store.timeoutMs') ?? DEFAULT_REDIS_TIMEOUT_MS,
     leaseMs: LEASE_MS,

@@ -62,12 +62,31 @@ export interface RedisStoreSettings {
   readonly leaseMs: number;
 }
 
+/** One client per URL for the life of the process: a reload makes a new store, not a new connection. */
+const clientsByUrl = new Map<string, Promise<RedisLike>>();
+
+/**
+ * A client for a `redis://` URL (the standalone gateway's config file cannot hold a client):
+ * ioredis, an optional dependency, loaded on first use, failing fast while Redis is down.
+ */
+export function redisClientFor(url: string): Promise<RedisLike> {
+  let client = clientsByUrl.get(url);
+  if (client === undefined) {
+    client = import('ioredis').then(
+      ({ Redis }) => new Redis(url, { enableOfflineQueue: false, maxRetriesPerRequest: 0 }),
+    );
+    // A failed import stays failed: every check fails (open or closed) until ioredis is installed.
+    clientsByUrl.set(url, client);
+  }
+  return client;
+}
+
 export class RedisLimitStore implements LimitStore {
   readonly #held = new Map<string, readonly Charge[]>();
   #renewal: NodeJS.Timeout | undefined;
 
   constructor(
-    private readonly redis: RedisLike,
+    private readonly redis: RedisLike | Promise<RedisLike>,
     private readonly settings: RedisStoreSettings,
   ) {}
 
@@ -77,7 +96,8 @@ export class RedisLimitStore implements LimitStore {
       timer = setTimeout(() => reject(new Error('redis did not answer in time')), this.settings.timeoutMs);
     });
     try {
-      return await Promise.race([this.redis.eval(script, keys.length, ...keys, ...args), timedOut]);
+      const redis = await Promise.race([this.redis, timedOut]);
+      return await Promise.race([redis.eval(script, keys.length, ...keys, ...args), timedOut]);
     } finally {
       clearTimeout(timer);
     }
