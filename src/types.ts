@@ -30,6 +30,8 @@ export interface AmpDirectoryClient {
   upstreamKey?: string;
   /** When the key stops working (ms since the epoch): the cache keeps the answer no longer. */
   expiresAt?: number;
+  /** This client's own limits, instead of `limits.perClient`. Defaults to those. */
+  limits?: AmpLimitSet;
 }
 
 /**

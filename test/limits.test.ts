@@ -158,6 +158,8 @@ describe('team limits and agent WebSockets (memory)', () => {
     ['gw-carol-key-0000000000003', { name: 'carol', team: 'eng' }],
     ['gw-dave-key-00000000000004', { name: 'dave', team: 'eng' }],
     ['gw-erin-key-00000000000005', { name: 'erin', team: 'ops' }],
+    ['gw-frank-key-0000000000006', { name: 'frank', limits: { requestsPerMinute: { provider: 1 } } }],
+    ['gw-grace-key-0000000000007', { name: 'grace', limits: { requestsPerMinute: { provider: -1 } } }],
   ]);
 
   before(async () => {
@@ -191,6 +193,15 @@ describe('team limits and agent WebSockets (memory)', () => {
     statuses.push((await provider(gateway.url, 'gw-erin-key-00000000000005')).status);
     assert.deepEqual(statuses, [200, 200, 200, 429, 200]);
     assert.equal(errorCode(refused), 'amp_rate_limited');
+  });
+
+  it("a directory client's own limits replace perClient; limits that make no sense fail closed", async () => {
+    assert.equal((await provider(gateway.url, 'gw-frank-key-0000000000006')).status, 200);
+    const refused = await provider(gateway.url, 'gw-frank-key-0000000000006');
+    assert.equal(refused.status, 429);
+    const broken = await provider(gateway.url, 'gw-grace-key-0000000000007');
+    assert.equal(broken.status, 503);
+    assert.equal(errorCode(broken), 'amp_directory_unavailable');
   });
 
   it('a WebSocket over the limit is accepted and closed with 1008 and the code; a slot frees on close', async () => {

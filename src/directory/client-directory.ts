@@ -4,6 +4,7 @@ import { CREDENTIAL_HEADERS } from '../auth/credential-names.js';
 import { readCredentials, type PresentedCredentials } from '../auth/credentials.js';
 import { containsKey, findKeys, isKeyToken, KeyTable, type KeyRecogniser } from '../auth/key-recognition.js';
 import type { AmpClientResolver, AmpDirectoryClient } from '../types.js';
+import { validateSet } from '../limits/limit-options.js';
 import { ClientCache, type ClientCacheSettings } from './client-cache.js';
 import { ShapeRecogniser, type KeyShape } from './key-shape.js';
 
@@ -33,7 +34,7 @@ interface DirectoryEntry extends ResolvedClient {
 /** A directory answer checked: an answer that does not fit fails closed, like a failing resolver. */
 function toClient(answer: unknown, shape: KeyRecogniser<unknown>): DirectoryEntry | undefined {
   if (answer === undefined || answer === null) return undefined;
-  const { name, team, upstreamKey, expiresAt } = answer as Partial<AmpDirectoryClient>;
+  const { name, team, upstreamKey, expiresAt, limits } = answer as Partial<AmpDirectoryClient>;
   const fits =
     typeof name === 'string' &&
     name !== '' &&
@@ -45,7 +46,9 @@ function toClient(answer: unknown, shape: KeyRecogniser<unknown>): DirectoryEntr
   if (upstreamKey !== undefined && containsKey(upstreamKey, shape))
     throw new TypeError('a client mapped to a gateway key');
   if (expiresAt !== undefined && expiresAt <= Date.now()) return undefined;
-  return { name, team, upstreamKey: upstreamKey?.trim(), expiresAt };
+  // Limits that do not validate throw too: the request fails closed.
+  const ownLimits = validateSet(limits, 'limits');
+  return { name, team, upstreamKey: upstreamKey?.trim(), expiresAt, limits: ownLimits };
 }
 
 /** Keys of a shape, each resolved (or `UNKNOWN_KEY`) before the request is read with them. */

@@ -31,7 +31,7 @@ function positiveWhole(value: unknown, path: string): number | undefined {
   return value;
 }
 
-function validateSet(value: unknown, path: string): LimitSet | undefined {
+export function validateSet(value: unknown, path: string): LimitSet | undefined {
   if (value === undefined) return undefined;
   if (!isPlainObject(value)) fail(path, 'expected { requestsPerMinute?, concurrentWebSockets? }');
   onlyFields(value, SET_FIELDS, path);

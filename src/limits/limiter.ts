@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import type { ResolvedClient } from '../auth/clients.js';
+import type { ClientLimits, ResolvedClient } from '../auth/clients.js';
 import type { AmpGroup } from '../types.js';
 import type { Charge, LimitStore } from './limit-store.js';
 
@@ -8,10 +8,7 @@ const MINUTE_MS = 60_000;
 const WARN_EVERY_MS = 60_000;
 
 /** One set of limits, as validated (see `limit-options.ts`). */
-export interface LimitSet {
-  readonly requestsPerMinute: Readonly<Partial<Record<AmpGroup, number>>>;
-  readonly concurrentWebSockets: number | undefined;
-}
+export type LimitSet = ClientLimits;
 
 export interface LimitsConfig {
   readonly perClient: LimitSet | undefined;
@@ -52,7 +49,8 @@ export class Limiter {
   #charges(client: ResolvedClient | undefined, kind: string, limitOf: (set: LimitSet) => number | undefined) {
     const charges: Charge[] = [];
     if (client?.name === undefined) return charges;
-    const { perClient, perTeam } = this.config;
+    const { perTeam } = this.config;
+    const perClient = client.limits ?? this.config.perClient;
     const clientLimit = perClient && limitOf(perClient);
     if (clientLimit !== undefined) charges.push({ key: `${kind}:client:${client.name}`, limit: clientLimit });
     const teamLimit = perTeam && client.team !== undefined ? limitOf(perTeam) : undefined;
