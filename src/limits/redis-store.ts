@@ -72,10 +72,20 @@ const clientsByUrl = new Map<string, Promise<RedisLike>>();
 export function redisClientFor(url: string): Promise<RedisLike> {
   let client = clientsByUrl.get(url);
   if (client === undefined) {
-    client = import('ioredis').then(
-      ({ Redis }) => new Redis(url, { enableOfflineQueue: false, maxRetriesPerRequest: 0 }),
-    );
-    // A failed import stays failed: every check fails (open or closed) until ioredis is installed.
+    client = import('ioredis').then(async ({ Redis }) => {
+      // Without an offline queue, a command sent before the connection is ready fails at once:
+      // the client is handed out only once connected, and reconnects by itself after that.
+      const redis = new Redis(url, { enableOfflineQueue: false, maxRetriesPerRequest: 0, lazyConnect: true });
+      try {
+        await redis.connect();
+      } catch (error) {
+        redis.disconnect();
+        throw error;
+      }
+      return redis;
+    });
+    // A first connection that fails is tried again by the next check.
+    client.catch(() => clientsByUrl.delete(url));
     clientsByUrl.set(url, client);
   }
   return client;
