@@ -221,6 +221,22 @@ for (const [name, express] of EXPRESS_VERSIONS) {
       assert.equal(directory.asked.length, before);
     });
 
+    it('several keys in one request: refused, and at most two are looked up', async () => {
+      const received = upstream.record();
+      const before = directory.asked.length;
+      const made = Array.from({ length: 5 }, generateGatewayKey);
+      for (const headers of [
+        { authorization: `Bearer ${made.join(' ')}` },
+        { authorization: `Bearer ${alice}`, 'x-api-key': bob },
+      ] as Record<string, string>[]) {
+        const res = await provider(headers);
+        assert.equal(res.status, 401);
+        assert.equal((res.json() as { error: string }).error, 'amp_client_unauthorized');
+      }
+      assert.equal(directory.asked.length - before, 2);
+      assert.equal(received.requests.length, 0);
+    });
+
     it('events name the client; no key of the shape appears in any event', async () => {
       const mark = events.mark();
       await provider({ authorization: `Bearer ${alice}` });

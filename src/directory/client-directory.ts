@@ -25,6 +25,8 @@ const SHAPELESS: KeyRecogniser<never> = {
   lookup: () => undefined,
 };
 const BEARER = /^bearer\s+/i;
+/** Keys looked up per request (see `present`). */
+const MAX_KEYS_RESOLVED = 2;
 
 /** A directory's client, with the moment its key stops working, which bounds how long it is cached. */
 interface DirectoryEntry extends ResolvedClient {
@@ -123,7 +125,12 @@ export class ClientDirectory {
   ): PresentedCredentials | Promise<PresentedCredentials> {
     const resolved = new Map<string, ResolvedClient | undefined>();
     let lookups: Promise<unknown>[] | undefined;
+    let looked = 0;
     for (const key of this.#presentedKeys(headers, tokenHeader)) {
+      // Two different keys already make the request refused as two clients': more are not looked
+      // up, so a request cannot make the directory answer for a pile of made-up keys. (Without a
+      // shape, the candidates are at most the credential headers, and each must be looked up.)
+      if (this.#shape && looked++ === MAX_KEYS_RESOLVED) break;
       const answer = this.#cache.get(key);
       if (answer instanceof Promise)
         (lookups ??= []).push(answer.then((client) => resolved.set(key, client)));

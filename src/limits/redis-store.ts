@@ -76,6 +76,8 @@ export function redisClientFor(url: string): Promise<RedisLike> {
       // Without an offline queue, a command sent before the connection is ready fails at once:
       // the client is handed out only once connected, and reconnects by itself after that.
       const redis = new Redis(url, { enableOfflineQueue: false, maxRetriesPerRequest: 0, lazyConnect: true });
+      // Failures show as failed checks and the limiter's warning; ioredis would also print each one.
+      redis.on('error', () => undefined);
       try {
         await redis.connect();
       } catch (error) {
