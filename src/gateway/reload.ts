@@ -24,6 +24,12 @@ function secretDigests({ options }: LoadedAmpConfig): unknown {
           upstreamKey: digest(client.upstreamKey),
         }))
       : undefined,
+    // The printed limits name the store only: its URL may hold a password.
+    limitsStore: digest(
+      typeof options.limits?.store === 'object' && typeof options.limits.store.redis === 'string'
+        ? options.limits.store.redis
+        : undefined,
+    ),
   };
 }
 

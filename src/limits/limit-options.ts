@@ -60,7 +60,7 @@ function validateStore(value: unknown): LimitsConfig['store'] {
   if (!isUrl && typeof (redis as { eval?: unknown } | null | undefined)?.eval !== 'function')
     fail('limits.store.redis', 'expected an ioredis client or a redis:// or rediss:// URL');
   if (prefix !== undefined && typeof prefix !== 'string') fail('limits.store.prefix', 'expected a string');
-  const client = isUrl ? redisClientFor(redis as string) : (redis as AmpRedisClient);
+  const client = isUrl ? () => redisClientFor(redis as string) : (redis as AmpRedisClient);
   return new RedisLimitStore(client, {
     prefix: prefix ?? DEFAULT_PREFIX,
     timeoutMs: positiveWhole(timeoutMs, 'limits.store.timeoutMs') ?? DEFAULT_REDIS_TIMEOUT_MS,

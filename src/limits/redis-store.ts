@@ -97,8 +97,12 @@ export class RedisLimitStore implements LimitStore {
   readonly #held = new Map<string, readonly Charge[]>();
   #renewal: NodeJS.Timeout | undefined;
 
+  /**
+   * `redis` may be a function that makes the client on first use: validating options (as
+   * `--print-config` and `loadAmpConfig` do) must not open a connection.
+   */
   constructor(
-    private readonly redis: RedisLike | Promise<RedisLike>,
+    private readonly redis: RedisLike | (() => Promise<RedisLike>),
     private readonly settings: RedisStoreSettings,
   ) {}
 
@@ -108,7 +112,8 @@ export class RedisLimitStore implements LimitStore {
       timer = setTimeout(() => reject(new Error('redis did not answer in time')), this.settings.timeoutMs);
     });
     try {
-      const redis = await Promise.race([this.redis, timedOut]);
+      const client = typeof this.redis === 'function' ? this.redis() : this.redis;
+      const redis = await Promise.race([client, timedOut]);
       return await Promise.race([redis.eval(script, keys.length, ...keys, ...args), timedOut]);
     } finally {
       clearTimeout(timer);
