@@ -67,13 +67,15 @@ function parseFlags() {
 }
 
 async function main(): Promise<void> {
-  if (process.argv[2] === 'keys') {
+  // `npx amp-proxy -- keys list` hands the separator on.
+  const args = process.argv[2] === '--' ? process.argv.slice(3) : process.argv.slice(2);
+  if (args[0] === 'keys') {
     const io = {
       env: process.env,
       out: (text: string) => process.stdout.write(text),
       err: (text: string) => process.stderr.write(text),
     };
-    process.exitCode = runKeysCommand(process.argv.slice(3), io);
+    process.exitCode = runKeysCommand(args.slice(1), io);
     return;
   }
   const flags = parseFlags();
