@@ -89,6 +89,23 @@ export const AMP_ERRORS = {
     message:
       'No upstream Amp key is configured for this route (set upstreamKey, or a clients[].upstreamKey; the standalone gateway also reads AMP_PROXY_UPSTREAM_KEY).',
   },
+  amp_directory_unavailable: {
+    status: 503,
+    message:
+      'The client directory did not answer (it failed or timed out), so the gateway key could not be checked.',
+  },
+  amp_rate_limited: {
+    status: 429,
+    message: 'Too many requests for this client or team; try again after Retry-After seconds.',
+  },
+  amp_session_limit: {
+    status: 429,
+    message: 'Too many agent sessions are open for this client or team; close one and try again.',
+  },
+  amp_limits_unavailable: {
+    status: 503,
+    message: 'The limits store did not answer, so the request could not be counted and was refused.',
+  },
   amp_body_unavailable: {
     status: 500,
     message:

@@ -7,6 +7,14 @@ import type { AmpMiddleware, AmpProxyOptions, AttachUpgradeOptions } from './typ
 
 export type {
   AmpClient,
+  AmpClientDirectory,
+  AmpClientResolver,
+  AmpDirectoryCache,
+  AmpDirectoryClient,
+  AmpKeyShape,
+  AmpLimits,
+  AmpLimitSet,
+  AmpRedisClient,
   AmpCustomPolicy,
   AmpDropHeaders,
   AmpEffectiveOptions,
@@ -51,6 +59,7 @@ export { createAmpMetrics } from './observability/metrics.js';
 export { createRedactor, redactHeaders, redactSecret, redactUrl } from './observability/redact.js';
 export { AMP_ERRORS, AmpProxyConfigError, upstreamFailureCause } from './errors.js';
 export { loadAmpConfig } from './config/load-config.js';
+export { generateGatewayKey, isGatewayKey } from './directory/key-shape.js';
 
 // The factories' `never` rest parameter makes `app.use(ampRouter)` (the factory itself, not the
 // middleware it returns) a type error in both Express majors; see `answerFactoryCalledAsMiddleware`.

@@ -20,6 +20,89 @@ export interface AmpClient {
   upstreamKey?: string;
 }
 
+/** What a client directory answers for a key it knows. */
+export interface AmpDirectoryClient {
+  /** Who holds the key, for logs, metrics and limits. */
+  name: string;
+  /** A group of clients, for limits per team. Defaults to none. */
+  team?: string;
+  /** This user's own Amp key, as `AmpClient.upstreamKey`. Defaults to none. */
+  upstreamKey?: string;
+  /** When the key stops working (ms since the epoch): the cache keeps the answer no longer. */
+  expiresAt?: number;
+  /** This client's own limits, instead of `limits.perClient`. Defaults to those. */
+  limits?: AmpLimitSet;
+}
+
+/**
+ * Looks up a presented gateway key in a directory (a database, Vault, an SSO-backed service):
+ * the client it belongs to, or `undefined` for a key it does not know (or one revoked or
+ * expired). Throwing or rejecting refuses the request with `503 amp_directory_unavailable`.
+ */
+export type AmpClientResolver = (key: string) => Promise<AmpDirectoryClient | undefined>;
+
+/**
+ * What the keys of a directory look like, so the gateway can find one anywhere in a request
+ * (misplaced keys refused, logs masked) without knowing it: its length, and a prefix, a test,
+ * or both. `'gateway'` is the shape of the keys `amp-proxy keys add` issues.
+ */
+export type AmpKeyShape = 'gateway' | { length: number; prefix?: string; test?: (token: string) => boolean };
+
+/** How long and how many directory answers are kept (by digest of the key, never the key). */
+export interface AmpDirectoryCache {
+  /** Defaults to 10000. */
+  maxEntries?: number;
+  /** How long a known key is trusted before the directory is asked again: the revocation lag. Defaults to 30000. */
+  positiveTtlMs?: number;
+  /** How long an unknown key is refused without asking again. Defaults to 5000. */
+  negativeTtlMs?: number;
+}
+
+interface AmpDirectorySettings {
+  cache?: AmpDirectoryCache;
+  /** How long a lookup may take before the request fails with `503`. Defaults to 2000. */
+  timeoutMs?: number;
+}
+
+/**
+ * A client directory instead of a static list: a resolver of your own, or the SQLite file that
+ * `amp-proxy keys` manages (relative paths from the working directory).
+ */
+export type AmpClientDirectory =
+  | (AmpDirectorySettings & { resolve: AmpClientResolver; keyShape?: AmpKeyShape })
+  | (AmpDirectorySettings & { sqlite: string });
+
+/** Limits of one client, or of one team (all its clients together). Each defaults to none. */
+export interface AmpLimitSet {
+  /** Requests per minute, per route group (fixed one-minute windows). */
+  requestsPerMinute?: Partial<Record<AmpGroup, number>>;
+  /** Agent WebSockets open at once. */
+  concurrentWebSockets?: number;
+}
+
+/** The part of an ioredis client the Redis limits store uses (create it with `enableOfflineQueue: false`). */
+export interface AmpRedisClient {
+  eval(script: string, numKeys: number, ...args: (string | number)[]): Promise<unknown>;
+}
+
+/** Limits per named client and per team, counted in memory or in Redis shared by replicas. */
+export interface AmpLimits {
+  perClient?: AmpLimitSet;
+  perTeam?: AmpLimitSet;
+  /**
+   * Where counters live. Defaults to `'memory'` (this process; kept across `reload`). Several
+   * replicas share `{ redis }`, an ioredis client or a `redis://` URL (needs ioredis installed):
+   * every check is one atomic Lua script. `prefix` defaults to `amp-proxy:`, `timeoutMs` (how
+   * long Redis may take to answer) to 500.
+   */
+  store?: 'memory' | { redis: AmpRedisClient | string; prefix?: string; timeoutMs?: number };
+  /**
+   * When the store cannot answer: `'closed'` refuses with `503 amp_limits_unavailable` (limits
+   * protect money), `'open'` lets requests through unlimited, warning once a minute. Defaults to `'closed'`.
+   */
+  onStoreError?: 'closed' | 'open';
+}
+
 /** The gateway client a request identified itself as, as seen by a custom policy. */
 export interface AmpPolicyClient {
   readonly name: string | undefined;
@@ -94,8 +177,11 @@ export interface AmpProxyOptions {
    * middleware never reads a key from its environment unless told to.
    */
   upstreamKey?: string | UpstreamKeyFunction | null | false | undefined;
-  /** Gateway keys handed to users. Defaults to none: `inject` routes then accept any caller. */
-  clients?: readonly AmpClient[];
+  /**
+   * Gateway keys handed to users: a list, a resolver (a function, or `{ resolve, keyShape? }`),
+   * or `{ sqlite: file }`. Defaults to none: `inject` routes then accept any caller.
+   */
+  clients?: readonly AmpClient[] | AmpClientResolver | AmpClientDirectory;
   /** The auth-header policy of each group. Defaults to `inject` for provider, `passthrough` elsewhere. */
   policies?: AmpPolicies;
   /** The header that carries the user's Amp token under `dual-token`. Defaults to `x-amp-token`. */
@@ -203,6 +289,8 @@ export interface AmpProxyOptions {
    * Defaults to `false`: clients call the provider themselves.
    */
   identityProxy?: boolean | string;
+  /** Limits per client and per team (see `AmpLimits`). Defaults to none. */
+  limits?: AmpLimits;
 }
 
 /** Header names (any case) per group, and for every group under `all`: see `dropHeaders`. */
@@ -216,6 +304,8 @@ export type NextFunction = (error?: unknown) => void;
 export interface AmpRequestClient {
   /** The `name` of the gateway client whose key the request presented. */
   readonly name: string | undefined;
+  /** Its `team`, when a client directory answered one. */
+  readonly team: string | undefined;
 }
 
 /** What every factory returns: Express/Connect middleware with WebSocket and shutdown hooks. */
@@ -472,6 +562,15 @@ export interface AmpEffectiveOptions extends Record<keyof AmpProxyOptions, unkno
   /** The server key the middleware spends, redacted; `'custom'` for a function; `null` when there is none. */
   upstreamKey: string | null;
   clients: { name: string | null; key: string; upstreamKey: string | null }[];
+  /** Where gateway keys are looked up when `clients` is a directory (`sqlite /path/keys.db`, `resolver`), else `null`. */
+  clientDirectory: string | null;
+  /** The limits in force, with the store named (`memory` or `redis`), or `null`. */
+  limits: {
+    perClient: AmpLimitSet | null;
+    perTeam: AmpLimitSet | null;
+    store: 'memory' | 'redis';
+    onStoreError: 'closed' | 'open';
+  } | null;
   policies: Record<AmpGroup, AmpPolicyName | 'custom'>;
   tokenHeader: string;
   timeoutMs: number;
@@ -567,6 +666,10 @@ export type AmpErrorCode =
   | 'amp_upstream_key_conflict'
   | 'amp_upstream_key_missing'
   | 'amp_identity_provider_unknown'
+  | 'amp_directory_unavailable'
+  | 'amp_rate_limited'
+  | 'amp_session_limit'
+  | 'amp_limits_unavailable'
   | 'amp_body_unavailable'
   | 'amp_local_provider_error'
   | 'amp_policy_error'

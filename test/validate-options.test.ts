@@ -57,6 +57,7 @@ describe('validateOptions (no sockets)', () => {
       identityProxy: 'https://idp.example/',
       forwardCookies: { browser: true },
       dropHeaders: { all: ['X-Company-JWT'], provider: ['x-tenant'] },
+      limits: { perClient: { requestsPerMinute: { provider: 60 } } },
     };
     const validated = validateOptions(every);
     assert.deepEqual(Object.keys(validated).sort(), Object.keys(every).sort());

@@ -1,7 +1,7 @@
 import type { IncomingHttpHeaders } from 'node:http';
-import type { ClientTable, ResolvedClient } from './clients.js';
+import type { ResolvedClient } from './clients.js';
 import { CREDENTIAL_HEADERS, CREDENTIAL_PARAMS, type CredentialHeader } from './credential-names.js';
-import { containsKey, findKeys } from './key-recognition.js';
+import { containsKey, findKeys, type KeyRecogniser } from './key-recognition.js';
 
 const IS_CREDENTIAL_HEADER: ReadonlySet<string> = new Set(CREDENTIAL_HEADERS);
 /** Cheap test before the query is split: could any parameter name be a credential one? */
@@ -84,7 +84,7 @@ class CredentialReader {
     this.client ??= client;
   };
 
-  constructor(private readonly clients: ClientTable) {}
+  constructor(private readonly clients: KeyRecogniser<ResolvedClient>) {}
 
   /** Any scheme word or none, quoted, with other text around it, or inside `Basic` credentials. */
   carriesGatewayKey(value: string): boolean {
@@ -101,7 +101,7 @@ function findMisplacedKey(
   path: string,
   query: string,
   tokenHeader: string,
-  clients: ClientTable,
+  clients: KeyRecogniser<ResolvedClient>,
 ): string | undefined {
   // Most names and values are shorter than any key: those are skipped without a call.
   const shortest = clients.shortest;
@@ -133,7 +133,7 @@ export function readCredentials(
   path: string,
   query: string,
   tokenHeader: string,
-  clients: ClientTable,
+  clients: KeyRecogniser<ResolvedClient>,
 ): PresentedCredentials {
   const reader = new CredentialReader(clients);
   const found: HeaderCredential[] = [];
@@ -173,7 +173,7 @@ export function readCredentials(
 export function presentedClient(
   headers: IncomingHttpHeaders,
   tokenHeader: string,
-  clients: ClientTable,
+  clients: KeyRecogniser<ResolvedClient>,
 ): ResolvedClient | undefined {
   if (clients.size === 0) return undefined;
   const reader = new CredentialReader(clients);

@@ -48,11 +48,25 @@ export function isKeyToken(value: string): boolean {
 }
 
 /**
+ * What `findKeys` searches with: which token lengths can be keys, and what a token of such a
+ * length stands for. A `KeyTable` knows its keys; a key shape (see `src/directory/key-shape.ts`)
+ * knows what every key of a directory looks like.
+ */
+export interface KeyRecogniser<T> {
+  /** How many keys it stands for: 0 when none, so gateway keys are not required at all. */
+  readonly size: number;
+  /** The length of the shortest key (`Infinity` while there is none). */
+  readonly shortest: number;
+  hasKeyOfLength(length: number): boolean;
+  lookup(token: string): T | undefined;
+}
+
+/**
  * Keys looked up by their SHA-256 digest: the lookup's timing depends on the digest, never on how
  * many leading characters of a guessed key were right. The table keeps the lengths of its keys
  * (the only thing about a key looked at before hashing), so tokens of other lengths cost nothing.
  */
-export class KeyTable<T> {
+export class KeyTable<T> implements KeyRecogniser<T> {
   readonly #byDigest = new Map<string, T>();
   /** `#lengths[n]` is 1 when some key is `n` characters long. */
   #lengths = new Uint8Array(0);
@@ -91,8 +105,21 @@ export class KeyTable<T> {
   }
 }
 
-function digest(key: string): string {
+/** The SHA-256 digest keys are looked up and cached by, never the key itself. */
+export function digest(key: string): string {
   return hash('sha256', key, 'base64');
+}
+
+/** Recognises what either recogniser does (the first one's value wins). */
+export function unionOf<T>(first: KeyRecogniser<T>, second: KeyRecogniser<T>): KeyRecogniser<T> {
+  return {
+    size: first.size + second.size,
+    shortest: Math.min(first.shortest, second.shortest),
+    hasKeyOfLength: (length) => first.hasKeyOfLength(length) || second.hasKeyOfLength(length),
+    lookup: (token) =>
+      (first.hasKeyOfLength(token.length) ? first.lookup(token) : undefined) ??
+      (second.hasKeyOfLength(token.length) ? second.lookup(token) : undefined),
+  };
 }
 
 /**
@@ -107,14 +134,14 @@ export type KeyVisitor<T> = (value: T, start: number, end: number) => unknown;
  * three rounds; anything that does not decode stays as it is), and inside `Basic <base64>`
  * credentials. Returns true when `visit` stopped the search.
  */
-export function findKeys<T>(text: string, table: KeyTable<T>, visit: KeyVisitor<T>): boolean {
+export function findKeys<T>(text: string, table: KeyRecogniser<T>, visit: KeyVisitor<T>): boolean {
   // Decoding only ever shortens a text, so a text shorter than every key holds none in any form.
   if (text.length < table.shortest) return false;
   return examine(text, { table, visit }, 0, true);
 }
 
 /** Whether `text` holds any key of `table`, in any of the forms `findKeys` recognises. */
-export function containsKey(text: string, table: KeyTable<unknown>): boolean {
+export function containsKey(text: string, table: KeyRecogniser<unknown>): boolean {
   return findKeys(text, table, stop);
 }
 
@@ -122,7 +149,7 @@ const stop = (): boolean => true;
 
 /** What a search looks for and whom it tells. */
 interface Search<T> {
-  readonly table: KeyTable<T>;
+  readonly table: KeyRecogniser<T>;
   readonly visit: KeyVisitor<T>;
 }
 

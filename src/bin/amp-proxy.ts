@@ -1,6 +1,7 @@
 #!/usr/bin/env node
 import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
+import { runKeysCommand } from '../directory/keys-command.js';
 import { printableConfig } from '../gateway/config-report.js';
 import { loadGatewayConfig, startGateway, type GatewayOptions } from '../gateway/gateway.js';
 import { AmpProxyConfigError } from '../index.js';
@@ -10,6 +11,7 @@ const SHUTDOWN_GRACE_MS = 10_000;
 const LAUNCHER_PID = process.ppid;
 const PARENT_CHECK_MS = 500;
 const USAGE = `Usage: amp-proxy [--config FILE] [--port N] [--host H] [--upstream-key-file FILE] [--print-config]
+       amp-proxy keys add|list|revoke …   (amp-proxy keys for details)
 
 A standalone Amp gateway. Provider routes spend the server key; every other route forwards the
 user's own token. Configuration comes from an amp-proxy config file (.amp-proxyrc, .amp-proxyrc.json,
@@ -69,6 +71,17 @@ function parseFlags() {
 }
 
 async function main(): Promise<void> {
+  // `npx amp-proxy -- keys list` hands the separator on.
+  const args = process.argv[2] === '--' ? process.argv.slice(3) : process.argv.slice(2);
+  if (args[0] === 'keys') {
+    const io = {
+      env: process.env,
+      out: (text: string) => process.stdout.write(text),
+      err: (text: string) => process.stderr.write(text),
+    };
+    process.exitCode = runKeysCommand(args.slice(1), io);
+    return;
+  }
   const flags = parseFlags();
   if (flags.help) {
     process.stdout.write(`${USAGE}\n`);

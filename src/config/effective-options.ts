@@ -45,6 +45,7 @@ export function describeOptions(
       key: redactSecret(client.key),
       upstreamKey: client.upstreamKey ? redactSecret(client.upstreamKey) : null,
     })),
+    clientDirectory: options.clients.directory?.description ?? null,
     policies: Object.fromEntries(
       Object.entries(options.policies).map(([group, policy]) => [
         group,
@@ -74,5 +75,13 @@ export function describeOptions(
     identityProxy: options.identityProxy,
     forwardCookies: byGroup((group) => forwardsCookies(options, group)),
     dropHeaders: byGroup((group) => [...options.dropHeaders[group]]),
+    limits: options.limits
+      ? {
+          perClient: options.limits.perClient ?? null,
+          perTeam: options.limits.perTeam ?? null,
+          store: options.limits.store ? 'redis' : 'memory',
+          onStoreError: options.limits.onStoreError,
+        }
+      : null,
   };
 }

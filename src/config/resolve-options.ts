@@ -1,4 +1,6 @@
 import type { ClientTable } from '../auth/clients.js';
+import type { ClientDirectory } from '../directory/client-directory.js';
+import type { LimitsConfig } from '../limits/limiter.js';
 import { AMBIENT_KEYS, createServerKeyResolver, type ServerKeyResolver } from '../auth/upstream-key.js';
 import { chooseEgressProxy, type EgressProxy } from '../egress/egress-proxy.js';
 import { upstreamTrustBundle } from '../egress/trusted-cas.js';
@@ -18,7 +20,8 @@ import type { AmpCustomPolicy, AmpGroup, AmpPolicyName, AmpProxyEventListener, R
 export interface ResolvedConfig {
   /** The upstream without a trailing slash: origin plus optional path prefix. */
   readonly upstreamBase: string;
-  readonly clients: ClientTable;
+  /** The gateway keys: a list, or a directory that resolves them when presented. */
+  readonly clients: ClientTable | ClientDirectory;
   readonly policies: Readonly<Record<AmpGroup, AmpPolicyName | AmpCustomPolicy>>;
   readonly tokenHeader: string;
   readonly timeoutMs: number;
@@ -44,6 +47,8 @@ export interface ResolvedConfig {
   readonly identity: IdentityProxy | undefined;
   /** The host's own headers each group never sends upstream: its cookies unless forwarded, `dropHeaders`. */
   readonly hostHeaders: Readonly<Record<AmpGroup, readonly string[]>>;
+  /** Limits per client and team; `undefined` when none are set, so nothing is counted. */
+  readonly limits: LimitsConfig | undefined;
 }
 
 /**
@@ -125,7 +130,7 @@ export function resolveOptions(options: unknown): ResolvedConfig {
   const { identityProxy } = validated;
   return {
     upstreamBase: upstream.base,
-    clients: clients.table,
+    clients: clients.directory ?? clients.table,
     policies: validated.policies,
     tokenHeader: validated.tokenHeader,
     timeoutMs: validated.timeoutMs,
@@ -138,12 +143,10 @@ export function resolveOptions(options: unknown): ResolvedConfig {
       { logger: logger && loggingListener(logger), onProxyEvent: validated.onProxyEvent },
       warn,
     ),
-    redactor: createRedactor([
-      ...clients.secrets,
-      ...serverKeys,
-      ...proxyCredentials(proxy),
-      ...(actorToken ? [actorToken] : []),
-    ]),
+    redactor: createRedactor(
+      [...clients.secrets, ...serverKeys, ...proxyCredentials(proxy), ...(actorToken ? [actorToken] : [])],
+      clients.directory?.recogniser,
+    ),
     providerRouting: providerRouting(validated),
     actorToken: actorToken === undefined ? undefined : createActorTokenStage(actorToken),
     publicBase: createPublicBase(validated.publicUrl, validated.trustedProxies),
@@ -159,6 +162,7 @@ export function resolveOptions(options: unknown): ResolvedConfig {
       ...(forwardsCookies(validated, group) ? [] : ['cookie']),
       ...validated.dropHeaders[group],
     ]),
+    limits: validated.limits,
     warn,
   };
 }

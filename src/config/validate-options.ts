@@ -3,7 +3,7 @@ import { publicActorToken } from '../actors/actor-token.js';
 import { identityProviderBase } from '../identity/identity-proxy.js';
 import { ClientTable, type ResolvedClient } from '../auth/clients.js';
 import { CREDENTIAL_HEADERS } from '../auth/credential-names.js';
-import { findKeys, isKeyToken, KEY_CHARACTERS } from '../auth/key-recognition.js';
+import { containsKey, findKeys, isKeyToken, KEY_CHARACTERS } from '../auth/key-recognition.js';
 import {
   AMBIENT_KEYS,
   defaultSecretsFile,
@@ -12,6 +12,10 @@ import {
 } from '../auth/upstream-key.js';
 import type { UpstreamProxySetting } from '../egress/egress-proxy.js';
 import { parseProxyUrl, shownScheme } from '../egress/proxy-url.js';
+import type { ClientDirectory } from '../directory/client-directory.js';
+import { validateClientDirectory } from '../directory/directory-options.js';
+import type { LimitsConfig } from '../limits/limiter.js';
+import { validateLimits } from '../limits/limit-options.js';
 import { readUpstreamCa, type UpstreamCa } from '../egress/trusted-cas.js';
 import { AmpProxyConfigError } from '../errors.js';
 import { compileModelMappings, type ModelMapper } from '../provider/model-mappings.js';
@@ -30,6 +34,8 @@ export interface ValidatedClients {
   /** In the order given, mapped keys trimmed. */
   readonly list: readonly AmpClient[];
   readonly table: ClientTable;
+  /** Set when `clients` is a resolver or a key file rather than a list (which is then empty). */
+  readonly directory: ClientDirectory | undefined;
   /** Every gateway key and mapped key, for the redactor. */
   readonly secrets: readonly string[];
   /**
@@ -77,6 +83,7 @@ export interface ValidatedOptions {
   readonly forwardCookies: Readonly<Partial<Record<AmpGroup, boolean>>>;
   /** The host's headers each group never sends upstream: `all` merged in, lower case. */
   readonly dropHeaders: Readonly<Record<AmpGroup, readonly string[]>>;
+  readonly limits: LimitsConfig | undefined;
 }
 
 /** Keyed by every option: an option added to `AmpProxyOptions` does not compile until it is validated here. */
@@ -262,9 +269,25 @@ function validateClients(value: unknown): ValidatedClients {
     // A key token found in a secret that is one token is that whole secret.
     return `${isKeyToken(secret) ? 'equals' : 'contains'} the key of clients[${index}]`;
   };
-  if (value === undefined) return { list: [], table, secrets: [], gatewayKeyConflict };
+  if (value === undefined) return { list: [], table, directory: undefined, secrets: [], gatewayKeyConflict };
+  if (typeof value === 'function' || (isPlainObject(value) && !Array.isArray(value))) {
+    const directory = validateClientDirectory(value);
+    return {
+      list: [],
+      table,
+      directory,
+      secrets: [],
+      gatewayKeyConflict: (secret) =>
+        containsKey(secret, directory.recogniser)
+          ? 'has the shape of a key of the clients directory'
+          : undefined,
+    };
+  }
   if (!Array.isArray(value))
-    fail('clients', `expected an array of { key, name?, upstreamKey? }, got ${describeValue(value)}`);
+    fail(
+      'clients',
+      `expected an array of { key, name?, upstreamKey? }, a resolver or { sqlite: file }, got ${describeValue(value)}`,
+    );
   const list = value.map((entry: unknown, index) => {
     const client = validateClient(entry, `clients[${index}]`);
     const previous = table.lookup(client.key);
@@ -288,7 +311,7 @@ function validateClients(value: unknown): ValidatedClients {
     ...list.map((client) => client.key),
     ...list.flatMap((client) => (client.upstreamKey ? [client.upstreamKey] : [])),
   ];
-  return { list, table, secrets, gatewayKeyConflict };
+  return { list, table, directory: undefined, secrets, gatewayKeyConflict };
 }
 
 function policiesAllowedFor(group: AmpGroup): readonly AmpPolicyName[] {
@@ -632,6 +655,7 @@ const OPTION_VALIDATORS: OptionValidators = {
   identityProxy: validateIdentityProxy,
   forwardCookies: validateForwardCookies,
   dropHeaders: validateDropHeaders,
+  limits: validateLimits,
 };
 const OPTION_NAMES = Object.keys(OPTION_VALIDATORS) as (keyof AmpProxyOptions)[];
 /** Options whose only form is a function: code, which a JSON or YAML file cannot hold. */

@@ -29,7 +29,7 @@ export function startTable(loaded: LoadedAmpConfig, url: string): string {
     ]),
     ['server key', loaded.upstreamKeyOrigin],
     ['actor token', effective.actorToken ?? 'none: tokenless actor requests go as they came'],
-    ['clients', String(effective.clients.length)],
+    ['clients', effective.clientDirectory ?? String(effective.clients.length)],
     ['localhost only', effective.restrictManagementToLocalhost ? 'yes (management, actors, browser)' : 'no'],
     ['metrics', loaded.gateway.metricsPath ?? 'off'],
   ];

@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import { AmpProxyConfigError } from '../index.js';
-import type { AmpLogger, LoadedAmpConfig } from '../index.js';
+import type { AmpClient, AmpLogger, LoadedAmpConfig } from '../index.js';
 import { printableConfig } from './config-report.js';
 
 /** A secret as something to compare: its digest, never the value. */
@@ -17,10 +17,19 @@ function secretDigests({ options }: LoadedAmpConfig): unknown {
     upstreamKey: digest(options.upstreamKey),
     // The printed proxy leaves out its credentials.
     upstreamProxy: digest(options.upstreamProxy),
-    clients: options.clients?.map((client) => ({
-      key: digest(client.key),
-      upstreamKey: digest(client.upstreamKey),
-    })),
+    // A directory's keys are not in the configuration; `sqlite` is a path, printed as it is.
+    clients: Array.isArray(options.clients)
+      ? options.clients.map((client: AmpClient) => ({
+          key: digest(client.key),
+          upstreamKey: digest(client.upstreamKey),
+        }))
+      : undefined,
+    // The printed limits name the store only: its URL may hold a password.
+    limitsStore: digest(
+      typeof options.limits?.store === 'object' && typeof options.limits.store.redis === 'string'
+        ? options.limits.store.redis
+        : undefined,
+    ),
   };
 }
 

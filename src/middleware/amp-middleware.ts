@@ -1,6 +1,9 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
+import { ClientDirectory } from '../directory/client-directory.js';
+import { MemoryLimitStore } from '../limits/limit-store.js';
+import { Limiter } from '../limits/limiter.js';
 import { resolveOptions, type ResolvedConfig } from '../config/resolve-options.js';
 import { AmpProxyConfigError, isAnswered, rejectUpgrade, sendAmpError } from '../errors.js';
 import { forbidsCrossOrigin } from '../access/cors.js';
@@ -130,6 +133,8 @@ function createProxyPool(groups: readonly AmpGroup[]) {
     connectThrough(connection: UpstreamConnection): void {
       for (const proxy of proxies.values()) proxy.connectThrough(connection);
     },
+    /** Limit counters kept in memory outlive reloads: a reload must not hand out fresh allowances. */
+    limitStore: new MemoryLimitStore(),
     closeIdle(): void {
       for (const proxy of proxies.values()) proxy.closeIdle();
     },
@@ -142,6 +147,14 @@ function buildRuntime(
   pool: ReturnType<typeof createProxyPool>,
 ): Runtime {
   const config = resolveOptions(options);
+  if (config.clients instanceof ClientDirectory && config.clients.isShapeless) {
+    config.warn(
+      'amp_directory_shapeless',
+      'clients is a resolver without keyShape: gateway keys are recognised only in the credential headers, so a key misplaced elsewhere (query, path, other headers) is forwarded and not masked in logs; declare keyShape',
+    );
+  }
+  const { limits } = config;
+  const limiter = limits && new Limiter(limits, limits.store ?? pool.limitStore, config.warn);
   const handlers = new Map(
     groups.map((group) => [
       group,
@@ -150,6 +163,7 @@ function buildRuntime(
         config,
         pool.proxyFor(group),
         createUpstreamHeaderBuilder(config.tokenHeader, config.hostHeaders[group]),
+        limiter,
       ),
     ]),
   );
@@ -158,8 +172,12 @@ function buildRuntime(
   return {
     handlers,
     clientOf: (req) => {
-      const client = presentedClient(req.headers, config.tokenHeader, config.clients);
-      return client && { name: client.name };
+      const { clients, tokenHeader } = config;
+      const client =
+        clients instanceof ClientDirectory
+          ? clients.cachedClient(req.headers, tokenHeader)
+          : presentedClient(req.headers, tokenHeader, clients);
+      return client && { name: client.name, team: client.team };
     },
     hostScope: config.hostScope,
     warn: config.warn,
@@ -284,9 +302,11 @@ export function createAmpMiddleware(
   /** A rate limiter and an access log both ask about the same request: they get one answer. */
   const knownClients = new WeakMap<IncomingMessage, AmpRequestClient | undefined>();
   middleware.clientOf = (req) => {
-    if (knownClients.has(req)) return knownClients.get(req);
+    const known = knownClients.get(req);
+    if (known) return known;
+    // Only a client found is kept: a directory may know the key by the next call.
     const client = runtime.clientOf(req);
-    knownClients.set(req, client);
+    if (client) knownClients.set(req, client);
     return client;
   };
 

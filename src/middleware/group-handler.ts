@@ -2,6 +2,8 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
 import { readCredentials, type PresentedCredentials } from '../auth/credentials.js';
 import type { ResolvedConfig } from '../config/resolve-options.js';
+import { DirectoryUnavailable } from '../directory/client-cache.js';
+import { ClientDirectory } from '../directory/client-directory.js';
 import { isAnswered, rejectUpgrade, sendAmpError } from '../errors.js';
 import {
   createPolicy,
@@ -12,6 +14,8 @@ import {
   type ServerKeyStage,
 } from '../policy/policies.js';
 import { createRequestGate, type RequestGate } from '../access/request-gate.js';
+import type { Limiter, LimitRefusal } from '../limits/limiter.js';
+import { closeWithPolicyViolation, sendLimitRefusal } from '../limits/refusals.js';
 import { containedTracer, createTracer, type RequestTrace, type Tracer } from '../observability/events.js';
 import { rewriteLocalResponse } from '../provider/local-response.js';
 import {
@@ -61,6 +65,8 @@ class Refusal {
   constructor(
     readonly code: AmpErrorCode,
     readonly where?: string,
+    /** Set by limits: answered in the shape the Amp CLI shows for the route (see `limits/refusals.ts`). */
+    readonly limited?: LimitRefusal,
   ) {}
 }
 
@@ -139,7 +145,8 @@ function createRedirectHandler(
     answer: Answer,
   ) => {
     answer.trace = tracer?.request(req, res, withQuery(ampPath, query));
-    const credentials = admission.admit(req, ampPath, query);
+    const admitted = admission.admit(req, ampPath, query);
+    const credentials = admitted instanceof Promise ? await admitted : admitted;
     if (credentials instanceof Refusal) return answer.refuse(credentials);
     const location = upstreamBase + withQuery(ampPath, credentials.upstreamQuery('all-credentials'));
     res.writeHead(302, { location, 'content-length': 0 });
@@ -147,7 +154,7 @@ function createRedirectHandler(
   };
   return {
     http(req, res, ampPath, query) {
-      const answer = new Answer(res);
+      const answer = new Answer(res, ampPath);
       redirect(req, res, ampPath, query, answer).catch(() =>
         answer.refuse(new Refusal('amp_internal_error')),
       );
@@ -158,16 +165,24 @@ function createRedirectHandler(
 /**
  * Answers a refused request, telling its trace why. The trace is set by the stage that starts it,
  * inside the error boundary, and attaches its `close` listener before any asynchronous step, so
- * no ending of the request can be missed.
+ * no ending of the request can be missed. A limit's refusal takes the shape the Amp CLI shows
+ * for the route.
  */
 class Answer {
   trace: RequestTrace | undefined;
 
-  constructor(private readonly res: ServerResponse) {}
+  constructor(
+    private readonly res: ServerResponse,
+    private readonly ampPath: string,
+  ) {}
 
   readonly refuse = (refusal: Refusal): void => {
     this.trace?.answered(refusal.code);
-    sendAmpError(this.res, refusal.code, refusal.where);
+    const { limited } = refusal;
+    if (limited) {
+      const retryAfter = limited.code === 'amp_rate_limited' ? limited.retryAfterSeconds : undefined;
+      sendLimitRefusal(this.res, this.ampPath, refusal.code, retryAfter);
+    } else sendAmpError(this.res, refusal.code, refusal.where);
   };
 }
 
@@ -185,16 +200,33 @@ class Admission {
     });
   }
 
-  admit(req: IncomingMessage, ampPath: string, query: string): PresentedCredentials | Refusal {
+  /** Synchronous for a list of clients; a directory's lookup is the one asynchronous step. */
+  admit(
+    req: IncomingMessage,
+    ampPath: string,
+    query: string,
+  ): PresentedCredentials | Refusal | Promise<PresentedCredentials | Refusal> {
     const refused = this.#gate?.(req);
     if (refused) return new Refusal(refused);
     const { tokenHeader, clients } = this.config;
-    const credentials = readCredentials(req.headers, ampPath, query, tokenHeader, clients);
-    if (credentials.misplacedGatewayKey !== undefined) {
-      return new Refusal('amp_gateway_key_misplaced', credentials.misplacedGatewayKey);
+    if (clients instanceof ClientDirectory) {
+      const presented = clients.present(req.headers, ampPath, query, tokenHeader);
+      if (!(presented instanceof Promise)) return refuseMisplaced(presented);
+      return presented.then(refuseMisplaced, (error) => {
+        // Fails closed: a key that cannot be checked lets nothing through.
+        if (error instanceof DirectoryUnavailable) return new Refusal('amp_directory_unavailable');
+        throw error;
+      });
     }
-    return credentials;
+    return refuseMisplaced(readCredentials(req.headers, ampPath, query, tokenHeader, clients));
   }
+}
+
+function refuseMisplaced(credentials: PresentedCredentials): PresentedCredentials | Refusal {
+  if (credentials.misplacedGatewayKey !== undefined) {
+    return new Refusal('amp_gateway_key_misplaced', credentials.misplacedGatewayKey);
+  }
+  return credentials;
 }
 
 /** The stages of a group whose policy forwards, precomputed from the options once. */
@@ -207,6 +239,7 @@ class ForwardingPipeline implements GroupHandler {
   readonly #publicBase: PublicBaseOf;
   readonly #identity: IdentityProxy | undefined;
   readonly #routesPublic: boolean;
+  readonly #group: AmpGroup;
   readonly upgrade: GroupHandler['upgrade'];
 
   constructor(
@@ -217,8 +250,12 @@ class ForwardingPipeline implements GroupHandler {
     private readonly tracer: Tracer | undefined,
     private readonly proxy: GroupProxy,
     private readonly buildHeaders: UpstreamHeaderBuilder,
+    private readonly limiter: Limiter | undefined,
   ) {
-    const dependencies = { group, clients: config.clients, serverKey: config.serverKey };
+    this.#group = group;
+    const { clients } = config;
+    const recogniser = clients instanceof ClientDirectory ? clients.recogniser : clients;
+    const dependencies = { group, clients: recogniser, serverKey: config.serverKey };
     this.#policy = createPolicy(policySpec, dependencies);
     this.#spendServerKey = createServerKeyStage(dependencies);
     this.#routing = group === 'provider' ? config.providerRouting : undefined;
@@ -231,7 +268,7 @@ class ForwardingPipeline implements GroupHandler {
   }
 
   http(req: IncomingMessage, res: ServerResponse, ampPath: string, query: string): void {
-    const answer = new Answer(res);
+    const answer = new Answer(res, ampPath);
     // The one error boundary: whatever tracing, a stage or host code does, the client gets an
     // answer (or a cut connection once a response started) and nothing reaches the host as an
     // error.
@@ -248,7 +285,12 @@ class ForwardingPipeline implements GroupHandler {
     ampPath: string,
     query: string,
   ) => {
-    const refuse = (refusal: Refusal): void => rejectUpgrade(socket, refusal.code, refusal.where);
+    const refuse = (refusal: Refusal): void => {
+      // A limit closes an accepted WebSocket with 1008, which the CLI reports rather than retries.
+      if (refusal.limited && refusal.code !== 'amp_limits_unavailable')
+        closeWithPolicyViolation(req, socket, refusal.code);
+      else rejectUpgrade(socket, refusal.code, refusal.where);
+    };
     this.#tunnel(req, socket, head, ampPath, query).then(
       (refusal) => refusal && refuse(refusal),
       () => refuse(new Refusal('amp_internal_error')),
@@ -278,10 +320,16 @@ class ForwardingPipeline implements GroupHandler {
 
   /** Admission, then the policy's decision, or none for a public route: it carries no credential. */
   async #authorise(req: IncomingMessage, ampPath: string, query: string, publicRoute?: PublicRoute) {
-    const credentials = this.admission.admit(req, ampPath, query);
+    const admitted = this.admission.admit(req, ampPath, query);
+    const credentials = admitted instanceof Promise ? await admitted : admitted;
     if (credentials instanceof Refusal) return credentials;
     const decision = publicRoute ? CARRY_NO_CREDENTIAL : await this.#applyPolicy(req, credentials);
     if (decision instanceof Refusal) return decision;
+    if (this.limiter) {
+      const counted = this.limiter.admit(this.#group, credentials.client);
+      const limited = counted instanceof Promise ? await counted : counted;
+      if (limited) return new Refusal(limited.code, undefined, limited);
+    }
     return { credentials, decision };
   }
 
@@ -397,6 +445,12 @@ class ForwardingPipeline implements GroupHandler {
     const { credentials, decision } = authorised;
     const forward = decision.kind === 'spend-server-key' ? await this.#resolveServerKey(req) : decision;
     if (forward instanceof Refusal) return forward;
+    if (this.limiter) {
+      const session = await this.limiter.openSession(credentials.client);
+      if ('code' in session) return new Refusal(session.code, undefined, session);
+      if (socket.destroyed) session.release();
+      else socket.once('close', session.release);
+    }
     // Another upgrade listener may have answered the socket while the stages awaited; an
     // upstream tunnel for it would carry the user's credentials to a socket nobody reads.
     if (isAnswered(socket)) return undefined;
@@ -421,6 +475,7 @@ export function createGroupHandler(
   config: ResolvedConfig,
   proxy: GroupProxy,
   buildHeaders: UpstreamHeaderBuilder,
+  limiter?: Limiter,
 ): GroupHandler {
   const policySpec = config.policies[group];
   const tracer = config.emit
@@ -436,5 +491,5 @@ export function createGroupHandler(
     : undefined;
   const admission = new Admission(group, config);
   if (policySpec === 'redirect') return createRedirectHandler(admission, tracer, config.upstreamBase);
-  return new ForwardingPipeline(group, policySpec, config, admission, tracer, proxy, buildHeaders);
+  return new ForwardingPipeline(group, policySpec, config, admission, tracer, proxy, buildHeaders, limiter);
 }

@@ -1,6 +1,13 @@
 import type { IncomingHttpHeaders } from 'node:http';
 import { isSecretName } from '../auth/credential-names.js';
-import { containsKey, findKeys, isKeyToken, KeyTable } from '../auth/key-recognition.js';
+import {
+  containsKey,
+  findKeys,
+  isKeyToken,
+  KeyTable,
+  unionOf,
+  type KeyRecogniser,
+} from '../auth/key-recognition.js';
 import { splitRequestTarget } from '../routing/request-target.js';
 import type { Redactor } from '../types.js';
 
@@ -54,19 +61,25 @@ function decodeComponent(component: string): string {
  * whole token, also percent-encoded or inside `Basic` credentials (as the gateway recognises
  * keys in requests); any other secret where it appears verbatim.
  */
-export function createRedactor(knownSecrets: Iterable<string> = []): Redactor {
-  return new KnownSecretsRedactor(knownSecrets);
+export function createRedactor(
+  knownSecrets: Iterable<string> = [],
+  keyShape?: KeyRecogniser<unknown>,
+): Redactor {
+  return new KnownSecretsRedactor(knownSecrets, keyShape);
 }
 
 class KnownSecretsRedactor implements Redactor {
-  readonly #tokens = new KeyTable<true>();
+  /** The known secrets that are tokens, and any token of a directory's key shape. */
+  readonly #tokens: KeyRecogniser<unknown>;
   readonly #verbatim: string[] = [];
 
-  constructor(knownSecrets: Iterable<string>) {
+  constructor(knownSecrets: Iterable<string>, keyShape: KeyRecogniser<unknown> | undefined) {
+    const tokens = new KeyTable<true>();
     for (const secret of knownSecrets) {
-      if (isKeyToken(secret)) this.#tokens.add(secret, true);
+      if (isKeyToken(secret)) tokens.add(secret, true);
       else if (secret !== '') this.#verbatim.push(secret);
     }
+    this.#tokens = keyShape ? unionOf(tokens, keyShape) : tokens;
   }
 
   // Arrow properties: the redactor's functions are handed around on their own (`redactor.url`).

@@ -1,7 +1,6 @@
 import type { IncomingMessage } from 'node:http';
-import type { ClientTable } from '../auth/clients.js';
 import type { PresentedCredentials } from '../auth/credentials.js';
-import { containsKey } from '../auth/key-recognition.js';
+import { containsKey, type KeyRecogniser } from '../auth/key-recognition.js';
 import type { ServerKeyResolver } from '../auth/upstream-key.js';
 import type { AmpCustomPolicy, AmpErrorCode, AmpGroup, AmpPolicyName, KeySource } from '../types.js';
 
@@ -42,7 +41,7 @@ export type ForwardingPolicyName = Exclude<AmpPolicyName, 'redirect'>;
 
 export interface PolicyDependencies {
   readonly group: AmpGroup;
-  readonly clients: ClientTable;
+  readonly clients: KeyRecogniser<unknown>;
   readonly serverKey: ServerKeyResolver;
 }
 
@@ -59,7 +58,7 @@ function clientLabel(name: string | undefined): KeySource {
  * checked in the factory). The last key found clean is remembered, so a steady key is examined
  * once, not on every request.
  */
-function serverKeyChecker(clients: ClientTable): (key: string) => boolean {
+function serverKeyChecker(clients: KeyRecogniser<unknown>): (key: string) => boolean {
   let lastClean: string | undefined;
   return (key) => {
     if (key === lastClean) return true;

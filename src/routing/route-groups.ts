@@ -10,7 +10,7 @@ export function byGroup<T>(value: (group: AmpGroup) => T): Record<AmpGroup, T> {
 const BROWSER_SUBTREES = ['/auth', '/threads', '/docs', '/settings'];
 const BROWSER_PAGES = new Set(['/threads.rss', '/news.rss']);
 
-function isAtOrUnder(path: string, base: string): boolean {
+export function isAtOrUnder(path: string, base: string): boolean {
   return path.startsWith(base) && (path.length === base.length || path.charCodeAt(base.length) === 47); // '/'
 }
 
