@@ -305,7 +305,7 @@ export interface AmpRequestClient {
   /** The `name` of the gateway client whose key the request presented. */
   readonly name: string | undefined;
   /** Its `team`, when a client directory answered one. */
-  readonly team: string | undefined;
+  readonly team?: string;
 }
 
 /** What every factory returns: Express/Connect middleware with WebSocket and shutdown hooks. */

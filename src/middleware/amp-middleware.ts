@@ -177,7 +177,8 @@ function buildRuntime(
         clients instanceof ClientDirectory
           ? clients.cachedClient(req.headers, tokenHeader)
           : presentedClient(req.headers, tokenHeader, clients);
-      return client && { name: client.name, team: client.team };
+      if (!client) return undefined;
+      return client.team === undefined ? { name: client.name } : { name: client.name, team: client.team };
     },
     hostScope: config.hostScope,
     warn: config.warn,
