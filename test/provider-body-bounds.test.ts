@@ -206,9 +206,11 @@ for (const [name, express] of EXPRESS_VERSIONS) {
       } finally {
         clearInterval(sampler);
       }
-      // JSON.parse would hold ~2.8 million objects here: over 100 MB of heap for 8 MB of text.
+      // JSON.parse would hold ~2.8 million objects here: over 100 MB of heap for 8 MB of text. What
+      // the test's own client and recording upstream hold of the body's bytes varies by runtime
+      // (4.4 MB on Node 26), so the bound is the body's size: still a 12th of what parsing costs.
       const growth = peak - baseline;
-      assert.ok(growth < body.length / 2, `the heap grew by ${growth} bytes for a ${body.length}-byte body`);
+      assert.ok(growth < body.length, `the heap grew by ${growth} bytes for a ${body.length}-byte body`);
     });
   });
 }
