@@ -1,13 +1,10 @@
 import type { IncomingMessage } from 'node:http';
 import { BlockList, isIP } from 'node:net';
-import { forbidsCrossOrigin } from './cors.js';
+import { ROUTE_GROUPS } from '../routing/route-groups.js';
 import type { AmpErrorCode, AmpGroup } from '../types.js';
 
 /** Decides, before any credential is read, whether a request may use its group at all. */
 export type RequestGate = (req: IncomingMessage) => AmpErrorCode | undefined;
-
-/** Groups that act as the user (or show their pages): the ones a lock-down protects. */
-const LOCKABLE = new Set<AmpGroup>(['management', 'actors', 'browser']);
 
 function addressList(entries: readonly string[]): BlockList {
   const list = new BlockList();
@@ -59,8 +56,8 @@ export interface GateOptions {
 }
 
 export function createRequestGate(group: AmpGroup, options: GateOptions): RequestGate | undefined {
-  const localOnly = options.restrictToLocalhost && LOCKABLE.has(group);
-  const noPreflight = forbidsCrossOrigin(group);
+  const { lockable, forbidsCrossOrigin: noPreflight } = ROUTE_GROUPS[group];
+  const localOnly = options.restrictToLocalhost && lockable;
   if (!localOnly && !noPreflight) return undefined;
   const trusted = options.trustedProxies.length > 0 ? addressList(options.trustedProxies) : undefined;
   return (req) => {

@@ -15,7 +15,7 @@ import { parseProxyUrl, shownScheme } from '../egress/proxy-url.js';
 import { readUpstreamCa, type UpstreamCa } from '../egress/trusted-cas.js';
 import { AmpProxyConfigError } from '../errors.js';
 import { compileModelMappings, type ModelMapper } from '../provider/model-mappings.js';
-import { AMP_GROUPS, byGroup } from '../routing/route-groups.js';
+import { AMP_GROUPS, byGroup, ROUTE_GROUPS } from '../routing/route-groups.js';
 import { isPlainObject } from '../plain-object.js';
 import type { AmpClient, AmpGroup, AmpPolicy, AmpPolicyName, AmpProxyOptions } from '../types.js';
 
@@ -84,12 +84,6 @@ type OptionValidators = {
   readonly [Option in keyof AmpProxyOptions]-?: (value: unknown) => ValidatedOptions[Option];
 };
 
-const DEFAULT_POLICIES: Readonly<Record<AmpGroup, AmpPolicyName>> = {
-  provider: 'inject',
-  management: 'passthrough',
-  actors: 'passthrough',
-  browser: 'passthrough',
-};
 const DEFAULT_TOKEN_HEADER = 'x-amp-token';
 const DEFAULT_TIMEOUT_MS = 600_000;
 /**
@@ -100,7 +94,6 @@ const DEFAULT_MAX_BODY_BYTES = 16 * 1024 * 1024;
 // setTimeout silently turns larger values into 1 ms.
 const MAX_TIMEOUT_MS = 2_147_483_647;
 
-const POLICY_NAMES: readonly AmpPolicyName[] = ['inject', 'passthrough', 'dual-token', 'redirect'];
 const HEADER_NAME = /^[!#$%&'*+\-.^_`|~0-9a-z]+$/;
 /** Headers that already have a meaning the gateway relies on. */
 const RESERVED_TOKEN_HEADERS = new Set<string>([
@@ -291,14 +284,8 @@ function validateClients(value: unknown): ValidatedClients {
   return { list, table, secrets, gatewayKeyConflict };
 }
 
-function policiesAllowedFor(group: AmpGroup): readonly AmpPolicyName[] {
-  return POLICY_NAMES.filter(
-    (name) => !(name === 'redirect' && group !== 'browser') && !(name === 'inject' && group === 'browser'),
-  );
-}
-
 function validatePolicies(value: unknown): Record<AmpGroup, AmpPolicy> {
-  const policies: Record<AmpGroup, AmpPolicy> = { ...DEFAULT_POLICIES };
+  const policies = byGroup((group): AmpPolicy => ROUTE_GROUPS[group].defaultPolicy);
   if (value === undefined) return policies;
   if (!isPlainObject(value))
     fail('policies', `expected an object keyed by group, got ${describeValue(value)}`);
@@ -312,7 +299,7 @@ function validatePolicies(value: unknown): Record<AmpGroup, AmpPolicy> {
       policies[group as AmpGroup] = policy as AmpPolicy;
       continue;
     }
-    const allowed = policiesAllowedFor(group as AmpGroup);
+    const allowed: readonly AmpPolicyName[] = ROUTE_GROUPS[group as AmpGroup].allowedPolicies;
     if (typeof policy !== 'string' || !(allowed as readonly string[]).includes(policy)) {
       const why =
         policy === 'inject'

@@ -35,7 +35,8 @@ import type { ActorTokenStage } from '../actors/actor-token.js';
 import { rewriteActorMetadata } from '../actors/metadata-reply.js';
 import type { PublicBaseOf } from '../access/public-base.js';
 import type { ReplyRewrite } from '../proxy/json-reply.js';
-import { publicRouteOf, type PublicRoute } from '../routing/public-routes.js';
+import { hasPublicRoutes, publicRouteOf, type PublicRoute } from '../routing/public-routes.js';
+import { ROUTE_GROUPS } from '../routing/route-groups.js';
 import type { IdentityProxy } from '../identity/identity-proxy.js';
 import type { AmpCustomPolicy, AmpErrorCode, AmpGroup } from '../types.js';
 
@@ -64,8 +65,6 @@ class Refusal {
   ) {}
 }
 
-/** Groups whose routes carry WebSockets; browser pages never upgrade. */
-const UPGRADABLE = new Set<AmpGroup>(['provider', 'management', 'actors']);
 const NO_BODY: OutboundBody = { kind: 'none' };
 const EMPTY_BODY: OutboundBody = { kind: 'bytes', chunks: [] };
 const AS_RECEIVED: ProviderRoute = { kind: 'upstream', body: undefined };
@@ -225,9 +224,9 @@ class ForwardingPipeline implements GroupHandler {
     this.#addActorToken = group === 'actors' ? config.actorToken : undefined;
     this.#publicBase = config.publicBase;
     this.#identity = group === 'management' ? config.identity : undefined;
-    this.#routesPublic = group !== 'provider';
+    this.#routesPublic = hasPublicRoutes(group);
     this.#destination = destinationOf(config.upstreamBase, config.timeoutMs, config.upstreamConnection);
-    this.upgrade = UPGRADABLE.has(group) ? this.#upgrade : undefined;
+    this.upgrade = ROUTE_GROUPS[group].upgrades ? this.#upgrade : undefined;
   }
 
   http(req: IncomingMessage, res: ServerResponse, ampPath: string, query: string): void {
@@ -334,7 +333,6 @@ class ForwardingPipeline implements GroupHandler {
     const trace = (answer.trace = this.tracer?.request(req, res, withQuery(ampPath, query)));
     const framing = framingOf(req);
     if (!framing) return new Refusal('amp_bad_request');
-    // Provider routes are never public: their hot path skips the lookup.
     const publicRoute = this.#routesPublic
       ? publicRouteOf(req.method, ampPath, this.#identity !== undefined)
       : undefined;
