@@ -8,7 +8,7 @@ import type { IncomingMessage } from 'node:http';
 import { describe, it } from 'node:test';
 import { ClientTable, type ResolvedClient } from '../src/auth/clients.js';
 import type { HeaderCredential, PresentedCredentials } from '../src/auth/credentials.js';
-import type { ResolvedUpstreamKey, ServerKeyResolver } from '../src/auth/upstream-key.js';
+import type { ResolvedServerKey, ServerKeyResolver } from '../src/auth/server-key.js';
 import {
   createPolicy,
   createServerKeyStage,
@@ -35,7 +35,7 @@ const REQ = { headers: {}, url: '/api/threads' } as IncomingMessage;
 /** The server key resolver of a policy that must never spend it. */
 const NO_SERVER_KEY: ServerKeyResolver = () => assert.fail('the server key was asked for');
 const fixedKey =
-  (key: string | undefined, source: ResolvedUpstreamKey['source'] = 'config'): ServerKeyResolver =>
+  (key: string | undefined, source: ResolvedServerKey['source'] = 'config'): ServerKeyResolver =>
   () => ({ key, source: key === undefined ? 'none' : source });
 
 function deps(overrides: Partial<PolicyDependencies> = {}): PolicyDependencies {

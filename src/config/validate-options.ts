@@ -5,11 +5,11 @@ import { ClientTable, type ResolvedClient } from '../auth/clients.js';
 import { CREDENTIAL_HEADERS } from '../auth/credential-names.js';
 import { findKeys, isKeyToken, KEY_CHARACTERS } from '../auth/key-recognition.js';
 import {
-  AMBIENT_KEYS,
+  SERVER_KEY_FROM_ENV,
   defaultSecretsFile,
   DEFAULT_UPSTREAM,
   type ServerKeySetting,
-} from '../auth/upstream-key.js';
+} from '../auth/server-key.js';
 import type { UpstreamProxySetting } from '../egress/egress-proxy.js';
 import { parseProxyUrl, shownScheme } from '../egress/proxy-url.js';
 import { readUpstreamCa, type UpstreamCa } from '../egress/trusted-cas.js';
@@ -213,7 +213,7 @@ function validateUpstreamKey(value: unknown): ServerKeySetting {
   if (typeof value !== 'string' || value.trim() === '') {
     fail(
       'upstreamKey',
-      `expected a non-empty string or a function (req) => key, got ${describeSecret(value)}; '${AMBIENT_KEYS}' reads AMP_PROXY_UPSTREAM_KEY, AMP_API_KEY, then the Amp CLI secrets file, and null or false means no server key`,
+      `expected a non-empty string or a function (req) => key, got ${describeSecret(value)}; '${SERVER_KEY_FROM_ENV}' reads AMP_PROXY_UPSTREAM_KEY, AMP_API_KEY, then the Amp CLI secrets file, and null or false means no server key`,
     );
   }
   return value.trim();
@@ -650,7 +650,7 @@ export function validateOptions(
   const validated = Object.fromEntries(
     OPTION_NAMES.map((name) => [name, OPTION_VALIDATORS[name](options[name])]),
   ) as unknown as ValidatedOptions;
-  if (typeof validated.upstreamKey === 'string' && validated.upstreamKey !== AMBIENT_KEYS) {
+  if (typeof validated.upstreamKey === 'string' && validated.upstreamKey !== SERVER_KEY_FROM_ENV) {
     const conflict = validated.clients.gatewayKeyConflict(validated.upstreamKey);
     if (conflict) fail('upstreamKey', conflict);
   }

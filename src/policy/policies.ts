@@ -2,7 +2,7 @@ import type { IncomingMessage } from 'node:http';
 import type { ClientTable } from '../auth/clients.js';
 import type { PresentedCredentials } from '../auth/credentials.js';
 import { containsKey } from '../auth/key-recognition.js';
-import type { ServerKeyResolver } from '../auth/upstream-key.js';
+import type { ServerKeyResolver } from '../auth/server-key.js';
 import type { AmpCustomPolicy, AmpErrorCode, AmpGroup, AmpPolicyName, KeySource } from '../types.js';
 
 /**
