@@ -15,7 +15,8 @@ import {
   type PolicyDecision,
   type PolicyDependencies,
 } from '../src/policy/policies.js';
-import type { AmpCustomPolicy, AmpPolicyContext } from '../src/types.js';
+import { Refusal } from '../src/errors.js';
+import type { AmpCustomPolicy, AmpErrorCode, AmpPolicyContext } from '../src/types.js';
 
 const ALICE_KEY = 'gw-alice-key-0001';
 const BOB_KEY = 'gw-bob-key-0002';
@@ -79,7 +80,7 @@ const asClient = (client: ResolvedClient, key: string, more: Partial<PresentedCr
 const decide = async (policy: ReturnType<typeof createPolicy>, credentials: PresentedCredentials) =>
   policy(REQ, credentials);
 
-const reject = (code: string): PolicyDecision => ({ kind: 'reject', code }) as PolicyDecision;
+const reject = (code: AmpErrorCode): PolicyDecision => new Refusal(code);
 
 describe('inject', () => {
   it('without gateway clients, any caller may spend the server key (resolved later, once the call goes upstream)', async () => {

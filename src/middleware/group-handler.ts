@@ -2,7 +2,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
 import { readCredentials, type PresentedCredentials } from '../auth/credentials.js';
 import type { ResolvedConfig } from '../config/resolve-options.js';
-import { isAnswered, rejectUpgrade, sendAmpError } from '../errors.js';
+import { isAnswered, Refusal, rejectUpgrade, sendAmpError } from '../errors.js';
 import {
   createPolicy,
   createServerKeyStage,
@@ -55,14 +55,6 @@ export interface GroupHandler {
     ampPath: string,
     query: string,
   ) => void;
-}
-
-/** Why a stage stopped the request: answered with `code`, `where` naming the place (never a secret). */
-class Refusal {
-  constructor(
-    readonly code: AmpErrorCode,
-    readonly where?: string,
-  ) {}
 }
 
 const NO_BODY: OutboundBody = { kind: 'none' };
@@ -257,8 +249,7 @@ class ForwardingPipeline implements GroupHandler {
   /** Policy: forward with which credentials, spend the server key, or refuse. */
   async #applyPolicy(req: IncomingMessage, credentials: PresentedCredentials) {
     try {
-      const decision = await this.#policy(req, credentials);
-      return decision.kind === 'reject' ? new Refusal(decision.code) : decision;
+      return await this.#policy(req, credentials);
     } catch {
       return new Refusal('amp_policy_error');
     }
@@ -267,8 +258,7 @@ class ForwardingPipeline implements GroupHandler {
   /** Server key: run only for calls that go upstream, since a local provider spends none. */
   async #resolveServerKey(req: IncomingMessage): Promise<Forward | Refusal> {
     try {
-      const decision = await this.#spendServerKey(req);
-      return decision.kind === 'reject' ? new Refusal(decision.code) : decision;
+      return await this.#spendServerKey(req);
     } catch {
       // A throwing `upstreamKey` function is the host's policy code failing.
       return new Refusal('amp_policy_error');
