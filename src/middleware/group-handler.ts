@@ -38,7 +38,7 @@ import type { ReplyRewrite } from '../proxy/json-reply.js';
 import { hasPublicRoutes, publicRouteOf, type PublicRoute } from '../routing/public-routes.js';
 import { ROUTE_GROUPS } from '../routing/route-groups.js';
 import type { IdentityProxy } from '../identity/identity-proxy.js';
-import type { AmpCustomPolicy, AmpErrorCode, AmpGroup } from '../types.js';
+import type { AmpCustomPolicy, AmpGroup } from '../types.js';
 
 /**
  * Serves one route group. Requests go through named stages — framing, admission (gate and
