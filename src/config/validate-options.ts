@@ -16,6 +16,7 @@ import { readUpstreamCa, type UpstreamCa } from '../egress/trusted-cas.js';
 import { AmpProxyConfigError } from '../errors.js';
 import { compileModelMappings, type ModelMapper } from '../provider/model-mappings.js';
 import { AMP_GROUPS, byGroup, ROUTE_GROUPS } from '../routing/route-groups.js';
+import { parseAddressRange } from '../http/address-ranges.js';
 import { isPlainObject } from '../plain-object.js';
 import type { AmpClient, AmpGroup, AmpPolicy, AmpPolicyName, AmpProxyOptions } from '../types.js';
 
@@ -386,11 +387,7 @@ function validateTrustedProxies(value: unknown): readonly string[] {
     const path = `trustedProxies[${index}]`;
     if (typeof entry !== 'string')
       fail(path, `expected an address or CIDR range, got ${describeValue(entry)}`);
-    const [address = '', prefix, extra] = entry.trim().split('/');
-    const family = isIP(address);
-    const maxPrefix = family === 6 ? 128 : 32;
-    const validPrefix = prefix === undefined || (/^\d+$/.test(prefix) && Number(prefix) <= maxPrefix);
-    if (family === 0 || !validPrefix || extra !== undefined) {
+    if (parseAddressRange(entry.trim()) === undefined) {
       fail(path, `expected an IP address or CIDR range such as "10.0.0.0/8", got ${describeValue(entry)}`);
     }
     return entry.trim();
