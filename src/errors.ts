@@ -4,6 +4,21 @@ import { isCorsHeader } from './access/cors.js';
 import type { AmpErrorBody, AmpErrorCode } from './types.js';
 
 /**
+ * Why a stage of the request pipeline (a policy included) stopped the request: answered with
+ * `code`, `where` naming the place (never a secret).
+ */
+export class Refusal {
+  /** Tells it from the other decisions a stage returns (`forward`, `spend-server-key`). */
+  readonly kind = 'refusal';
+  constructor(
+    readonly code: AmpErrorCode,
+    readonly where?: string,
+    /** Set by limits: answered in the shape the Amp CLI shows for the route (`limits/refusals.ts`). */
+    readonly limited?: { readonly code: AmpErrorCode; readonly retryAfterSeconds?: number },
+  ) {}
+}
+
+/**
  * Every error the middleware answers with. The code is the stable contract (clients and
  * dashboards match on it); the message is for humans and may change.
  */

@@ -46,6 +46,10 @@ describe('NO_PROXY', () => {
     [',, ,', 'https://ampcode.com', false],
     ['.', 'https://ampcode.com', false],
     ['10.0.0.0/99', 'http://10.1.2.3', false],
+    // The one address-range parser (src/http/address-ranges.ts), as trustedProxies reads them.
+    ['10.0.0.0/8/16', 'http://10.1.2.3', false],
+    ['::/0', 'http://10.1.2.3', false],
+    ['10.0.0.0/8', 'http://[::ffff:10.1.2.3]', false],
   ];
   for (const [noProxy, upstream, exempt] of cases) {
     it(`${JSON.stringify(noProxy)} ${exempt ? 'exempts' : 'does not exempt'} ${upstream}`, () => {

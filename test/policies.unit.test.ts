@@ -8,14 +8,15 @@ import type { IncomingMessage } from 'node:http';
 import { describe, it } from 'node:test';
 import { ClientTable, type ResolvedClient } from '../src/auth/clients.js';
 import type { HeaderCredential, PresentedCredentials } from '../src/auth/credentials.js';
-import type { ResolvedUpstreamKey, ServerKeyResolver } from '../src/auth/upstream-key.js';
+import type { ResolvedServerKey, ServerKeyResolver } from '../src/auth/server-key.js';
 import {
   createPolicy,
   createServerKeyStage,
   type PolicyDecision,
   type PolicyDependencies,
 } from '../src/policy/policies.js';
-import type { AmpCustomPolicy, AmpPolicyContext } from '../src/types.js';
+import { Refusal } from '../src/errors.js';
+import type { AmpCustomPolicy, AmpErrorCode, AmpPolicyContext } from '../src/types.js';
 
 const ALICE_KEY = 'gw-alice-key-0001';
 const BOB_KEY = 'gw-bob-key-0002';
@@ -35,7 +36,7 @@ const REQ = { headers: {}, url: '/api/threads' } as IncomingMessage;
 /** The server key resolver of a policy that must never spend it. */
 const NO_SERVER_KEY: ServerKeyResolver = () => assert.fail('the server key was asked for');
 const fixedKey =
-  (key: string | undefined, source: ResolvedUpstreamKey['source'] = 'config'): ServerKeyResolver =>
+  (key: string | undefined, source: ResolvedServerKey['source'] = 'config'): ServerKeyResolver =>
   () => ({ key, source: key === undefined ? 'none' : source });
 
 function deps(overrides: Partial<PolicyDependencies> = {}): PolicyDependencies {
@@ -79,7 +80,7 @@ const asClient = (client: ResolvedClient, key: string, more: Partial<PresentedCr
 const decide = async (policy: ReturnType<typeof createPolicy>, credentials: PresentedCredentials) =>
   policy(REQ, credentials);
 
-const reject = (code: string): PolicyDecision => ({ kind: 'reject', code }) as PolicyDecision;
+const reject = (code: AmpErrorCode): PolicyDecision => new Refusal(code);
 
 describe('inject', () => {
   it('without gateway clients, any caller may spend the server key (resolved later, once the call goes upstream)', async () => {

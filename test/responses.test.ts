@@ -46,6 +46,17 @@ describe('responses', () => {
           });
           res.end('created');
           return;
+        case '/api/hop-by-hop':
+          res.writeHead(200, {
+            'content-type': 'text/plain',
+            'keep-alive': 'timeout=5',
+            'proxy-connection': 'keep-alive',
+            te: 'trailers',
+            trailer: 'x-checksum',
+          });
+          res.addTrailers({ 'x-checksum': '1' });
+          res.end('hop');
+          return;
         case '/api/empty':
           res.writeHead(204);
           res.end();
@@ -60,6 +71,15 @@ describe('responses', () => {
   after(async () => {
     await app.close();
     await upstream.close();
+  });
+
+  it("the upstream hop's connection headers (RFC 9110 §7.6.1) and its Trailer do not reach the client", async () => {
+    const res = await send(`${app.url}/api/hop-by-hop`);
+    assert.equal(res.status, 200);
+    assert.equal(res.body, 'hop');
+    for (const name of ['keep-alive', 'proxy-connection', 'te', 'trailer']) {
+      assert.equal(res.headers[name], undefined, name);
+    }
   });
 
   it('a gzip body without Content-Encoding is decoded', async () => {

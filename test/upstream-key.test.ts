@@ -176,7 +176,7 @@ describe('where the server key comes from', () => {
 
 describe('secrets file entry names', () => {
   it("include the CLI's spelling of the default server", async () => {
-    const { secretsFileEntries } = await import('../src/auth/upstream-key.js');
+    const { secretsFileEntries } = await import('../src/auth/server-key.js');
     assert.ok(secretsFileEntries('https://ampcode.com').includes('apiKey@https://ampcode.com/'));
     assert.deepEqual(secretsFileEntries('http://h:1/p/'), ['apiKey@http://h:1/p/', 'apiKey@http://h:1/p']);
   });

@@ -1,4 +1,4 @@
-import { readAmbientKey } from '../auth/upstream-key.js';
+import { readServerKeyFromEnv } from '../auth/server-key.js';
 import { chooseEgressProxy } from '../egress/egress-proxy.js';
 import { describeUpstreamCa } from '../egress/trusted-cas.js';
 import { redactSecret } from '../observability/redact.js';
@@ -21,8 +21,11 @@ function customOrNone(value: unknown): 'custom' | null {
 }
 
 /** The key the middleware would spend now when no option names one, found the way it finds it. */
-export async function findAmbientServerKey(options: ValidatedOptions): Promise<FoundServerKey> {
-  const { key, source, variable } = await readAmbientKey(options.upstream.asWritten, options.secretsFile);
+export async function findServerKeyFromEnv(options: ValidatedOptions): Promise<FoundServerKey> {
+  const { key, source, variable } = await readServerKeyFromEnv(
+    options.upstream.asWritten,
+    options.secretsFile,
+  );
   const origins: Partial<Record<UpstreamKeySource, string>> = {
     env: `env ${variable}`,
     'secrets-file': `Amp CLI secrets file ${options.secretsFile}`,

@@ -1,9 +1,9 @@
 import { readFile } from 'node:fs/promises';
 import { dirname, resolve as resolvePath } from 'node:path';
 import { AmpProxyConfigError } from '../errors.js';
-import { AMBIENT_KEYS } from '../auth/upstream-key.js';
+import { SERVER_KEY_FROM_ENV } from '../auth/server-key.js';
 import { chooseEgressProxy } from '../egress/egress-proxy.js';
-import { describeOptions, findAmbientServerKey } from './effective-options.js';
+import { describeOptions, findServerKeyFromEnv } from './effective-options.js';
 import { GATEWAY_SETTING_NAMES, resolveGatewaySettings } from './gateway-settings.js';
 import { isPlainObject } from '../plain-object.js';
 import { FILE_OPTION_NAMES, validateOptions, type ValidatedOptions } from './validate-options.js';
@@ -161,7 +161,7 @@ async function chooseServerKey(
   env: NodeJS.ProcessEnv,
   keyFile: string | undefined,
 ): Promise<ChosenServerKey> {
-  const fileNamesOne = fromFile !== undefined && fromFile !== AMBIENT_KEYS;
+  const fileNamesOne = fromFile !== undefined && fromFile !== SERVER_KEY_FROM_ENV;
   const sources: { name: string; read: () => Promise<ChosenServerKey> | ChosenServerKey }[] = [];
   if (keyFile !== undefined) {
     sources.push({ name: '--upstream-key-file', read: () => readKeyFile(keyFile, reader) });
@@ -187,7 +187,7 @@ async function chooseServerKey(
     sources.push({ name: 'env AMP_API_KEY', read: () => ({ value: userKey, origin: 'env AMP_API_KEY' }) });
   }
   const [winner, ...losers] = sources;
-  if (!winner) return { value: AMBIENT_KEYS, origin: '' };
+  if (!winner) return { value: SERVER_KEY_FROM_ENV, origin: '' };
   const chosen = await winner.read();
   if (losers.length === 0) return chosen;
   return { ...chosen, origin: `${chosen.origin}, over ${losers.map(({ name }) => name).join(', ')}` };
@@ -300,9 +300,9 @@ export async function loadAmpConfig({
     options.upstreamProxy = proxy ? proxy.url.href : false;
   }
   const gateway = resolveGatewaySettings({ fromFile: contents, file: filepath, env, overrides });
-  const lookedFor = validated.upstreamKey === AMBIENT_KEYS;
+  const lookedFor = validated.upstreamKey === SERVER_KEY_FROM_ENV;
   const serverKey = lookedFor
-    ? await findAmbientServerKey(validated)
+    ? await findServerKeyFromEnv(validated)
     : {
         key: typeof validated.upstreamKey === 'string' ? validated.upstreamKey : undefined,
         origin: upstreamKeyOrigin,

@@ -1,7 +1,7 @@
 import type { ClientTable } from '../auth/clients.js';
 import type { ClientDirectory } from '../directory/client-directory.js';
 import type { LimitsConfig } from '../limits/limiter.js';
-import { AMBIENT_KEYS, createServerKeyResolver, type ServerKeyResolver } from '../auth/upstream-key.js';
+import { SERVER_KEY_FROM_ENV, createServerKeyResolver, type ServerKeyResolver } from '../auth/server-key.js';
 import { chooseEgressProxy, type EgressProxy } from '../egress/egress-proxy.js';
 import { upstreamTrustBundle } from '../egress/trusted-cas.js';
 import { createUpstreamConnection, type UpstreamConnection } from '../egress/upstream-connection.js';
@@ -119,7 +119,8 @@ export function resolveOptions(options: unknown): ResolvedConfig {
   const validated = validateOptions(options);
   const { upstream, upstreamKey, clients, logger } = validated;
   const { proxy } = chooseEgressProxy(validated.upstreamProxy, new URL(upstream.base));
-  const serverKeys = typeof upstreamKey === 'string' && upstreamKey !== AMBIENT_KEYS ? [upstreamKey] : [];
+  const serverKeys =
+    typeof upstreamKey === 'string' && upstreamKey !== SERVER_KEY_FROM_ENV ? [upstreamKey] : [];
   const warn = warningsTo(logger);
   const actorToken = actorTokenOf(validated);
   const upstreamConnection = createUpstreamConnection(

@@ -5,11 +5,11 @@ import { ClientTable, type ResolvedClient } from '../auth/clients.js';
 import { CREDENTIAL_HEADERS } from '../auth/credential-names.js';
 import { containsKey, findKeys, isKeyToken, KEY_CHARACTERS } from '../auth/key-recognition.js';
 import {
-  AMBIENT_KEYS,
+  SERVER_KEY_FROM_ENV,
   defaultSecretsFile,
   DEFAULT_UPSTREAM,
   type ServerKeySetting,
-} from '../auth/upstream-key.js';
+} from '../auth/server-key.js';
 import type { UpstreamProxySetting } from '../egress/egress-proxy.js';
 import { parseProxyUrl, shownScheme } from '../egress/proxy-url.js';
 import type { ClientDirectory } from '../directory/client-directory.js';
@@ -19,7 +19,8 @@ import { validateLimits } from '../limits/limit-options.js';
 import { readUpstreamCa, type UpstreamCa } from '../egress/trusted-cas.js';
 import { AmpProxyConfigError } from '../errors.js';
 import { compileModelMappings, type ModelMapper } from '../provider/model-mappings.js';
-import { AMP_GROUPS, byGroup } from '../routing/route-groups.js';
+import { AMP_GROUPS, byGroup, ROUTE_GROUPS } from '../routing/route-groups.js';
+import { parseAddressRange } from '../http/address-ranges.js';
 import { isPlainObject } from '../plain-object.js';
 import type { AmpClient, AmpGroup, AmpPolicy, AmpPolicyName, AmpProxyOptions } from '../types.js';
 
@@ -91,12 +92,6 @@ type OptionValidators = {
   readonly [Option in keyof AmpProxyOptions]-?: (value: unknown) => ValidatedOptions[Option];
 };
 
-const DEFAULT_POLICIES: Readonly<Record<AmpGroup, AmpPolicyName>> = {
-  provider: 'inject',
-  management: 'passthrough',
-  actors: 'passthrough',
-  browser: 'passthrough',
-};
 const DEFAULT_TOKEN_HEADER = 'x-amp-token';
 const DEFAULT_TIMEOUT_MS = 600_000;
 /**
@@ -107,7 +102,6 @@ const DEFAULT_MAX_BODY_BYTES = 16 * 1024 * 1024;
 // setTimeout silently turns larger values into 1 ms.
 const MAX_TIMEOUT_MS = 2_147_483_647;
 
-const POLICY_NAMES: readonly AmpPolicyName[] = ['inject', 'passthrough', 'dual-token', 'redirect'];
 const HEADER_NAME = /^[!#$%&'*+\-.^_`|~0-9a-z]+$/;
 /** Headers that already have a meaning the gateway relies on. */
 const RESERVED_TOKEN_HEADERS = new Set<string>([
@@ -227,7 +221,7 @@ function validateUpstreamKey(value: unknown): ServerKeySetting {
   if (typeof value !== 'string' || value.trim() === '') {
     fail(
       'upstreamKey',
-      `expected a non-empty string or a function (req) => key, got ${describeSecret(value)}; '${AMBIENT_KEYS}' reads AMP_PROXY_UPSTREAM_KEY, AMP_API_KEY, then the Amp CLI secrets file, and null or false means no server key`,
+      `expected a non-empty string or a function (req) => key, got ${describeSecret(value)}; '${SERVER_KEY_FROM_ENV}' reads AMP_PROXY_UPSTREAM_KEY, AMP_API_KEY, then the Amp CLI secrets file, and null or false means no server key`,
     );
   }
   return value.trim();
@@ -314,14 +308,8 @@ function validateClients(value: unknown): ValidatedClients {
   return { list, table, directory: undefined, secrets, gatewayKeyConflict };
 }
 
-function policiesAllowedFor(group: AmpGroup): readonly AmpPolicyName[] {
-  return POLICY_NAMES.filter(
-    (name) => !(name === 'redirect' && group !== 'browser') && !(name === 'inject' && group === 'browser'),
-  );
-}
-
 function validatePolicies(value: unknown): Record<AmpGroup, AmpPolicy> {
-  const policies: Record<AmpGroup, AmpPolicy> = { ...DEFAULT_POLICIES };
+  const policies = byGroup((group): AmpPolicy => ROUTE_GROUPS[group].defaultPolicy);
   if (value === undefined) return policies;
   if (!isPlainObject(value))
     fail('policies', `expected an object keyed by group, got ${describeValue(value)}`);
@@ -335,7 +323,7 @@ function validatePolicies(value: unknown): Record<AmpGroup, AmpPolicy> {
       policies[group as AmpGroup] = policy as AmpPolicy;
       continue;
     }
-    const allowed = policiesAllowedFor(group as AmpGroup);
+    const allowed: readonly AmpPolicyName[] = ROUTE_GROUPS[group as AmpGroup].allowedPolicies;
     if (typeof policy !== 'string' || !(allowed as readonly string[]).includes(policy)) {
       const why =
         policy === 'inject'
@@ -422,11 +410,7 @@ function validateTrustedProxies(value: unknown): readonly string[] {
     const path = `trustedProxies[${index}]`;
     if (typeof entry !== 'string')
       fail(path, `expected an address or CIDR range, got ${describeValue(entry)}`);
-    const [address = '', prefix, extra] = entry.trim().split('/');
-    const family = isIP(address);
-    const maxPrefix = family === 6 ? 128 : 32;
-    const validPrefix = prefix === undefined || (/^\d+$/.test(prefix) && Number(prefix) <= maxPrefix);
-    if (family === 0 || !validPrefix || extra !== undefined) {
+    if (parseAddressRange(entry.trim()) === undefined) {
       fail(path, `expected an IP address or CIDR range such as "10.0.0.0/8", got ${describeValue(entry)}`);
     }
     return entry.trim();
@@ -687,7 +671,7 @@ export function validateOptions(
   const validated = Object.fromEntries(
     OPTION_NAMES.map((name) => [name, OPTION_VALIDATORS[name](options[name])]),
   ) as unknown as ValidatedOptions;
-  if (typeof validated.upstreamKey === 'string' && validated.upstreamKey !== AMBIENT_KEYS) {
+  if (typeof validated.upstreamKey === 'string' && validated.upstreamKey !== SERVER_KEY_FROM_ENV) {
     const conflict = validated.clients.gatewayKeyConflict(validated.upstreamKey);
     if (conflict) fail('upstreamKey', conflict);
   }

@@ -1,4 +1,5 @@
-import { BlockList, isIP } from 'node:net';
+import { isIP } from 'node:net';
+import { addressMatcher, familyOf, parseAddressRange } from '../http/address-ranges.js';
 
 /** One `NO_PROXY` entry: a host, a domain with its subdomains, an IP or CIDR range, and an optional port. */
 interface Exemption {
@@ -21,15 +22,12 @@ function splitPort(entry: string): { host: string; port: number | undefined } {
   return { host: entry.slice(0, colon), port: Number(entry.slice(colon + 1)) };
 }
 
-function cidrMatcher(range: string): ((host: string) => boolean) | undefined {
-  const [address = '', prefix] = range.split('/');
-  const family = isIP(address);
-  if (family === 0 || prefix === undefined || !/^\d+$/.test(prefix)) return undefined;
-  const type = family === 6 ? 'ipv6' : 'ipv4';
-  if (Number(prefix) > (family === 6 ? 128 : 32)) return undefined;
-  const list = new BlockList();
-  list.addSubnet(address, Number(prefix), type);
-  return (host) => isIP(host) === family && list.check(host, type);
+function cidrMatcher(text: string): ((host: string) => boolean) | undefined {
+  const range = parseAddressRange(text);
+  if (range?.prefix === undefined) return undefined;
+  const inRange = addressMatcher([range]);
+  // As curl reads NO_PROXY: a range covers addresses written in its own family only.
+  return (host) => familyOf(host) === range.family && inRange(host);
 }
 
 function parseExemption(entry: string): Exemption | undefined {

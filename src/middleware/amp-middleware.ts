@@ -6,12 +6,10 @@ import { MemoryLimitStore } from '../limits/limit-store.js';
 import { Limiter } from '../limits/limiter.js';
 import { resolveOptions, type ResolvedConfig } from '../config/resolve-options.js';
 import { AmpProxyConfigError, isAnswered, rejectUpgrade, sendAmpError } from '../errors.js';
-import { forbidsCrossOrigin } from '../access/cors.js';
 import { createGroupProxy, endTunnel, type GroupProxy } from '../proxy/group-proxy.js';
 import { createUpstreamHeaderBuilder } from '../proxy/upstream-headers.js';
-import { isAmbiguousPath, isPlainPath, normalisedPath } from '../routing/path-safety.js';
 import { splitRequestTarget } from '../routing/request-target.js';
-import { classifyAmpPath } from '../routing/route-groups.js';
+import { classifyAmpPath, route, ROUTE_GROUPS } from '../routing/route-groups.js';
 import { createGroupHandler, type GroupHandler } from './group-handler.js';
 import { probeUpstream } from '../egress/upstream-probe.js';
 import { presentedClient } from '../auth/credentials.js';
@@ -127,7 +125,9 @@ function isUpgradeRequest(req: IncomingMessage): boolean {
  * Requests carry their own destination, so these need no options.
  */
 function createProxyPool(groups: readonly AmpGroup[]) {
-  const proxies = new Map(groups.map((group) => [group, createGroupProxy(forbidsCrossOrigin(group))]));
+  const proxies = new Map(
+    groups.map((group) => [group, createGroupProxy(ROUTE_GROUPS[group].forbidsCrossOrigin)]),
+  );
   return {
     proxyFor: (group: AmpGroup): GroupProxy => proxies.get(group)!,
     connectThrough(connection: UpstreamConnection): void {
@@ -202,19 +202,10 @@ export function createAmpMiddleware(
   let runtime = buildRuntime(options, scope.groups, pool);
   const tunnels = new Set<Duplex>();
 
-  /** Who serves `ampPath`: a group of ours, `'bad-path'`, or `undefined` when the path is not ours. */
-  function route(ampPath: string): { group: AmpGroup; handler: GroupHandler } | 'bad-path' | undefined {
-    const group = classifyAmpPath(ampPath);
-    if (!isPlainPath(ampPath)) {
-      // A path that reads as another group once decoded (`/api/%70rovider`, `/api/provider;x`)
-      // would get this group's policy here and another's upstream — and skip host middleware
-      // mounted on the other group's path. Refused when either reading is ours.
-      const decodedGroup = classifyAmpPath(normalisedPath(ampPath));
-      if (isAmbiguousPath(ampPath) || decodedGroup !== group) {
-        return (group ?? decodedGroup) === undefined ? undefined : 'bad-path';
-      }
-    }
-    if (group === undefined) return undefined;
+  /** Who serves `ampPath`: a group of ours and its handler, `'bad-path'`, or `undefined` when the path is not ours. */
+  function handlerFor(ampPath: string): { group: AmpGroup; handler: GroupHandler } | 'bad-path' | undefined {
+    const group = route(ampPath);
+    if (group === undefined || group === 'bad-path') return group;
     const handler = runtime.handlers.get(group);
     return handler && { group, handler };
   }
@@ -248,7 +239,7 @@ export function createAmpMiddleware(
       const url = req.url ?? '/';
       const { path: pathname, query = '' } = splitRequestTarget(url);
       const ampPath = ampPathOf(req, pathname, scope.mountPath);
-      const target = route(ampPath);
+      const target = handlerFor(ampPath);
       if (target === undefined) {
         warnIfMountedWhereNothingMatches(req, pathname);
         return (next ?? notFound(res))();
@@ -271,7 +262,7 @@ export function createAmpMiddleware(
     if (runtime.hostScope && !runtime.hostScope(req)) return false;
     const url = req.url ?? '/';
     const { path: pathname, query = '' } = splitRequestTarget(url);
-    const target = route(pathname);
+    const target = handlerFor(pathname);
     // A socket an earlier listener answered is left alone, even on our paths.
     if (target === undefined || isAnswered(socket)) return false;
     // `undefined` for a bad path, and for groups that never upgrade (left to other handlers).

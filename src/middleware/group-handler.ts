@@ -4,7 +4,7 @@ import { readCredentials, type PresentedCredentials } from '../auth/credentials.
 import type { ResolvedConfig } from '../config/resolve-options.js';
 import { DirectoryUnavailable } from '../directory/client-cache.js';
 import { ClientDirectory } from '../directory/client-directory.js';
-import { isAnswered, rejectUpgrade, sendAmpError } from '../errors.js';
+import { isAnswered, Refusal, rejectUpgrade, sendAmpError } from '../errors.js';
 import {
   createPolicy,
   createServerKeyStage,
@@ -14,7 +14,7 @@ import {
   type ServerKeyStage,
 } from '../policy/policies.js';
 import { createRequestGate, type RequestGate } from '../access/request-gate.js';
-import type { Limiter, LimitRefusal } from '../limits/limiter.js';
+import type { Limiter } from '../limits/limiter.js';
 import { closeWithPolicyViolation, sendLimitRefusal } from '../limits/refusals.js';
 import { containedTracer, createTracer, type RequestTrace, type Tracer } from '../observability/events.js';
 import { rewriteLocalResponse } from '../provider/local-response.js';
@@ -39,9 +39,10 @@ import type { ActorTokenStage } from '../actors/actor-token.js';
 import { rewriteActorMetadata } from '../actors/metadata-reply.js';
 import type { PublicBaseOf } from '../access/public-base.js';
 import type { ReplyRewrite } from '../proxy/json-reply.js';
-import { publicRouteOf, type PublicRoute } from '../routing/public-routes.js';
+import { hasPublicRoutes, publicRouteOf, type PublicRoute } from '../routing/public-routes.js';
+import { ROUTE_GROUPS } from '../routing/route-groups.js';
 import type { IdentityProxy } from '../identity/identity-proxy.js';
-import type { AmpCustomPolicy, AmpErrorCode, AmpGroup } from '../types.js';
+import type { AmpCustomPolicy, AmpGroup } from '../types.js';
 
 /**
  * Serves one route group. Requests go through named stages — framing, admission (gate and
@@ -60,18 +61,6 @@ export interface GroupHandler {
   ) => void;
 }
 
-/** Why a stage stopped the request: answered with `code`, `where` naming the place (never a secret). */
-class Refusal {
-  constructor(
-    readonly code: AmpErrorCode,
-    readonly where?: string,
-    /** Set by limits: answered in the shape the Amp CLI shows for the route (see `limits/refusals.ts`). */
-    readonly limited?: LimitRefusal,
-  ) {}
-}
-
-/** Groups whose routes carry WebSockets; browser pages never upgrade. */
-const UPGRADABLE = new Set<AmpGroup>(['provider', 'management', 'actors']);
 const NO_BODY: OutboundBody = { kind: 'none' };
 const EMPTY_BODY: OutboundBody = { kind: 'bytes', chunks: [] };
 const AS_RECEIVED: ProviderRoute = { kind: 'upstream', body: undefined };
@@ -179,10 +168,8 @@ class Answer {
   readonly refuse = (refusal: Refusal): void => {
     this.trace?.answered(refusal.code);
     const { limited } = refusal;
-    if (limited) {
-      const retryAfter = limited.code === 'amp_rate_limited' ? limited.retryAfterSeconds : undefined;
-      sendLimitRefusal(this.res, this.ampPath, refusal.code, retryAfter);
-    } else sendAmpError(this.res, refusal.code, refusal.where);
+    if (limited) sendLimitRefusal(this.res, this.ampPath, refusal.code, limited.retryAfterSeconds);
+    else sendAmpError(this.res, refusal.code, refusal.where);
   };
 }
 
@@ -262,9 +249,9 @@ class ForwardingPipeline implements GroupHandler {
     this.#addActorToken = group === 'actors' ? config.actorToken : undefined;
     this.#publicBase = config.publicBase;
     this.#identity = group === 'management' ? config.identity : undefined;
-    this.#routesPublic = group !== 'provider';
+    this.#routesPublic = hasPublicRoutes(group);
     this.#destination = destinationOf(config.upstreamBase, config.timeoutMs, config.upstreamConnection);
-    this.upgrade = UPGRADABLE.has(group) ? this.#upgrade : undefined;
+    this.upgrade = ROUTE_GROUPS[group].upgrades ? this.#upgrade : undefined;
   }
 
   http(req: IncomingMessage, res: ServerResponse, ampPath: string, query: string): void {
@@ -300,8 +287,7 @@ class ForwardingPipeline implements GroupHandler {
   /** Policy: forward with which credentials, spend the server key, or refuse. */
   async #applyPolicy(req: IncomingMessage, credentials: PresentedCredentials) {
     try {
-      const decision = await this.#policy(req, credentials);
-      return decision.kind === 'reject' ? new Refusal(decision.code) : decision;
+      return await this.#policy(req, credentials);
     } catch {
       return new Refusal('amp_policy_error');
     }
@@ -310,8 +296,7 @@ class ForwardingPipeline implements GroupHandler {
   /** Server key: run only for calls that go upstream, since a local provider spends none. */
   async #resolveServerKey(req: IncomingMessage): Promise<Forward | Refusal> {
     try {
-      const decision = await this.#spendServerKey(req);
-      return decision.kind === 'reject' ? new Refusal(decision.code) : decision;
+      return await this.#spendServerKey(req);
     } catch {
       // A throwing `upstreamKey` function is the host's policy code failing.
       return new Refusal('amp_policy_error');
@@ -382,7 +367,6 @@ class ForwardingPipeline implements GroupHandler {
     const trace = (answer.trace = this.tracer?.request(req, res, withQuery(ampPath, query)));
     const framing = framingOf(req);
     if (!framing) return new Refusal('amp_bad_request');
-    // Provider routes are never public: their hot path skips the lookup.
     const publicRoute = this.#routesPublic
       ? publicRouteOf(req.method, ampPath, this.#identity !== undefined)
       : undefined;

@@ -1,7 +1,8 @@
 import type { IncomingMessage } from 'node:http';
 import type { PresentedCredentials } from '../auth/credentials.js';
 import { containsKey, type KeyRecogniser } from '../auth/key-recognition.js';
-import type { ServerKeyResolver } from '../auth/upstream-key.js';
+import { Refusal } from '../errors.js';
+import type { ServerKeyResolver } from '../auth/server-key.js';
 import type { AmpCustomPolicy, AmpErrorCode, AmpGroup, AmpPolicyName, KeySource } from '../types.js';
 
 /**
@@ -14,10 +15,6 @@ export interface Forward {
   readonly query: 'all-credentials' | 'none';
   readonly keySource: KeySource | undefined;
 }
-export interface Reject {
-  readonly kind: 'reject';
-  readonly code: AmpErrorCode;
-}
 /**
  * The caller may go upstream on the server key, which is resolved by `createServerKeyStage` only
  * once the call is known to go upstream: a call served by a local provider spends no key.
@@ -26,7 +23,8 @@ export interface SpendServerKey {
   readonly kind: 'spend-server-key';
 }
 
-export type PolicyDecision = Forward | Reject | SpendServerKey;
+/** A `Refusal` is answered with its code, the request going no further. */
+export type PolicyDecision = Forward | Refusal | SpendServerKey;
 
 export type Policy = (
   req: IncomingMessage,
@@ -34,7 +32,7 @@ export type Policy = (
 ) => PolicyDecision | Promise<PolicyDecision>;
 
 /** Resolves the server key for a call that goes upstream: the headers to send, or why not. */
-export type ServerKeyStage = (req: IncomingMessage) => Forward | Reject | Promise<Forward | Reject>;
+export type ServerKeyStage = (req: IncomingMessage) => Forward | Refusal | Promise<Forward | Refusal>;
 
 /** The built-in policies that decide per request; `redirect` is not one, it never forwards. */
 export type ForwardingPolicyName = Exclude<AmpPolicyName, 'redirect'>;
@@ -45,7 +43,7 @@ export interface PolicyDependencies {
   readonly serverKey: ServerKeyResolver;
 }
 
-const reject = (code: AmpErrorCode): Reject => ({ kind: 'reject', code });
+const reject = (code: AmpErrorCode): Refusal => new Refusal(code);
 const SPEND_SERVER_KEY: SpendServerKey = { kind: 'spend-server-key' };
 
 function clientLabel(name: string | undefined): KeySource {
@@ -91,7 +89,7 @@ function inject({ clients }: PolicyDependencies): Policy {
 /** The server key of a call that goes upstream; never one that is also a gateway key. */
 export function createServerKeyStage({ clients, serverKey }: PolicyDependencies): ServerKeyStage {
   const isClean = serverKeyChecker(clients);
-  const spend = ({ key, source }: Awaited<ReturnType<ServerKeyResolver>>): Forward | Reject => {
+  const spend = ({ key, source }: Awaited<ReturnType<ServerKeyResolver>>): Forward | Refusal => {
     if (!key) return reject('amp_upstream_key_missing');
     return isClean(key) ? spendKey(key, source) : reject('amp_upstream_key_conflict');
   };

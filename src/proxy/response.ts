@@ -5,16 +5,13 @@ import { isCorsHeader } from '../access/cors.js';
 import { forwardRewritten } from '../provider/mapped-response.js';
 import { MAX_REWRITTEN_BODY_BYTES, type RewriteSpec } from '../provider/response-rewriter.js';
 import { isEventStream, SizeCap } from '../http/body-encoding.js';
+import { HOP_BY_HOP_HEADERS } from '../http/hop-by-hop.js';
 
-/** Hop-by-hop response headers: Node frames the client response itself. */
-const HOP_BY_HOP = new Set([
-  'connection',
-  'keep-alive',
-  'proxy-connection',
-  'transfer-encoding',
-  'trailer',
-  'upgrade',
-]);
+/**
+ * Node frames the client response itself. `Trailer` too: the upstream's trailers are not
+ * relayed, and Node refuses to send a `Trailer` header on a response it does not chunk.
+ */
+const NOT_RELAYED = new Set([...HOP_BY_HOP_HEADERS, 'trailer']);
 const GZIP_MAGIC_0 = 0x1f;
 const GZIP_MAGIC_1 = 0x8b;
 
@@ -56,7 +53,7 @@ export function responseHeaders(
 ): OutgoingHttpHeaders {
   const headers: OutgoingHttpHeaders = {};
   for (const name in proxyRes.headers) {
-    if (HOP_BY_HOP.has(name) || (stripCors && isCorsHeader(name))) continue;
+    if (NOT_RELAYED.has(name) || (stripCors && isCorsHeader(name))) continue;
     headers[name] = proxyRes.headers[name];
   }
   if (stripCors) {

@@ -1,5 +1,9 @@
 import type { IncomingHttpHeaders } from 'node:http';
 import { CREDENTIAL_HEADERS } from '../auth/credential-names.js';
+import { HOP_BY_HOP_HEADERS } from '../http/hop-by-hop.js';
+
+/** Needed on an upgrade; hop-by-hop on a plain request, where Node's agent sets its own. */
+const UPGRADE_ONLY = new Set(['connection', 'upgrade']);
 
 /**
  * Headers that never travel upstream on their own: credentials (a policy decides which go back
@@ -8,13 +12,12 @@ import { CREDENTIAL_HEADERS } from '../auth/credential-names.js';
  */
 const DROPPED = new Set<string>([
   ...CREDENTIAL_HEADERS,
+  ...[...HOP_BY_HOP_HEADERS].filter((name) => !UPGRADE_ONLY.has(name)),
   'content-length',
-  'transfer-encoding',
-  'proxy-authorization',
-  'proxy-connection',
-  'keep-alive',
-  'te',
+  // The body is written afresh and ends with no trailers, so none may be announced.
   'trailer',
+  // Addressed to this hop's proxy, which the gateway is not; never the upstream's business.
+  'proxy-authorization',
   // Node already answered `100 Continue` to the client; and httpxy skips its proxyReq hook
   // for requests that carry `Expect`.
   'expect',
@@ -35,8 +38,6 @@ const DROPPED = new Set<string>([
   'max-forwards',
 ]);
 const DROPPED_PREFIXES = ['x-forwarded-', 'x-stainless-', 'sec-ch-ua', 'sec-fetch-'];
-/** Needed on an upgrade; hop-by-hop on a plain request, where Node's agent sets its own. */
-const UPGRADE_ONLY = new Set(['connection', 'upgrade']);
 
 function isDropped(name: string, dropped: ReadonlySet<string>): boolean {
   if (dropped.has(name)) return true;

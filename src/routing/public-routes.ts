@@ -1,3 +1,6 @@
+import type { AmpGroup } from '../types.js';
+import { classifyAmpPath } from './route-groups.js';
+
 /**
  * Routes served without any credential, which every policy lets through (carrying none), so
  * that no mode can lock a client out of them: the one place this exemption is decided.
@@ -22,6 +25,11 @@ const PUBLIC_PATH_LENGTHS: ReadonlySet<number> = new Set(
 /** Where the gateway serves the identity provider's routes (`identityProxy`): under Amp's `/api`, named after us. */
 export const IDENTITY_PATH = '/api/amp-proxy/identity';
 const IDENTITY_SUBTREE = `${IDENTITY_PATH}/`;
+
+/** Whether any public route lies in `group`: the others skip the lookup on their hot path. */
+export function hasPublicRoutes(group: AmpGroup): boolean {
+  return [...PUBLIC_ROUTES.keys(), IDENTITY_PATH].some((path) => classifyAmpPath(path) === group);
+}
 
 /** The public route a request is for, if any; matched ignoring case, like the groups. */
 export function publicRouteOf(

@@ -4,7 +4,7 @@ import { homedir } from 'node:os';
 import { join } from 'node:path';
 import type { UpstreamKeyFunction, UpstreamKeySource } from '../types.js';
 
-export interface ResolvedUpstreamKey {
+export interface ResolvedServerKey {
   readonly key: string | undefined;
   readonly source: UpstreamKeySource;
   /** With `source: 'env'`: the variable the key came from. */
@@ -20,7 +20,7 @@ const SERVER_KEY_VARIABLES = ['AMP_PROXY_UPSTREAM_KEY', 'AMP_API_KEY'] as const;
 export type ServerKeyVariable = (typeof SERVER_KEY_VARIABLES)[number];
 
 /** The first of `SERVER_KEY_VARIABLES` set to a non-empty value in `env`. */
-export function serverKeyFromEnv(
+export function serverKeyFromVariables(
   env: Readonly<Record<string, string | undefined>>,
 ): { key: string; variable: ServerKeyVariable } | undefined {
   for (const variable of SERVER_KEY_VARIABLES) {
@@ -31,11 +31,11 @@ export function serverKeyFromEnv(
 }
 
 /** Resolves the server key; synchronous whenever the answer is known without I/O. */
-export type ServerKeyResolver = (req: IncomingMessage) => ResolvedUpstreamKey | Promise<ResolvedUpstreamKey>;
+export type ServerKeyResolver = (req: IncomingMessage) => ResolvedServerKey | Promise<ResolvedServerKey>;
 
 export const DEFAULT_UPSTREAM = 'https://ampcode.com';
-const AMBIENT_KEY_TTL_MS = 30_000;
-const NO_KEY: ResolvedUpstreamKey = { key: undefined, source: 'none' };
+const SERVER_KEY_FROM_ENV_TTL_MS = 30_000;
+const NO_KEY: ResolvedServerKey = { key: undefined, source: 'none' };
 
 /** The Amp CLI's own secrets file, which holds keys as `apiKey@<server url>`. */
 export function defaultSecretsFile(): string {
@@ -75,8 +75,11 @@ function nonEmpty(value: string | undefined): string | undefined {
 }
 
 /** Env `AMP_PROXY_UPSTREAM_KEY` or `AMP_API_KEY`, else the secrets file entry for `upstream`, read now. */
-export async function readAmbientKey(upstream: string, secretsFile: string): Promise<ResolvedUpstreamKey> {
-  const fromEnv = serverKeyFromEnv(process.env);
+export async function readServerKeyFromEnv(
+  upstream: string,
+  secretsFile: string,
+): Promise<ResolvedServerKey> {
+  const fromEnv = serverKeyFromVariables(process.env);
   if (fromEnv) return { key: fromEnv.key, source: 'env', variable: fromEnv.variable };
   const fromFile = await readSecretsFile(secretsFile, secretsFileEntries(upstream));
   return fromFile ? { key: fromFile, source: 'secrets-file' } : NO_KEY;
@@ -87,15 +90,15 @@ export async function readAmbientKey(upstream: string, secretsFile: string): Pro
  * then the secrets file. Both are re-read at most every 30 s so that a rotated key is picked up without a
  * restart, and concurrent requests share one read.
  */
-function ambientKeyResolver(upstream: string, secretsFile: string): ServerKeyResolver {
-  let cached: ResolvedUpstreamKey | undefined;
+function serverKeyFromEnvResolver(upstream: string, secretsFile: string): ServerKeyResolver {
+  let cached: ResolvedServerKey | undefined;
   let expiresAt = 0;
-  let refreshing: Promise<ResolvedUpstreamKey> | undefined;
+  let refreshing: Promise<ResolvedServerKey> | undefined;
 
-  const refresh = async (): Promise<ResolvedUpstreamKey> => {
-    const resolved = await readAmbientKey(upstream, secretsFile);
+  const refresh = async (): Promise<ResolvedServerKey> => {
+    const resolved = await readServerKeyFromEnv(upstream, secretsFile);
     cached = resolved;
-    expiresAt = Date.now() + AMBIENT_KEY_TTL_MS;
+    expiresAt = Date.now() + SERVER_KEY_FROM_ENV_TTL_MS;
     return resolved;
   };
 
@@ -113,8 +116,8 @@ function ambientKeyResolver(upstream: string, secretsFile: string): ServerKeyRes
  * environment and the Amp CLI hold), or `null` for no server key.
  */
 export type ServerKeySetting = string | UpstreamKeyFunction | null;
-/** The `upstreamKey` value that opts in to the ambient keys; no key is ever that word. */
-export const AMBIENT_KEYS = 'env';
+/** The `upstreamKey` value that opts in to the server key from the environment (variables, then the Amp CLI secrets file); no key is ever that word. */
+export const SERVER_KEY_FROM_ENV = 'env';
 
 /** The one place that decides which server key a request may spend. */
 export function createServerKeyResolver(
@@ -123,9 +126,9 @@ export function createServerKeyResolver(
   secretsFile: string,
 ): ServerKeyResolver {
   if (upstreamKey === null) return () => NO_KEY;
-  if (upstreamKey === AMBIENT_KEYS) return ambientKeyResolver(upstream, secretsFile);
+  if (upstreamKey === SERVER_KEY_FROM_ENV) return serverKeyFromEnvResolver(upstream, secretsFile);
   if (typeof upstreamKey === 'string') {
-    const fixed: ResolvedUpstreamKey = { key: upstreamKey, source: 'config' };
+    const fixed: ResolvedServerKey = { key: upstreamKey, source: 'config' };
     return () => fixed;
   }
   return async (req) => {
