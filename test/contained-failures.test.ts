@@ -135,8 +135,11 @@ describe('logging and events never throw into request handling', () => {
         'management',
         'passthrough',
         () => undefined,
-        () => {
-          throw new URIError('URI malformed');
+        {
+          url: () => {
+            throw new URIError('URI malformed');
+          },
+          text: (text) => text,
         },
       ),
       (code) => reports.push(code),

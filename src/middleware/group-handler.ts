@@ -12,7 +12,13 @@ import {
   type ServerKeyStage,
 } from '../policy/policies.js';
 import { createRequestGate, type RequestGate } from '../access/request-gate.js';
-import { containedTracer, createTracer, type RequestTrace, type Tracer } from '../observability/events.js';
+import {
+  containedTracer,
+  createTracer,
+  type RequestTrace,
+  type Tracer,
+  type TunnelTrace,
+} from '../observability/events.js';
 import { rewriteLocalResponse } from '../provider/local-response.js';
 import {
   routeProviderCall,
@@ -248,8 +254,13 @@ class ForwardingPipeline implements GroupHandler {
     ampPath: string,
     query: string,
   ) => {
-    const refuse = (refusal: Refusal): void => rejectUpgrade(socket, refusal.code, refusal.where);
-    this.#tunnel(req, socket, head, ampPath, query).then(
+    const trace = this.tracer?.tunnel(socket, withQuery(ampPath, query));
+    const refuse = (refusal: Refusal): void => {
+      if (isAnswered(socket)) trace?.abandoned();
+      else trace?.refused(refusal.code);
+      rejectUpgrade(socket, refusal.code, refusal.where);
+    };
+    this.#tunnel(req, socket, head, ampPath, query, trace).then(
       (refusal) => refusal && refuse(refusal),
       () => refuse(new Refusal('amp_internal_error')),
     );
@@ -296,6 +307,7 @@ class ForwardingPipeline implements GroupHandler {
     trace: RequestTrace | undefined,
     reply?: ReplyRewrite,
     destination: Destination = this.#destination,
+    tunnel?: TunnelTrace,
   ): OutboundRequest {
     const isUpgrade = !res;
     const headers = this.buildHeaders(req.headers, forward.headers, { isUpgrade, decodedBody: decoded });
@@ -312,6 +324,7 @@ class ForwardingPipeline implements GroupHandler {
       rewrite,
       reply,
       trace,
+      tunnel,
     });
   }
 
@@ -390,6 +403,7 @@ class ForwardingPipeline implements GroupHandler {
     head: Buffer,
     ampPath: string,
     query: string,
+    trace: TunnelTrace | undefined,
   ): Promise<Refusal | undefined> {
     if (announcesBody(req)) return new Refusal('amp_bad_request');
     const authorised = await this.#authorise(req, ampPath, query);
@@ -399,8 +413,10 @@ class ForwardingPipeline implements GroupHandler {
     if (forward instanceof Refusal) return forward;
     // Another upgrade listener may have answered the socket while the stages awaited; an
     // upstream tunnel for it would carry the user's credentials to a socket nobody reads.
-    if (isAnswered(socket)) return undefined;
-    this.tracer?.tunnel(socket, withQuery(ampPath, query));
+    if (isAnswered(socket)) {
+      trace?.abandoned();
+      return undefined;
+    }
     const request = this.#outboundRequest(
       req,
       undefined,
@@ -410,6 +426,9 @@ class ForwardingPipeline implements GroupHandler {
       NO_BODY_TO_SEND,
       undefined,
       undefined,
+      undefined,
+      undefined,
+      trace,
     );
     this.proxy.upgrade(request, socket, head);
     return undefined;
@@ -429,7 +448,7 @@ export function createGroupHandler(
           group,
           typeof policySpec === 'function' ? 'custom' : policySpec,
           config.emit,
-          config.redactor.url,
+          config.redactor,
         ),
         config.warn,
       )
