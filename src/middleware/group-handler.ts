@@ -257,7 +257,7 @@ class ForwardingPipeline implements GroupHandler {
     const trace = this.tracer?.tunnel(socket, withQuery(ampPath, query));
     const refuse = (refusal: Refusal): void => {
       if (isAnswered(socket)) trace?.abandoned();
-      else trace?.refused(refusal.code);
+      else trace?.rejected(refusal.code);
       rejectUpgrade(socket, refusal.code, refusal.where);
     };
     this.#tunnel(req, socket, head, ampPath, query, trace).then(

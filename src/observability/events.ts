@@ -21,8 +21,8 @@ export interface RequestTrace {
 
 /** What the upgrade pipeline and the proxy tell a WebSocket's trace as it goes. */
 export interface TunnelTrace {
-  /** The gateway refused the upgrade with `code`. */
-  refused(code: AmpErrorCode): void;
+  /** The gateway answered the upgrade with the error `code` (its refusal, or the upstream's failure). */
+  rejected(code: AmpErrorCode): void;
   /** The upstream answered the upgrade: 101 opens the tunnel, anything else is its refusal. */
   answered(status: number): void;
   failed(outcome: 'upstream-error' | 'timeout', cause: string): void;
@@ -46,7 +46,7 @@ const UNTRACED: RequestTrace = {
 };
 
 const UNTRACED_TUNNEL: TunnelTrace = {
-  refused: () => undefined,
+  rejected: () => undefined,
   answered: () => undefined,
   failed: () => undefined,
   upstreamClosed: () => undefined,
@@ -194,7 +194,8 @@ export function createTracer(
             ? 'refused'
             : status === undefined
               ? 'client-aborted'
-              : !opened || (upstreamCloseCode !== undefined && !UNREMARKABLE_CLOSE_CODES.has(upstreamCloseCode))
+              : !opened ||
+                  (upstreamCloseCode !== undefined && !UNREMARKABLE_CLOSE_CODES.has(upstreamCloseCode))
                 ? 'upstream-refused'
                 : 'completed');
         emit({
@@ -212,7 +213,7 @@ export function createTracer(
         });
       });
       return {
-        refused: (code) => {
+        rejected: (code) => {
           error = code;
           status = AMP_ERRORS[code].status;
         },

@@ -11,7 +11,9 @@ export function loggingListener(logger: AmpLogger): AmpProxyEventListener {
       }
       case 'websocket-close': {
         const failed =
-          event.outcome === 'upstream-error' || event.outcome === 'timeout' || event.outcome === 'upstream-refused';
+          event.outcome === 'upstream-error' ||
+          event.outcome === 'timeout' ||
+          event.outcome === 'upstream-refused';
         (failed ? logger.warn : logger.info).call(logger, event, 'amp websocket');
         return;
       }

@@ -105,9 +105,8 @@ class KnownSecretsRedactor implements Redactor {
   };
 
   readonly text = (text: string): string => {
-    const masked = this.#maskSecrets(this.#maskVerbatim(text, '…'), '…').replace(
-      TOKEN_LIKE,
-      (token) => redactSecret(token),
+    const masked = this.#maskSecrets(this.#maskVerbatim(text, '…'), '…').replace(TOKEN_LIKE, (token) =>
+      redactSecret(token),
     );
     const end = endOfCodePoints(masked, MAX_TEXT_CODE_POINTS);
     return end === -1 ? masked : `${masked.slice(0, end)}…`;

@@ -9,7 +9,13 @@ import { openingFor } from '../egress/waiting-client.js';
 import type { Destination, OutboundRequest } from './outbound-request.js';
 import { forwardResponse } from './response.js';
 import { forwardRewrittenReply } from './json-reply.js';
-import { destroyUpstreamOf, isTunnelOpen, tunnelOpened, watchUpstreamClose } from './tunnels.js';
+import {
+  destroyUpstreamOf,
+  isTunnelOpen,
+  startWatching,
+  tunnelOpened,
+  watchUpstreamClose,
+} from './tunnels.js';
 
 /**
  * The http-proxy-middleware instances of one route group, created once and kept across reloads
@@ -94,8 +100,6 @@ function onProxyReqWs(stripCors: boolean) {
     proxyReq.once('upgrade', (_res: IncomingMessage, upstream: Socket) => {
       tunnelOpened(socket, upstream);
       trace?.answered(101);
-      // This listener runs before httpxy's, which puts the bytes that came with the 101 back
-      // into `upstream` before piping it: the watcher sees them too (a guard's close, say).
       if (trace) watchUpstreamClose(upstream, ({ code, reason }) => trace.upstreamClosed(code, reason));
     });
     // Whenever the client's socket closes (before the upstream answered, or once the tunnel is
@@ -131,6 +135,7 @@ function onError(error: Error, outbound?: OutboundRequest, target?: ServerRespon
     // A client that went away is not an upstream failure: there is nobody to answer.
     if (isAnswered(target)) return;
     outbound.tunnel?.failed(timedOut ? 'timeout' : 'upstream-error', cause);
+    outbound.tunnel?.rejected(code);
     rejectUpgrade(target, code);
     return;
   }
@@ -216,6 +221,8 @@ function createEngine(
         proxyServer.on('proxyReqWs', onProxyReqWs(stripCors));
         proxyServer.on('proxyRes', onProxyRes(stripCors));
         proxyServer.on('error', onError);
+        // Emitted once httpxy has piped the upstream socket to the client's.
+        proxyServer.on('open', startWatching);
       },
     ],
   });

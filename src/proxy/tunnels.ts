@@ -127,17 +127,33 @@ export class CloseFrameReader {
   #finish(payload: Buffer): void {
     this.#stopped = true;
     const mask = this.#mask;
-    if (mask) for (let index = 0; index < payload.length; index++) payload[index] = payload[index]! ^ mask[index % 4]!;
+    if (mask)
+      for (let index = 0; index < payload.length; index++)
+        payload[index] = payload[index]! ^ mask[index % 4]!;
     const code = payload.length >= 2 ? payload.readUInt16BE(0) : undefined;
     this.onClose({ code, reason: payload.subarray(code === undefined ? 0 : 2) });
   }
 }
 
-/**
- * Watches what the upstream sends through a tunnel for its close frame, without buffering or
- * altering the stream: a `data` listener beside the pipe, removed once the close frame went by.
- */
+/** The close-frame listener of each upstream socket whose tunnel is being set up. */
+const closeListeners = new WeakMap<Socket, (frame: CloseFrame) => void>();
+
+/** Asks for `onClose` once the upstream's close frame goes through the tunnel `upstream` is about to join. */
 export function watchUpstreamClose(upstream: Socket, onClose: (frame: CloseFrame) => void): void {
+  closeListeners.set(upstream, onClose);
+}
+
+/**
+ * Starts reading the upstream's frame headers, without buffering or altering the stream: a
+ * `data` listener beside the pipe, removed once the close frame went by. Called only once the
+ * engine has piped `upstream` to the client (its `open` event): a `data` listener added before
+ * would make the socket flow, and the bytes that came with the 101 (which the engine puts back
+ * into the socket) would reach the listener alone, never the client.
+ */
+export function startWatching(upstream: Socket): void {
+  const onClose = closeListeners.get(upstream);
+  if (!onClose) return;
+  closeListeners.delete(upstream);
   const reader = new CloseFrameReader(onClose);
   const onData = (chunk: Buffer): void => {
     if (!reader.feed(chunk)) upstream.off('data', onData);
