@@ -227,6 +227,29 @@ describe('the upstream accepts a WebSocket, then closes it with an error code (A
     }
   });
 
+  it('an upstream that answers the upgrade without 101 refused it too: its status, no websocket-open', async () => {
+    const refusing = await startRawUpstream({
+      reply: () => ({ status: 403, body: '{"error":"billing"}', close: true }),
+    });
+    const gateway = await startGateway({ upstream: refusing.url });
+    try {
+      const mark = gateway.events.mark();
+      await attempt(gateway);
+      const end = await closeEvent(gateway, mark);
+      assert.equal(end.outcome, 'upstream-refused');
+      assert.equal(end.status, 403);
+      assert.equal(end.error, undefined);
+      assert.equal(end.upstreamCloseCode, undefined);
+      assert.match(
+        await gateway.metrics(),
+        /amp_proxy_websockets_total\{group="actors",outcome="upstream-refused"\} 1/,
+      );
+    } finally {
+      await gateway.close();
+      await refusing.close();
+    }
+  });
+
   for (const [name, express] of EXPRESS_VERSIONS) {
     it(`${name}: a gateway refusal is outcome refused with its amp_ code, and never a websocket-open`, async () => {
       const gateway = await startGateway(
