@@ -406,13 +406,44 @@ export interface AmpRequestEndEvent {
   readonly cause?: string | undefined;
 }
 
-export interface AmpWebSocketEvent {
-  readonly type: 'websocket-open' | 'websocket-close';
+/**
+ * How a WebSocket ended: as a request's outcomes, plus `upstream-refused` when the upstream
+ * would not serve it (answered the upgrade without 101, or closed the tunnel with an error code:
+ * Amp refused, not the gateway).
+ */
+export type AmpWebSocketOutcome = AmpRequestOutcome | 'upstream-refused';
+
+/** Only for a tunnel that opened: the upstream answered the upgrade with 101. */
+export interface AmpWebSocketOpenEvent {
+  readonly type: 'websocket-open';
   readonly group: AmpGroup;
   readonly path: string;
-  /** On `websocket-close`: how long the tunnel was open. */
-  readonly durationMs: number | undefined;
+  readonly durationMs: undefined;
 }
+
+/** Every upgrade the group took on, opened or not, ends with one of these. */
+export interface AmpWebSocketCloseEvent {
+  readonly type: 'websocket-close';
+  readonly group: AmpGroup;
+  readonly path: string;
+  /** From the upgrade's arrival to the client socket's close. */
+  readonly durationMs: number;
+  /** Whether the tunnel opened (a `websocket-open` was emitted for it). */
+  readonly opened: boolean;
+  /** The upgrade's answer: 101, the upstream's refusal, or the gateway's own; `undefined` when none was sent. */
+  readonly status: number | undefined;
+  readonly outcome: AmpWebSocketOutcome;
+  /** The error code the gateway answered the upgrade with, if it answered one. */
+  readonly error: AmpErrorCode | undefined;
+  /** Why the upstream could not be reached, on `upstream-error` and `timeout`: as a request's `cause`. */
+  readonly cause?: string | undefined;
+  /** The close code of the upstream's close frame, when it sent one through the tunnel. */
+  readonly upstreamCloseCode?: number | undefined;
+  /** That close frame's reason, redacted (`Redactor.text`) and cut short. */
+  readonly upstreamCloseReason?: string | undefined;
+}
+
+export type AmpWebSocketEvent = AmpWebSocketOpenEvent | AmpWebSocketCloseEvent;
 
 /** Everything the middleware reports to `logger`, `onProxyEvent` and metrics. */
 export type AmpProxyEvent = AmpRequestStartEvent | AmpRequestEndEvent | AmpWebSocketEvent;
@@ -497,6 +528,11 @@ export interface Redactor {
    * cookie values, WebSocket conn params, and every known secret in any other value, masked.
    */
   headers(headers: IncomingHttpHeaders, tokenHeader?: string): Record<string, string>;
+  /**
+   * Free text from elsewhere (an upstream's WebSocket close reason), safe to log: every known
+   * secret and every run of 24 or more key characters masked, cut after 120 code points.
+   */
+  text(text: string): string;
 }
 
 /** Send calls for `from` to `to` instead. */

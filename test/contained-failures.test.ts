@@ -131,14 +131,12 @@ describe('logging and events never throw into request handling', () => {
   it('a trace that fails (a bug of ours) costs the request its events, never its answer, and is reported once', () => {
     const reports: string[] = [];
     const tracer = containedTracer(
-      createTracer(
-        'management',
-        'passthrough',
-        () => undefined,
-        () => {
+      createTracer('management', 'passthrough', () => undefined, {
+        url: () => {
           throw new URIError('URI malformed');
         },
-      ),
+        text: (text) => text,
+      }),
       (code) => reports.push(code),
     );
     const fakeSocket = { bytesWritten: 0 };

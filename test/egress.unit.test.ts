@@ -210,3 +210,41 @@ describe('causes of a failing proxy', () => {
     });
   }
 });
+
+describe('keys that would cross an egress proxy in the clear', () => {
+  const warningsFor = (
+    upstream: string,
+    upstreamProxy: string | undefined,
+  ): { code?: unknown; message?: string }[] => {
+    const warnings: { code?: unknown; message?: string }[] = [];
+    const ignore = (): void => undefined;
+    ampRouter({
+      upstream,
+      upstreamKey: 'server-key-cleartext-1',
+      ...(upstreamProxy ? { upstreamProxy } : {}),
+      logger: {
+        info: ignore,
+        error: ignore,
+        warn: (object: object, message?: string) => warnings.push({ ...object, message }),
+      },
+    });
+    return warnings;
+  };
+
+  it('an http: upstream through any proxy warns once at start (amp_egress_cleartext), never showing the proxy password', () => {
+    for (const proxy of ['http://user:proxy-pass-77@proxy.internal:3128', 'socks5://proxy.internal:1080']) {
+      const warnings = warningsFor('http://amp.internal:8080', proxy);
+      assert.deepEqual(
+        warnings.map((warning) => warning.code),
+        ['amp_egress_cleartext'],
+      );
+      assert.match(warnings[0]!.message!, /proxy\.internal/);
+      assert.doesNotMatch(JSON.stringify(warnings), /proxy-pass-77|server-key-cleartext-1/);
+    }
+  });
+
+  it('an https: upstream through a proxy, or an http: upstream reached directly: no warning', () => {
+    assert.deepEqual(warningsFor('https://ampcode.com', 'http://proxy.internal:3128'), []);
+    assert.deepEqual(warningsFor('http://amp.internal:8080', undefined), []);
+  });
+});

@@ -90,3 +90,28 @@ describe('redaction never throws and cuts whole code points', () => {
     );
   });
 });
+
+describe('free text (an upstream close reason)', () => {
+  it('masks known secrets and anything long enough to be a key, keeps short codes, cuts long text', () => {
+    const redactor = createRedactor(['gw-known-secret-value', 'sgamp_gateway_key_0123456789abcdef']);
+    assert.equal(redactor.text('guard.missing_header'), 'guard.missing_header');
+    const masked = redactor.text(
+      'bad token sgamp_user_0123456789abcdefghijk, key sgamp_gateway_key_0123456789abcdef, gw-known-secret-value',
+    );
+    assert.ok(!masked.includes('0123456789'), masked);
+    assert.ok(!masked.includes('gw-known-secret-value'), masked);
+    assert.ok(masked.startsWith('bad token sgam…'), masked);
+    const long = redactor.text(`${EMOJI.repeat(119)}a${EMOJI}`);
+    assert.equal(long, `${EMOJI.repeat(119)}a…`);
+  });
+
+  it('whatever the text, text() returns well-formed text of at most 121 code points', () => {
+    const redactor = createRedactor(['sgamp_gateway_key_0123456789abcdef']);
+    fc.assert(
+      fc.property(fc.string({ unit: 'binary', maxLength: 200 }), (text) => {
+        const safe = redactor.text(text);
+        return [...safe].length <= 121 && (isWellFormed(safe) || !isWellFormed(text));
+      }),
+    );
+  });
+});

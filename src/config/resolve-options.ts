@@ -3,6 +3,7 @@ import type { ClientDirectory } from '../directory/client-directory.js';
 import type { LimitsConfig } from '../limits/limiter.js';
 import { SERVER_KEY_FROM_ENV, createServerKeyResolver, type ServerKeyResolver } from '../auth/server-key.js';
 import { chooseEgressProxy, type EgressProxy } from '../egress/egress-proxy.js';
+import { shownProxy } from '../egress/proxy-url.js';
 import { upstreamTrustBundle } from '../egress/trusted-cas.js';
 import { createUpstreamConnection, type UpstreamConnection } from '../egress/upstream-connection.js';
 import { createHostScope, type HostScope } from '../access/host-scope.js';
@@ -118,10 +119,18 @@ function proxyCredentials(proxy: EgressProxy | undefined): string[] {
 export function resolveOptions(options: unknown): ResolvedConfig {
   const validated = validateOptions(options);
   const { upstream, upstreamKey, clients, logger } = validated;
-  const { proxy } = chooseEgressProxy(validated.upstreamProxy, new URL(upstream.base));
+  const upstreamUrl = new URL(upstream.base);
+  const { proxy } = chooseEgressProxy(validated.upstreamProxy, upstreamUrl);
   const serverKeys =
     typeof upstreamKey === 'string' && upstreamKey !== SERVER_KEY_FROM_ENV ? [upstreamKey] : [];
   const warn = warningsTo(logger);
+  if (proxy && upstreamUrl.protocol === 'http:') {
+    // A CONNECT tunnel to an http: upstream still carries plain HTTP: the proxy reads it all.
+    warn(
+      'amp_egress_cleartext',
+      `amp-proxy-middleware: the upstream is http: and is reached through the egress proxy ${shownProxy(proxy.url)}, which sees every request in the clear, keys included; use an https: upstream`,
+    );
+  }
   const actorToken = actorTokenOf(validated);
   const upstreamConnection = createUpstreamConnection(
     proxy,

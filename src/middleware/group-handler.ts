@@ -16,7 +16,13 @@ import {
 import { createRequestGate, type RequestGate } from '../access/request-gate.js';
 import type { Limiter } from '../limits/limiter.js';
 import { closeWithPolicyViolation, sendLimitRefusal } from '../limits/refusals.js';
-import { containedTracer, createTracer, type RequestTrace, type Tracer } from '../observability/events.js';
+import {
+  containedTracer,
+  createTracer,
+  type RequestTrace,
+  type Tracer,
+  type TunnelTrace,
+} from '../observability/events.js';
 import { rewriteLocalResponse } from '../provider/local-response.js';
 import {
   routeProviderCall,
@@ -272,13 +278,16 @@ class ForwardingPipeline implements GroupHandler {
     ampPath: string,
     query: string,
   ) => {
+    const trace = this.tracer?.tunnel(socket, withQuery(ampPath, query));
     const refuse = (refusal: Refusal): void => {
+      if (isAnswered(socket)) return trace?.abandoned();
+      trace?.rejected(refusal.code);
       // A limit closes an accepted WebSocket with 1008, which the CLI reports rather than retries.
       if (refusal.limited && refusal.code !== 'amp_limits_unavailable')
         closeWithPolicyViolation(req, socket, refusal.code);
       else rejectUpgrade(socket, refusal.code, refusal.where);
     };
-    this.#tunnel(req, socket, head, ampPath, query).then(
+    this.#tunnel(req, socket, head, ampPath, query, trace).then(
       (refusal) => refusal && refuse(refusal),
       () => refuse(new Refusal('amp_internal_error')),
     );
@@ -329,6 +338,7 @@ class ForwardingPipeline implements GroupHandler {
     trace: RequestTrace | undefined,
     reply?: ReplyRewrite,
     destination: Destination = this.#destination,
+    tunnel?: TunnelTrace,
   ): OutboundRequest {
     const isUpgrade = !res;
     const headers = this.buildHeaders(req.headers, forward.headers, { isUpgrade, decodedBody: decoded });
@@ -345,6 +355,7 @@ class ForwardingPipeline implements GroupHandler {
       rewrite,
       reply,
       trace,
+      tunnel,
     });
   }
 
@@ -422,6 +433,7 @@ class ForwardingPipeline implements GroupHandler {
     head: Buffer,
     ampPath: string,
     query: string,
+    trace: TunnelTrace | undefined,
   ): Promise<Refusal | undefined> {
     if (announcesBody(req)) return new Refusal('amp_bad_request');
     const authorised = await this.#authorise(req, ampPath, query);
@@ -437,8 +449,10 @@ class ForwardingPipeline implements GroupHandler {
     }
     // Another upgrade listener may have answered the socket while the stages awaited; an
     // upstream tunnel for it would carry the user's credentials to a socket nobody reads.
-    if (isAnswered(socket)) return undefined;
-    this.tracer?.tunnel(socket, withQuery(ampPath, query));
+    if (isAnswered(socket)) {
+      trace?.abandoned();
+      return undefined;
+    }
     const request = this.#outboundRequest(
       req,
       undefined,
@@ -448,6 +462,9 @@ class ForwardingPipeline implements GroupHandler {
       NO_BODY_TO_SEND,
       undefined,
       undefined,
+      undefined,
+      undefined,
+      trace,
     );
     this.proxy.upgrade(request, socket, head);
     return undefined;
@@ -468,7 +485,7 @@ export function createGroupHandler(
           group,
           typeof policySpec === 'function' ? 'custom' : policySpec,
           config.emit,
-          config.redactor.url,
+          config.redactor,
         ),
         config.warn,
       )

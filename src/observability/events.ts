@@ -1,11 +1,14 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Duplex } from 'node:stream';
+import { AMP_ERRORS } from '../errors.js';
 import type {
   AmpErrorCode,
   AmpGroup,
   AmpProxyEventListener,
   AmpRequestOutcome,
+  AmpWebSocketOutcome,
   KeySource,
+  Redactor,
 } from '../types.js';
 
 /** What the pipeline tells a request's trace as it goes. */
@@ -16,9 +19,22 @@ export interface RequestTrace {
   routed(route: string): void;
 }
 
+/** What the upgrade pipeline and the proxy tell a WebSocket's trace as it goes. */
+export interface TunnelTrace {
+  /** The gateway answered the upgrade with the error `code` (its refusal, or the upstream's failure). */
+  rejected(code: AmpErrorCode): void;
+  /** The upstream answered the upgrade: 101 opens the tunnel, anything else is its refusal. */
+  answered(status: number): void;
+  failed(outcome: 'upstream-error' | 'timeout', cause: string): void;
+  /** The upstream's close frame went through the tunnel. */
+  upstreamClosed(code: number | undefined, reason: Buffer): void;
+  /** Another `upgrade` listener answered the socket: not ours to report. */
+  abandoned(): void;
+}
+
 export interface Tracer {
   request(req: IncomingMessage, res: ServerResponse, path: string): RequestTrace;
-  tunnel(socket: Duplex, path: string): void;
+  tunnel(socket: Duplex, path: string): TunnelTrace;
 }
 
 /** What a request whose trace failed tells: nothing. */
@@ -28,6 +44,17 @@ const UNTRACED: RequestTrace = {
   failed: () => undefined,
   routed: () => undefined,
 };
+
+const UNTRACED_TUNNEL: TunnelTrace = {
+  rejected: () => undefined,
+  answered: () => undefined,
+  failed: () => undefined,
+  upstreamClosed: () => undefined,
+  abandoned: () => undefined,
+};
+
+/** Close codes that end a WebSocket without blaming anyone: normal, going away, no status. */
+const UNREMARKABLE_CLOSE_CODES = new Set([1000, 1001, 1005]);
 
 /**
  * A tracer whose own failure (a bug of ours) costs the events of a request, never its answer:
@@ -55,9 +82,10 @@ export function containedTracer(tracer: Tracer, warn: (code: string, message: st
     },
     tunnel(socket, path) {
       try {
-        tracer.tunnel(socket, path);
+        return tracer.tunnel(socket, path);
       } catch (error) {
         report(error);
+        return UNTRACED_TUNNEL;
       }
     },
   };
@@ -78,16 +106,17 @@ const NO_REQUEST_ID: { requestId?: string } = Object.freeze({});
 
 /**
  * Emits the events of one group; `emit` isolates its listeners from each other and from us.
- * `redactUrl` is the config's redactor (`ResolvedConfig.redactor.url`), which also knows the
- * gateway's keys; every path in an event has been through it. Long because each event's fields
+ * `redactor` is the config's (`ResolvedConfig.redactor`), which also knows the gateway's keys;
+ * every path and close reason in an event has been through it. Long because each event's fields
  * are listed where they are gathered, in the closures that gather them.
  */
 export function createTracer(
   group: AmpGroup,
   policy: string,
   emit: AmpProxyEventListener,
-  redactUrl: (url: string) => string,
+  redactor: Pick<Redactor, 'url' | 'text'>,
 ): Tracer {
+  const redactUrl = redactor.url;
   return {
     request(req, res, rawPath) {
       const started = performance.now();
@@ -148,11 +177,60 @@ export function createTracer(
     tunnel(socket, rawPath) {
       const started = performance.now();
       const path = redactUrl(rawPath);
-      emit({ type: 'websocket-open', group, path, durationMs: undefined });
+      let status: number | undefined;
+      let error: AmpErrorCode | undefined;
+      let failure: 'upstream-error' | 'timeout' | undefined;
+      let cause: string | undefined;
+      let upstreamCloseCode: number | undefined;
+      let upstreamCloseReason: string | undefined;
+      let abandoned = false;
+      // Attached before any asynchronous step, so no ending can be missed.
       socket.once('close', () => {
-        const durationMs = Math.round(performance.now() - started);
-        emit({ type: 'websocket-close', group, path, durationMs });
+        if (abandoned) return;
+        const opened = status === 101;
+        const outcome: AmpWebSocketOutcome =
+          failure ??
+          (error
+            ? 'refused'
+            : status === undefined
+              ? 'client-aborted'
+              : !opened ||
+                  (upstreamCloseCode !== undefined && !UNREMARKABLE_CLOSE_CODES.has(upstreamCloseCode))
+                ? 'upstream-refused'
+                : 'completed');
+        emit({
+          type: 'websocket-close',
+          group,
+          path,
+          durationMs: Math.round(performance.now() - started),
+          opened,
+          status,
+          outcome,
+          error,
+          cause,
+          upstreamCloseCode,
+          upstreamCloseReason,
+        });
       });
+      return {
+        rejected: (code) => {
+          error = code;
+          status = AMP_ERRORS[code].status;
+        },
+        answered: (answer) => {
+          status = answer;
+          if (answer === 101) emit({ type: 'websocket-open', group, path, durationMs: undefined });
+        },
+        failed: (outcome, why) => {
+          failure = outcome;
+          cause = why;
+        },
+        upstreamClosed: (code, reason) => {
+          upstreamCloseCode = code;
+          upstreamCloseReason = reason.length > 0 ? redactor.text(reason.toString('utf8')) : undefined;
+        },
+        abandoned: () => (abandoned = true),
+      };
     },
   };
 }

@@ -5,6 +5,11 @@ const SERVER_KEY_SOURCES = new Set(['config', 'function', 'env', 'secrets-file']
 // LLM calls run long: buckets reach well past a minute.
 const DURATION_BUCKETS = [0.005, 0.025, 0.1, 0.5, 1, 2.5, 10, 30, 60, 300];
 
+/** A close code as a label: the codes RFC 6455 allows on the wire, anything else one value, so the series stay few. */
+function closeCodeLabel(code: number): string {
+  return code >= 1000 && code <= 4999 ? String(code) : 'invalid';
+}
+
 /**
  * Prometheus metrics for every request and WebSocket: requests and durations by group and
  * status, in-flight requests, open WebSockets, upstream errors, and calls that spent a
@@ -44,9 +49,21 @@ export function createAmpMetrics(
     labelNames: ['group'],
     registers,
   });
+  const websocketEnds = new client.Counter({
+    name: 'amp_proxy_websockets_total',
+    help: 'Finished WebSocket upgrades (opened or not) by route group and outcome.',
+    labelNames: ['group', 'outcome'],
+    registers,
+  });
+  const upstreamCloses = new client.Counter({
+    name: 'amp_proxy_websocket_upstream_closes_total',
+    help: 'Close frames the upstream sent through a WebSocket tunnel, by route group and close code.',
+    labelNames: ['group', 'code'],
+    registers,
+  });
   const upstreamErrors = new client.Counter({
     name: 'amp_proxy_upstream_errors_total',
-    help: 'Requests that failed at the upstream (unreachable, reset, timeout), by route group and outcome.',
+    help: 'Requests and WebSocket upgrades that failed at the upstream (unreachable, reset, timeout), by route group and outcome.',
     labelNames: ['group', 'outcome'],
     registers,
   });
@@ -83,7 +100,14 @@ export function createAmpMetrics(
           websockets.inc({ group: event.group });
           return;
         case 'websocket-close':
-          websockets.dec({ group: event.group });
+          if (event.opened) websockets.dec({ group: event.group });
+          websocketEnds.inc({ group: event.group, outcome: event.outcome });
+          if (event.outcome === 'upstream-error' || event.outcome === 'timeout') {
+            upstreamErrors.inc({ group: event.group, outcome: event.outcome });
+          }
+          if (event.opened && event.upstreamCloseCode !== undefined) {
+            upstreamCloses.inc({ group: event.group, code: closeCodeLabel(event.upstreamCloseCode) });
+          }
       }
     },
   };

@@ -39,6 +39,13 @@ function shownPart(secret: string): string {
 /** `…` as it is written in a URL. */
 const ENCODED_ELLIPSIS = encodeURIComponent('…');
 const QUERY_SEPARATOR = /([&;])/;
+/**
+ * In free text, a run of key characters long enough to be a credential nobody told us about (a
+ * user's own token echoed back): words and dotted codes such as `guard.missing_header` are shorter.
+ */
+const TOKEN_LIKE = /[A-Za-z0-9_-]{24,}/g;
+/** Free text from elsewhere is cut here: a log line needs its gist, not its bulk. */
+const MAX_TEXT_CODE_POINTS = 120;
 /** A lone surrogate, which `encodeURIComponent` throws on (a `u` regex reads pairs as one). */
 const LONE_SURROGATE = /\p{Cs}/gu;
 
@@ -108,6 +115,14 @@ class KnownSecretsRedactor implements Redactor {
       safe[this.#maskSecrets(name, '…')] = this.#redactHeaderValue(name.toLowerCase(), joined, tokenHeader);
     }
     return safe;
+  };
+
+  readonly text = (text: string): string => {
+    const masked = this.#maskSecrets(this.#maskVerbatim(text, '…'), '…').replace(TOKEN_LIKE, (token) =>
+      redactSecret(token),
+    );
+    const end = endOfCodePoints(masked, MAX_TEXT_CODE_POINTS);
+    return end === -1 ? masked : `${masked.slice(0, end)}…`;
   };
 
   /** Secrets that are not tokens, masked where they appear as they are, before text is split up. */

@@ -2,13 +2,20 @@ import type { Agent, ClientRequest, IncomingMessage, ServerResponse } from 'node
 import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { createProxyMiddleware, type RequestHandler } from 'http-proxy-middleware';
-import { rejectUpgrade, sendAmpError, upstreamFailureCause } from '../errors.js';
+import { isAnswered, rejectUpgrade, sendAmpError, upstreamFailureCause } from '../errors.js';
 import { isCorsHeader } from '../access/cors.js';
 import type { UpstreamConnection } from '../egress/upstream-connection.js';
 import { openingFor } from '../egress/waiting-client.js';
 import type { Destination, OutboundRequest } from './outbound-request.js';
 import { forwardResponse } from './response.js';
 import { forwardRewrittenReply } from './json-reply.js';
+import {
+  destroyUpstreamOf,
+  isTunnelOpen,
+  startWatching,
+  tunnelOpened,
+  watchUpstreamClose,
+} from './tunnels.js';
 
 /**
  * The http-proxy-middleware instances of one route group, created once and kept across reloads
@@ -28,34 +35,6 @@ export interface GroupProxy {
 }
 
 const UPSTREAM_TIMEOUT = 'AMP_UPSTREAM_TIMEOUT';
-/** The upstream end of each tunnel, so that shutdown can close a tunnel cleanly. */
-const upstreamSockets = new WeakMap<Duplex, Socket>();
-/** A server-to-client WebSocket close frame with status 1001, "going away". */
-const GOING_AWAY_FRAME = Buffer.from([0x88, 0x02, 0x03, 0xe9]);
-const TUNNEL_CLOSE_GRACE_MS = 1000;
-
-/**
- * Ends a WebSocket tunnel with close code 1001: the upstream side is detached first, so the
- * close frame cannot land inside a frame the upstream was still sending. Resolves once the
- * tunnel is closed, so that its close is logged and counted before a shutdown is over.
- */
-export function endTunnel(socket: Duplex): Promise<void> {
-  const closed = socket.destroyed
-    ? Promise.resolve()
-    : new Promise<void>((resolve) => socket.once('close', () => resolve()));
-  const upstream = upstreamSockets.get(socket);
-  if (upstream) {
-    upstream.unpipe(socket);
-    socket.unpipe(upstream);
-    upstream.destroy();
-  }
-  // Keep reading, so the client's closing handshake and hang-up are seen and the socket closes.
-  socket.resume();
-  socket.end(GOING_AWAY_FRAME);
-  // The client should answer the close and hang up; one that does not is cut off.
-  setTimeout(() => socket.destroy(), TUNNEL_CLOSE_GRACE_MS).unref();
-  return closed;
-}
 
 function timeoutError(): Error {
   return Object.assign(new Error('upstream timed out'), { code: UPSTREAM_TIMEOUT });
@@ -117,20 +96,25 @@ function onProxyReqWs(stripCors: boolean) {
   return (proxyReq: ClientRequest, outbound: OutboundRequest, socket: Duplex): void => {
     // An upgrade the upstream never answers must not hold the client socket forever.
     proxyReq.setTimeout(outbound.destination.timeoutMs, () => proxyReq.destroy(timeoutError()));
-    proxyReq.once('upgrade', (_res: IncomingMessage, upstream: Socket) =>
-      upstreamSockets.set(socket, upstream),
-    );
+    const trace = outbound.tunnel;
+    proxyReq.once('upgrade', (_res: IncomingMessage, upstream: Socket) => {
+      tunnelOpened(socket, upstream);
+      trace?.answered(101);
+      if (trace) watchUpstreamClose(upstream, ({ code, reason }) => trace.upstreamClosed(code, reason));
+    });
     // Whenever the client's socket closes (before the upstream answered, or once the tunnel is
     // open), the upstream side goes too: the engine leaves both open otherwise.
     socket.once('close', () => {
       proxyReq.destroy();
-      upstreamSockets.get(socket)?.destroy();
+      destroyUpstreamOf(socket);
     });
-    if (!stripCors) return;
+    if (!stripCors && !trace) return;
     // httpxy passes a refused upgrade's answer on (hop-by-hop headers dropped, `Connection:
     // close`) from its own `response` listener, which runs after this one: an identity route's
     // answer loses its CORS permissions first.
     proxyReq.once('response', (upstreamRes: IncomingMessage) => {
+      trace?.answered(upstreamRes.statusCode ?? 0);
+      if (!stripCors) return;
       for (const name of Object.keys(upstreamRes.headers)) {
         if (isCorsHeader(name)) Reflect.deleteProperty(upstreamRes.headers, name);
       }
@@ -144,18 +128,20 @@ function onError(error: Error, outbound?: OutboundRequest, target?: ServerRespon
   const errorCode = (error as NodeJS.ErrnoException).code;
   const timedOut = errorCode === UPSTREAM_TIMEOUT || errorCode === 'PROXY_TIMEOUT';
   const code = timedOut ? 'amp_upstream_timeout' : 'amp_upstream_proxy_error';
+  const cause = errorCode === UPSTREAM_TIMEOUT ? 'timeout' : upstreamFailureCause(error);
   if (!isServerResponse(target)) {
     // Once the tunnel is open, an HTTP answer would land inside the WebSocket stream.
-    if (upstreamSockets.has(target)) target.destroy();
-    else rejectUpgrade(target, code);
+    if (isTunnelOpen(target)) return void target.destroy();
+    // A client that went away is not an upstream failure: there is nobody to answer.
+    if (isAnswered(target)) return;
+    outbound.tunnel?.failed(timedOut ? 'timeout' : 'upstream-error', cause);
+    outbound.tunnel?.rejected(code);
+    rejectUpgrade(target, code);
     return;
   }
   // A client that went away is not an upstream failure: there is nobody to answer.
   if (outbound.client.socket.destroyed || target.destroyed || target.writableEnded) return;
-  outbound.trace?.failed(
-    timedOut ? 'timeout' : 'upstream-error',
-    errorCode === UPSTREAM_TIMEOUT ? 'timeout' : upstreamFailureCause(error),
-  );
+  outbound.trace?.failed(timedOut ? 'timeout' : 'upstream-error', cause);
   sendAmpError(target, code);
 }
 
@@ -235,6 +221,8 @@ function createEngine(
         proxyServer.on('proxyReqWs', onProxyReqWs(stripCors));
         proxyServer.on('proxyRes', onProxyRes(stripCors));
         proxyServer.on('error', onError);
+        // Emitted once httpxy has piped the upstream socket to the client's.
+        proxyServer.on('open', startWatching);
       },
     ],
   });

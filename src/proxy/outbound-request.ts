@@ -1,7 +1,7 @@
 import { EventEmitter } from 'node:events';
 import type { ClientRequest, IncomingHttpHeaders, IncomingMessage, ServerResponse } from 'node:http';
 import type { UpstreamConnection } from '../egress/upstream-connection.js';
-import type { RequestTrace } from '../observability/events.js';
+import type { RequestTrace, TunnelTrace } from '../observability/events.js';
 import type { RewriteSpec } from '../provider/response-rewriter.js';
 import { writeBody, type OutboundBody } from './request-framing.js';
 import type { ReplyRewrite } from './json-reply.js';
@@ -54,6 +54,8 @@ export class OutboundRequest extends EventEmitter {
   /** A small JSON reply to rewrite before the client gets it (URLs that must name the gateway). */
   declare readonly reply: ReplyRewrite | undefined;
   declare readonly trace: RequestTrace | undefined;
+  /** An upgrade's trace, in place of `trace`. */
+  declare readonly tunnel?: TunnelTrace | undefined;
 
   constructor(init: OutboundRequestInit) {
     super();
