@@ -452,6 +452,11 @@ export interface AmpGatewaySettings {
   host: string;
   /** Where Prometheus metrics are served, when `prom-client` is installed. Defaults to none. */
   metricsPath: string | undefined;
+  /**
+   * How long a shutdown lets requests and streams finish before it cuts them, in milliseconds.
+   * Defaults to 10000; env `AMP_PROXY_DRAIN_MS` overrides the file, `--drain-ms` both.
+   */
+  drainMs: number;
 }
 
 /** Gateway settings given on the command line, which win over env and the config file. */
@@ -460,6 +465,8 @@ export interface AmpGatewayOverrides {
   port?: number | string;
   /** `--host`. */
   host?: string;
+  /** `--drain-ms`: a number, or the text given on the command line. */
+  drainMs?: number | string;
 }
 
 /**

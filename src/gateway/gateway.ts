@@ -7,7 +7,7 @@ import { watchConfigFiles } from './config-watcher.js';
 import { jsonLogger } from './json-logger.js';
 import { reloadConfig } from './reload.js';
 import { gatewayRoutes, refuseConnect } from './routes.js';
-import { shutDown } from './shutdown.js';
+import { createDrain, shutDown } from './shutdown.js';
 import type {
   AmpGatewaySettings,
   AmpLogger,
@@ -24,6 +24,8 @@ export interface GatewayOptions {
   port?: number | string;
   /** As `--host`: wins over env and the config file. */
   host?: string;
+  /** As `--drain-ms`: wins over env and the config file. */
+  drainMs?: number | string;
   /** As `--upstream-key-file`: the server key's file, which wins over env and the config file. */
   upstreamKeyFile?: string;
   env?: NodeJS.ProcessEnv;
@@ -38,8 +40,11 @@ export interface RunningGateway {
   readonly server: Server;
   /** Loads the configuration again and swaps it in; keeps the old one if the new one is invalid. */
   reload(): Promise<void>;
-  /** Stops accepting, ends WebSockets with 1001, lets requests finish for `graceMs`, then cuts the rest. */
-  shutdown(graceMs: number): Promise<void>;
+  /**
+   * Answers `/readyz` with 503, stops accepting, ends WebSockets with 1001, lets requests finish
+   * for `drainMs` (the configured drain time by default), then cuts the rest.
+   */
+  shutdown(drainMs?: number): Promise<void>;
 }
 
 /** prom-client is an optional dependency: only a config that asks for metrics needs it. */
@@ -102,7 +107,7 @@ export function loadGatewayConfig(
     cwd: options.cwd,
     configFile,
     env: options.env ?? process.env,
-    overrides: { port: options.port, host: options.host },
+    overrides: { port: options.port, host: options.host, drainMs: options.drainMs },
     upstreamKeyFile: options.upstreamKeyFile,
   });
 }
@@ -114,7 +119,8 @@ export async function startGateway(options: GatewayOptions = {}): Promise<Runnin
   let loaded = await loadGatewayConfig(options);
   const metrics = await loadMetrics(loaded.gateway.metricsPath, loaded.filepath);
   const router = ampRouter(routerOptions(loaded.options, logger, metrics));
-  const server = createServer(gatewayRoutes(router, metrics, () => loaded));
+  const drain = createDrain();
+  const server = createServer(gatewayRoutes(router, metrics, () => loaded, drain));
   attachUpgrade(server, router);
   server.on('connect', (_req, socket) => refuseConnect(socket));
   const url = await listen(server, loaded.gateway);
@@ -131,5 +137,10 @@ export async function startGateway(options: GatewayOptions = {}): Promise<Runnin
   };
   const watcher =
     (options.watch ?? true) ? watchConfigFiles(loaded.watchFiles, () => void reload()) : undefined;
-  return { url, server, reload, shutdown: (graceMs) => shutDown(server, router, watcher, graceMs) };
+  return {
+    url,
+    server,
+    reload,
+    shutdown: (drainMs = loaded.gateway.drainMs) => shutDown(server, router, watcher, drain, drainMs, logger),
+  };
 }

@@ -1,4 +1,5 @@
 import type { Agent, ClientRequest, IncomingMessage, ServerResponse } from 'node:http';
+import { randomBytes } from 'node:crypto';
 import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { createProxyMiddleware, type RequestHandler } from 'http-proxy-middleware';
@@ -32,12 +33,18 @@ const UPSTREAM_TIMEOUT = 'AMP_UPSTREAM_TIMEOUT';
 const upstreamSockets = new WeakMap<Duplex, Socket>();
 /** A server-to-client WebSocket close frame with status 1001, "going away". */
 const GOING_AWAY_FRAME = Buffer.from([0x88, 0x02, 0x03, 0xe9]);
+
+/** The same close frame as a client sends it: masked (RFC 6455 §5.3), with a fresh mask. */
+function maskedGoingAwayFrame(): Buffer {
+  const mask = randomBytes(4);
+  return Buffer.from([0x88, 0x82, ...mask, 0x03 ^ mask[0]!, 0xe9 ^ mask[1]!]);
+}
 const TUNNEL_CLOSE_GRACE_MS = 1000;
 
 /**
- * Ends a WebSocket tunnel with close code 1001: the upstream side is detached first, so the
- * close frame cannot land inside a frame the upstream was still sending. Resolves once the
- * tunnel is closed, so that its close is logged and counted before a shutdown is over.
+ * Ends a WebSocket tunnel with close code 1001 on both sides: the two are detached first, so a
+ * close frame cannot land inside a frame the other side was still sending. Resolves once the
+ * client's side is closed, so that its close is logged and counted before a shutdown is over.
  */
 export function endTunnel(socket: Duplex): Promise<void> {
   const closed = socket.destroyed
@@ -47,7 +54,11 @@ export function endTunnel(socket: Duplex): Promise<void> {
   if (upstream) {
     upstream.unpipe(socket);
     socket.unpipe(upstream);
-    upstream.destroy();
+    // The upstream sees a client going away (1001), not a dropped connection (1006).
+    upstream.on('error', () => upstream.destroy());
+    upstream.resume();
+    upstream.end(maskedGoingAwayFrame());
+    setTimeout(() => upstream.destroy(), TUNNEL_CLOSE_GRACE_MS).unref();
   }
   // Keep reading, so the client's closing handshake and hang-up are seen and the socket closes.
   socket.resume();

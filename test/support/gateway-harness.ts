@@ -194,6 +194,15 @@ export function startCli(cwd: string, env: NodeJS.ProcessEnv, args: string[]) {
   return {
     listening,
     output: () => output,
+    /** Its JSON log lines so far. */
+    logLines: (): Record<string, unknown>[] =>
+      output
+        .split('\n')
+        .filter((line) => line.startsWith('{'))
+        .map((line) => JSON.parse(line) as Record<string, unknown>),
+    /** Resolves on its exit, with its exit code. */
+    exited: once(child, 'exit').then(([code]) => code as number | null),
+    signal: (name: NodeJS.Signals) => child.kill(name),
     /** SIGTERM, as a supervisor stops it; SIGKILL if it has not exited within 10 s. */
     async stop(): Promise<void> {
       if (child.exitCode !== null || child.signalCode !== null) return;
