@@ -97,10 +97,10 @@ describe('gateway settings (no sockets)', () => {
     const flag = refusal(() =>
       resolveGatewaySettings({ fromFile: {}, file: FILE, env: {}, overrides: { drainMs: '5s' } }),
     );
-    assert.deepEqual([flag.option, flag.problem], [
-      '--drain-ms',
-      'expected a whole number of milliseconds, 0 or more, got "5s"',
-    ]);
+    assert.deepEqual(
+      [flag.option, flag.problem],
+      ['--drain-ms', 'expected a whole number of milliseconds, 0 or more, got "5s"'],
+    );
     assert.equal(
       refusal(() => resolveGatewaySettings({ fromFile: { drainMs: -1 }, file: FILE, env: {}, overrides: {} }))
         .option,

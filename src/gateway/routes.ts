@@ -38,6 +38,7 @@ export function gatewayRoutes(
   drain: Drain,
 ): RequestListener {
   return (req, res) => {
+    drain.track(res);
     const path = req.url?.split('?', 1)[0];
     if (path === '/healthz') return sendJson(res, 200, { status: 'ok' });
     if (path === '/readyz') {

@@ -1,14 +1,34 @@
-import type { Server } from 'node:http';
+import type { Server, ServerResponse } from 'node:http';
 import type { ConfigWatcher } from './config-watcher.js';
 import type { AmpLogger, AmpMiddleware } from '../index.js';
 
 export interface Drain {
   /** Set once a shutdown starts: `/readyz` answers 503 from then on, so no new work is routed here. */
   readonly draining: boolean;
+  /** Counts a response as open until it closes, so that a shutdown waits for its last log line. */
+  track(res: ServerResponse): void;
 }
 
-export function createDrain(): Drain & { start(): void } {
-  const drain = { draining: false, start: () => void (drain.draining = true) };
+export function createDrain() {
+  const open = new Set<ServerResponse>();
+  let wake: (() => void) | undefined;
+  const drain = {
+    draining: false,
+    track(res: ServerResponse): void {
+      open.add(res);
+      res.once('close', () => {
+        open.delete(res);
+        if (open.size === 0) wake?.();
+      });
+    },
+    start(): void {
+      drain.draining = true;
+    },
+    /** Resolves once every tracked response has closed (and written its `request-end` line). */
+    settled(): Promise<void> {
+      return open.size === 0 ? Promise.resolve() : new Promise((resolve) => (wake = resolve));
+    },
+  };
   return drain;
 }
 
@@ -40,7 +60,7 @@ export async function shutDown(
   }, drainMs);
   await closed;
   clearTimeout(deadline);
-  // A cut response's `close` runs after its socket's: the turn after is when its line is written.
-  await new Promise((resolve) => setImmediate(resolve));
+  // A cut response closes after its socket, later than the server: its line comes then.
+  await drain.settled();
   logger.info({ cutOff }, 'draining ended');
 }
