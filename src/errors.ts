@@ -150,24 +150,30 @@ const serialisedBodies = Object.fromEntries(
   ]),
 ) as Record<AmpErrorCode, string>;
 
-function errorBody(code: AmpErrorCode, where: string | undefined): string {
-  if (where === undefined) return serialisedBodies[code];
-  return JSON.stringify({ error: code, message: AMP_ERRORS[code].message, where } satisfies AmpErrorBody);
+function errorBody(code: AmpErrorCode, where: string | undefined, cause: string | undefined): string {
+  if (where === undefined && cause === undefined) return serialisedBodies[code];
+  return JSON.stringify({
+    error: code,
+    message: AMP_ERRORS[code].message,
+    where,
+    cause,
+  } satisfies AmpErrorBody);
 }
 
 /**
  * Answers an HTTP request with the JSON error for `code`, unless the client is gone. `where`
- * names the place of the problem (a header name, `query`); it must never hold a secret. Our own
+ * names the place of the problem (a header name, `query`), `cause` why the upstream failed (an
+ * error code from `upstreamFailureCause`); neither may ever hold a secret or an address. Our own
  * answers grant no CORS permission, whatever a host `cors()` set before the proxy ran.
  */
-export function sendAmpError(res: ServerResponse, code: AmpErrorCode, where?: string): void {
+export function sendAmpError(res: ServerResponse, code: AmpErrorCode, where?: string, cause?: string): void {
   if (res.headersSent || res.destroyed) {
     // A response already under way cannot turn into JSON; cutting it is the only honest signal.
     res.destroy();
     return;
   }
   for (const name of res.getHeaderNames()) if (isCorsHeader(name)) res.removeHeader(name);
-  const body = errorBody(code, where);
+  const body = errorBody(code, where, cause);
   res.writeHead(AMP_ERRORS[code].status, {
     ...(code === 'amp_method_not_allowed' && { allow }),
     'content-type': 'application/json; charset=utf-8',
@@ -196,10 +202,10 @@ export function isAnswered(socket: Duplex): boolean {
 }
 
 /** Answers a WebSocket upgrade request with the JSON error for `code` and closes the socket. */
-export function rejectUpgrade(socket: Duplex, code: AmpErrorCode, where?: string): void {
+export function rejectUpgrade(socket: Duplex, code: AmpErrorCode, where?: string, cause?: string): void {
   if (isAnswered(socket)) return;
   const { status } = AMP_ERRORS[code];
-  const body = errorBody(code, where);
+  const body = errorBody(code, where, cause);
   socket.end(
     `HTTP/1.1 ${status} ${STATUS_CODES[status] ?? ''}\r\n` +
       'Connection: close\r\n' +

@@ -442,6 +442,11 @@ export interface AmpErrorBody {
   message: string;
   /** Where the problem was found (a header name, `query`, `path`); never a secret. */
   where?: string;
+  /**
+   * Why the upstream could not be reached (502, 504): the error code the log line has
+   * (`ECONNREFUSED`, `PROXY_407`, `UNABLE_TO_VERIFY_LEAF_SIGNATURE`, `timeout`), never an address.
+   */
+  cause?: string;
 }
 
 /** Settings of the standalone gateway, which the middleware itself does not take. */

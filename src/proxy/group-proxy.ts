@@ -155,19 +155,17 @@ function onError(error: Error, outbound?: OutboundRequest, target?: ServerRespon
   const errorCode = (error as NodeJS.ErrnoException).code;
   const timedOut = errorCode === UPSTREAM_TIMEOUT || errorCode === 'PROXY_TIMEOUT';
   const code = timedOut ? 'amp_upstream_timeout' : 'amp_upstream_proxy_error';
+  const cause = errorCode === UPSTREAM_TIMEOUT ? 'timeout' : upstreamFailureCause(error);
   if (!isServerResponse(target)) {
     // Once the tunnel is open, an HTTP answer would land inside the WebSocket stream.
     if (upstreamSockets.has(target)) target.destroy();
-    else rejectUpgrade(target, code);
+    else rejectUpgrade(target, code, undefined, cause);
     return;
   }
   // A client that went away is not an upstream failure: there is nobody to answer.
   if (outbound.client.socket.destroyed || target.destroyed || target.writableEnded) return;
-  outbound.trace?.failed(
-    timedOut ? 'timeout' : 'upstream-error',
-    errorCode === UPSTREAM_TIMEOUT ? 'timeout' : upstreamFailureCause(error),
-  );
-  sendAmpError(target, code);
+  outbound.trace?.failed(timedOut ? 'timeout' : 'upstream-error', cause);
+  sendAmpError(target, code, undefined, cause);
 }
 
 /**
