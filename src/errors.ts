@@ -1,7 +1,7 @@
 import { STATUS_CODES, type ServerResponse } from 'node:http';
 import type { Duplex } from 'node:stream';
 import { isCorsHeader } from './access/cors.js';
-import type { AmpErrorBody, AmpErrorCode } from './types.js';
+import type { AmpConfigProblem, AmpErrorBody, AmpErrorCode } from './types.js';
 
 /**
  * Every error the middleware answers with. The code is the stable contract (clients and
@@ -126,20 +126,36 @@ const { allow } = AMP_ERRORS.amp_method_not_allowed;
 /**
  * Thrown by the factories, `reload` and `loadAmpConfig` when options are invalid. `option` names
  * the offending option path (for example `policies.browser`) and `file` the config file it came
- * from, so a host can point its user at the exact setting.
+ * from, so a host can point its user at the exact setting. `problems` lists every problem found
+ * (one per option), so that a file is fixed in one go; `option` and `problem` are its first.
  */
 export class AmpProxyConfigError extends Error {
   readonly code = 'amp_invalid_options';
   readonly option: string;
   readonly problem: string;
   readonly file: string | undefined;
+  readonly problems: readonly AmpConfigProblem[];
 
-  constructor(option: string, problem: string, file?: string) {
-    super(`amp-proxy-middleware: ${file ? `${file}: ` : ''}${option}: ${problem}`);
+  constructor(option: string, problem: string, file?: string, more: readonly AmpConfigProblem[] = []) {
+    const problems = [{ option, problem }, ...more];
+    const where = `amp-proxy-middleware: ${file ? `${file}: ` : ''}`;
+    super(
+      problems.length === 1
+        ? `${where}${option}: ${problem}`
+        : `${where}${problems.length} problems:\n${problems.map((each) => `  ${each.option}: ${each.problem}`).join('\n')}`,
+    );
     this.name = 'AmpProxyConfigError';
     this.option = option;
     this.problem = problem;
     this.file = file;
+    this.problems = problems;
+  }
+
+  /** One error listing every problem of `errors`, in order, for `file`. */
+  static combine(errors: readonly AmpProxyConfigError[], file?: string): AmpProxyConfigError {
+    const [first, ...rest] = errors.flatMap((error) => error.problems);
+    if (!first) throw new TypeError('AmpProxyConfigError.combine: no errors');
+    return new AmpProxyConfigError(first.option, first.problem, file, rest);
   }
 }
 

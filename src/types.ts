@@ -437,6 +437,12 @@ export type LocalProviderHandler = {
 export type LocalProvider = (model: string, req: IncomingMessage) => LocalProviderHandler | undefined;
 
 /** The JSON body of every error response. */
+/** One problem of a configuration: the option path and what is wrong with it (never a secret). */
+export interface AmpConfigProblem {
+  readonly option: string;
+  readonly problem: string;
+}
+
 export interface AmpErrorBody {
   error: AmpErrorCode;
   message: string;

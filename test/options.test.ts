@@ -176,7 +176,30 @@ describe('options are validated in the factory', () => {
   });
 
   it('refuses unknown options (typos)', () => {
-    rejects({ policy: {} }, 'policy', /unknown option; the options are .*policies/);
+    rejects({ policy: {} }, 'policy', /unknown option; did you mean `policies`\? The options are .*policies/);
+    rejects({ upstreemKey: 'k' }, 'upstreemKey', /did you mean `upstreamKey`\?/);
+    // Nothing near: no guess, only the list.
+    rejects({ frobnicate: 1 }, 'frobnicate', /^[^`]*unknown option; the options are /);
+  });
+
+  it('reports every problem at once, the first as option and problem', () => {
+    assert.throws(
+      () => ampRouter({ policy: {}, timeoutMs: -1, tokenHeader: 'x amp' } as never),
+      (error: unknown) => {
+        assert.ok(error instanceof AmpProxyConfigError);
+        assert.equal(error.option, 'policy');
+        assert.match(error.problem, /unknown option/);
+        assert.deepEqual(
+          error.problems.map((problem) => problem.option),
+          ['policy', 'tokenHeader', 'timeoutMs'],
+        );
+        assert.equal(error.problems[0]!.problem, error.problem);
+        assert.match(error.message, /3 problems/);
+        for (const { option, problem } of error.problems)
+          assert.ok(error.message.includes(`${option}: ${problem}`));
+        return true;
+      },
+    );
   });
 
   it('refuses bad upstreamKey, tokenHeader and timeoutMs values', () => {

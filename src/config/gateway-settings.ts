@@ -101,11 +101,27 @@ const SETTING_RESOLVERS: {
 /** The entries of a config file that are the gateway's own, not middleware options. */
 export const GATEWAY_SETTING_NAMES: ReadonlySet<string> = new Set(Object.keys(SETTING_RESOLVERS));
 
+/** Every setting resolved; an invalid one throws after all are checked, naming every problem. */
 export function resolveGatewaySettings(sources: GatewaySettingSources): AmpGatewaySettings {
-  return {
-    port: SETTING_RESOLVERS.port(sources),
-    host: SETTING_RESOLVERS.host(sources),
-    metricsPath: SETTING_RESOLVERS.metricsPath(sources),
-    drainMs: SETTING_RESOLVERS.drainMs(sources),
+  const problems: AmpProxyConfigError[] = [];
+  const resolve = <Setting extends keyof AmpGatewaySettings>(
+    setting: Setting,
+  ): AmpGatewaySettings[Setting] => {
+    try {
+      return SETTING_RESOLVERS[setting](sources) as AmpGatewaySettings[Setting];
+    } catch (error) {
+      if (!(error instanceof AmpProxyConfigError)) throw error;
+      problems.push(error);
+      return undefined as never;
+    }
   };
+  const settings: AmpGatewaySettings = {
+    port: resolve('port'),
+    host: resolve('host'),
+    metricsPath: resolve('metricsPath'),
+    drainMs: resolve('drainMs'),
+  };
+  if (problems.length === 0) return settings;
+  // Each problem's file, if any, is the config file: only a problem in the file names it.
+  throw AmpProxyConfigError.combine(problems, problems[0]!.file);
 }
