@@ -6,9 +6,9 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { WebSocket } from 'ws';
-import { startCli, upstreamAnswers, within } from './support/gateway-harness.js';
+import { runCli, startCli, upstreamAnswers, within } from './support/gateway-harness.js';
 import { RawClient } from './support/raw-client.js';
-import { startWebSocketUpstream, type FakeWebSocketUpstream } from './support/upstream.js';
+import { startUpstream, startWebSocketUpstream, type FakeWebSocketUpstream } from './support/upstream.js';
 
 type Cli = ReturnType<typeof startCli>;
 
@@ -115,6 +115,21 @@ describe('gateway command: shutdown and reload by signal', () => {
     } finally {
       await cli.stop();
       await rm(config, { force: true });
+    }
+  });
+
+  it('a port in use names the settings that choose it, and exits 2', async () => {
+    const taken = await startUpstream();
+    try {
+      const { code, output } = await runCli(dir, { PATH: process.env.PATH, HOME: dir }, [
+        '--port',
+        String(taken.port),
+      ]);
+      assert.equal(code, 2, output);
+      assert.match(output, /port: \d+ on 127\.0\.0\.1 is already in use \(EADDRINUSE\)/);
+      assert.match(output, /--port, AMP_PROXY_PORT or the config file's port/);
+    } finally {
+      await taken.close();
     }
   });
 });

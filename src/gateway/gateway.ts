@@ -85,12 +85,29 @@ function routerOptions(
   return { ...options, logger: options.logger ?? logger, onProxyEvent };
 }
 
-/** Listens, and returns the URL to reach the gateway at (the bound port when `port` is 0). */
-async function listen(server: Server, { port, host }: AmpGatewaySettings): Promise<string> {
+/**
+ * Listens, and returns the URL to reach the gateway at (the bound port when `port` is 0). A port
+ * in use is a setting to change: the error says which ones choose it.
+ */
+async function listen(
+  server: Server,
+  { port, host }: AmpGatewaySettings,
+  file: string | undefined,
+): Promise<string> {
   await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
+    const refused = (error: NodeJS.ErrnoException): void => {
+      if (error.code !== 'EADDRINUSE') return reject(error);
+      reject(
+        new AmpProxyConfigError(
+          'port',
+          `${port} on ${host} is already in use (EADDRINUSE): stop the other process, or choose another port with --port, AMP_PROXY_PORT or the config file's port`,
+          file,
+        ),
+      );
+    };
+    server.once('error', refused);
     server.listen(port, host, () => {
-      server.off('error', reject);
+      server.off('error', refused);
       resolve();
     });
   });
@@ -123,7 +140,7 @@ export async function startGateway(options: GatewayOptions = {}): Promise<Runnin
   const server = createServer(gatewayRoutes(router, metrics, () => loaded, drain));
   attachUpgrade(server, router);
   server.on('connect', (_req, socket) => refuseConnect(socket));
-  const url = await listen(server, loaded.gateway);
+  const url = await listen(server, loaded.gateway, loaded.filepath);
   output.write(startTable(loaded, url));
 
   const reload = async (): Promise<void> => {
