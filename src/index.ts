@@ -7,6 +7,7 @@ import type { AmpMiddleware, AmpProxyOptions, AttachUpgradeOptions } from './typ
 
 export type {
   AmpClient,
+  AmpConfigProblem,
   AmpCustomPolicy,
   AmpDropHeaders,
   AmpEffectiveOptions,
