@@ -8,12 +8,15 @@ import { AmpProxyConfigError } from '../index.js';
 /** Read first thing: a launcher that dies while the gateway starts must still count as gone. */
 const LAUNCHER_PID = process.ppid;
 const PARENT_CHECK_MS = 500;
-const USAGE = `Usage: amp-proxy [--config FILE] [--port N] [--host H] [--upstream-key-file FILE] [--drain-ms N] [--print-config]
+const USAGE = `Usage: amp-proxy [--config FILE] [--port N] [--host H] [--upstream-key-file FILE]
+                 [--drain-ms N] [--print-config]
 
-A standalone Amp gateway. SIGTERM or SIGINT drains and exits; SIGHUP reloads the configuration. Provider routes spend the server key; every other route forwards the
+A standalone Amp gateway. Provider routes spend the server key; every other route forwards the
 user's own token. Configuration comes from an amp-proxy config file (.amp-proxyrc, .amp-proxyrc.json,
 .amp-proxyrc.yaml, amp-proxy.config.js, package.json "ampProxy", ...) searched from the current
-directory, with env overrides: AMP_PROXY_UPSTREAM, AMP_PROXY_UPSTREAM_KEY, AMP_PROXY_PORT, AMP_PROXY_HOST, AMP_PROXY_DRAIN_MS.
+directory, with env overrides: AMP_PROXY_UPSTREAM, AMP_PROXY_UPSTREAM_KEY, AMP_PROXY_PORT,
+AMP_PROXY_HOST, AMP_PROXY_DRAIN_MS. SIGTERM or SIGINT drains and exits; SIGHUP reloads the
+configuration.
 The server key: --upstream-key-file, else AMP_PROXY_UPSTREAM_KEY, else the file's upstreamKey, else
 AMP_API_KEY, else the Amp CLI secrets file (amp login); the start table says which one won.
 

@@ -33,13 +33,13 @@ const UPSTREAM_TIMEOUT = 'AMP_UPSTREAM_TIMEOUT';
 const upstreamSockets = new WeakMap<Duplex, Socket>();
 /** A server-to-client WebSocket close frame with status 1001, "going away". */
 const GOING_AWAY_FRAME = Buffer.from([0x88, 0x02, 0x03, 0xe9]);
+const TUNNEL_CLOSE_GRACE_MS = 1000;
 
 /** The same close frame as a client sends it: masked (RFC 6455 §5.3), with a fresh mask. */
 function maskedGoingAwayFrame(): Buffer {
   const mask = randomBytes(4);
   return Buffer.from([0x88, 0x82, ...mask, 0x03 ^ mask[0]!, 0xe9 ^ mask[1]!]);
 }
-const TUNNEL_CLOSE_GRACE_MS = 1000;
 
 /**
  * Ends a WebSocket tunnel with close code 1001 on both sides: the two are detached first, so a
