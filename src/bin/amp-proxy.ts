@@ -95,13 +95,16 @@ async function main(): Promise<void> {
     process.stdout.write(`${JSON.stringify(printableConfig(loaded), null, 2)}\n`);
     return;
   }
-  const gateway = await startGateway(options);
+  // The daemon convention: SIGHUP reloads (a bad file keeps the running configuration). Listened
+  // for before the start table is printed: a SIGHUP sent once it shows must not end the process;
+  // one that comes while starting has nothing to reload, the file being read afresh.
+  let gateway: Awaited<ReturnType<typeof startGateway>> | undefined;
+  process.on('SIGHUP', () => void gateway?.reload());
+  gateway = await startGateway(options);
+  const running = gateway;
   const shutdown = (): void => {
-    void gateway.shutdown().then(() => process.exit(0));
+    void running.shutdown().then(() => process.exit(0));
   };
-  // The daemon convention: SIGHUP reloads (a bad file keeps the running configuration).
-  const reload = (): void => void gateway.reload();
-  process.on('SIGHUP', reload);
   process.once('SIGTERM', shutdown);
   process.once('SIGINT', shutdown);
   drainWhenLauncherExits(shutdown);
