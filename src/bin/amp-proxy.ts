@@ -98,12 +98,12 @@ async function main(): Promise<void> {
   // The daemon convention: SIGHUP reloads (a bad file keeps the running configuration). Listened
   // for before the start table is printed: a SIGHUP sent once it shows must not end the process;
   // one that comes while starting has nothing to reload, the file being read afresh.
-  let gateway: Awaited<ReturnType<typeof startGateway>> | undefined;
-  process.on('SIGHUP', () => void gateway?.reload());
-  gateway = await startGateway(options);
-  const running = gateway;
+  const started: { gateway?: Awaited<ReturnType<typeof startGateway>> } = {};
+  process.on('SIGHUP', () => void started.gateway?.reload());
+  const gateway = await startGateway(options);
+  started.gateway = gateway;
   const shutdown = (): void => {
-    void running.shutdown().then(() => process.exit(0));
+    void gateway.shutdown().then(() => process.exit(0));
   };
   process.once('SIGTERM', shutdown);
   process.once('SIGINT', shutdown);
