@@ -201,7 +201,7 @@ export function startCli(cwd: string, env: NodeJS.ProcessEnv, args: string[]) {
         .filter((line) => line.startsWith('{'))
         .map((line) => JSON.parse(line) as Record<string, unknown>),
     /** Resolves on its exit, with its exit code. */
-    exited: once(child, 'exit').then(([code]) => code as number | null),
+    exited: new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code))),
     signal: (name: NodeJS.Signals) => child.kill(name),
     /** SIGTERM, as a supervisor stops it; SIGKILL if it has not exited within 10 s. */
     async stop(): Promise<void> {
