@@ -1,7 +1,7 @@
 import { STATUS_CODES, type ServerResponse } from 'node:http';
 import type { Duplex } from 'node:stream';
 import { isCorsHeader } from './access/cors.js';
-import type { AmpErrorBody, AmpErrorCode } from './types.js';
+import type { AmpConfigProblem, AmpErrorBody, AmpErrorCode } from './types.js';
 
 /**
  * Why a stage of the request pipeline (a policy included) stopped the request: answered with
@@ -158,20 +158,36 @@ const { allow } = AMP_ERRORS.amp_method_not_allowed;
 /**
  * Thrown by the factories, `reload` and `loadAmpConfig` when options are invalid. `option` names
  * the offending option path (for example `policies.browser`) and `file` the config file it came
- * from, so a host can point its user at the exact setting.
+ * from, so a host can point its user at the exact setting. `problems` lists every problem found
+ * (one per option), so that a file is fixed in one go; `option` and `problem` are its first.
  */
 export class AmpProxyConfigError extends Error {
   readonly code = 'amp_invalid_options';
   readonly option: string;
   readonly problem: string;
   readonly file: string | undefined;
+  readonly problems: readonly AmpConfigProblem[];
 
-  constructor(option: string, problem: string, file?: string) {
-    super(`amp-proxy-middleware: ${file ? `${file}: ` : ''}${option}: ${problem}`);
+  constructor(option: string, problem: string, file?: string, more: readonly AmpConfigProblem[] = []) {
+    const problems = [{ option, problem }, ...more];
+    const where = `amp-proxy-middleware: ${file ? `${file}: ` : ''}`;
+    super(
+      problems.length === 1
+        ? `${where}${option}: ${problem}`
+        : `${where}${problems.length} problems:\n${problems.map((each) => `  ${each.option}: ${each.problem}`).join('\n')}`,
+    );
     this.name = 'AmpProxyConfigError';
     this.option = option;
     this.problem = problem;
     this.file = file;
+    this.problems = problems;
+  }
+
+  /** One error listing every problem of `errors`, in order, for `file`. */
+  static combine(errors: readonly AmpProxyConfigError[], file?: string): AmpProxyConfigError {
+    const [first, ...rest] = errors.flatMap((error) => error.problems);
+    if (!first) throw new TypeError('AmpProxyConfigError.combine: no errors');
+    return new AmpProxyConfigError(first.option, first.problem, file, rest);
   }
 }
 
@@ -182,24 +198,30 @@ const serialisedBodies = Object.fromEntries(
   ]),
 ) as Record<AmpErrorCode, string>;
 
-function errorBody(code: AmpErrorCode, where: string | undefined): string {
-  if (where === undefined) return serialisedBodies[code];
-  return JSON.stringify({ error: code, message: AMP_ERRORS[code].message, where } satisfies AmpErrorBody);
+function errorBody(code: AmpErrorCode, where: string | undefined, cause: string | undefined): string {
+  if (where === undefined && cause === undefined) return serialisedBodies[code];
+  return JSON.stringify({
+    error: code,
+    message: AMP_ERRORS[code].message,
+    where,
+    cause,
+  } satisfies AmpErrorBody);
 }
 
 /**
  * Answers an HTTP request with the JSON error for `code`, unless the client is gone. `where`
- * names the place of the problem (a header name, `query`); it must never hold a secret. Our own
+ * names the place of the problem (a header name, `query`), `cause` why the upstream failed (an
+ * error code from `upstreamFailureCause`); neither may ever hold a secret or an address. Our own
  * answers grant no CORS permission, whatever a host `cors()` set before the proxy ran.
  */
-export function sendAmpError(res: ServerResponse, code: AmpErrorCode, where?: string): void {
+export function sendAmpError(res: ServerResponse, code: AmpErrorCode, where?: string, cause?: string): void {
   if (res.headersSent || res.destroyed) {
     // A response already under way cannot turn into JSON; cutting it is the only honest signal.
     res.destroy();
     return;
   }
   for (const name of res.getHeaderNames()) if (isCorsHeader(name)) res.removeHeader(name);
-  const body = errorBody(code, where);
+  const body = errorBody(code, where, cause);
   res.writeHead(AMP_ERRORS[code].status, {
     ...(code === 'amp_method_not_allowed' && { allow }),
     'content-type': 'application/json; charset=utf-8',
@@ -228,10 +250,10 @@ export function isAnswered(socket: Duplex): boolean {
 }
 
 /** Answers a WebSocket upgrade request with the JSON error for `code` and closes the socket. */
-export function rejectUpgrade(socket: Duplex, code: AmpErrorCode, where?: string): void {
+export function rejectUpgrade(socket: Duplex, code: AmpErrorCode, where?: string, cause?: string): void {
   if (isAnswered(socket)) return;
   const { status } = AMP_ERRORS[code];
-  const body = errorBody(code, where);
+  const body = errorBody(code, where, cause);
   socket.end(
     `HTTP/1.1 ${status} ${STATUS_CODES[status] ?? ''}\r\n` +
       'Connection: close\r\n' +

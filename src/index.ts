@@ -3,12 +3,18 @@ import type { Duplex } from 'node:stream';
 import { isAnswered } from './errors.js';
 import { createAmpMiddleware } from './middleware/amp-middleware.js';
 import { AMP_GROUPS, GROUP_MOUNT_PATH } from './routing/route-groups.js';
-import type { AmpMiddleware, AmpProxyOptions, AttachUpgradeOptions } from './types.js';
+import type {
+  AmpMiddleware,
+  AmpProxyOptions,
+  AttachUpgradeOptions,
+  WriteAppUseAmpRouterWithParentheses,
+} from './types.js';
 
 export type {
   AmpClient,
   AmpClientDirectory,
   AmpClientResolver,
+  AmpConfigProblem,
   AmpDirectoryCache,
   AmpDirectoryClient,
   AmpKeyShape,
@@ -57,6 +63,7 @@ export type {
   Redactor,
   UpstreamKeyFunction,
   UpstreamKeySource,
+  WriteAppUseAmpRouterWithParentheses,
 } from './types.js';
 export { createAmpMetrics } from './observability/metrics.js';
 export { createRedactor, redactHeaders, redactSecret, redactUrl } from './observability/redact.js';
@@ -64,33 +71,42 @@ export { AMP_ERRORS, AmpProxyConfigError, upstreamFailureCause } from './errors.
 export { loadAmpConfig } from './config/load-config.js';
 export { generateGatewayKey, isGatewayKey } from './directory/key-shape.js';
 
-// The factories' `never` rest parameter makes `app.use(ampRouter)` (the factory itself, not the
-// middleware it returns) a type error in both Express majors; see `answerFactoryCalledAsMiddleware`.
+// The factories' rest parameter (`WriteAppUseAmpRouterWithParentheses`, no value has it) makes
+// `app.use(ampRouter)` a type error that says what to write; at run time, see `answerFactoryCalledAsMiddleware`.
 
 /**
  * Every Amp route group behind one middleware, at the root of an origin of its own: the Amp CLI
  * keeps only the origin of `AMP_URL`. In an app with routes of its own, scope it with `hosts`;
  * paths (and hosts) that are not Amp's go to `next()`.
  */
-export function ampRouter(options?: AmpProxyOptions, ...notAMiddleware: never[]): AmpMiddleware {
-  return createAmpMiddleware(options, { name: 'ampRouter', groups: AMP_GROUPS }, notAMiddleware);
+export function ampRouter(
+  options?: AmpProxyOptions,
+  ...factoryPassedUncalled: WriteAppUseAmpRouterWithParentheses[]
+): AmpMiddleware {
+  return createAmpMiddleware(options, { name: 'ampRouter', groups: AMP_GROUPS }, factoryPassedUncalled);
 }
 
 /** The provider group (`/api/provider/**`) alone. Mount it at `/api/provider` (under any prefix) or at the root. */
-export function ampProviderProxy(options?: AmpProxyOptions, ...notAMiddleware: never[]): AmpMiddleware {
+export function ampProviderProxy(
+  options?: AmpProxyOptions,
+  ...factoryPassedUncalled: WriteAppUseAmpRouterWithParentheses[]
+): AmpMiddleware {
   return createAmpMiddleware(
     options,
     { name: 'ampProviderProxy', groups: ['provider'], mountPath: GROUP_MOUNT_PATH.provider },
-    notAMiddleware,
+    factoryPassedUncalled,
   );
 }
 
 /** The management group (every `/api/**` path but the provider's) alone. Mount it at `/api` (under any prefix) or at the root. */
-export function ampManagementProxy(options?: AmpProxyOptions, ...notAMiddleware: never[]): AmpMiddleware {
+export function ampManagementProxy(
+  options?: AmpProxyOptions,
+  ...factoryPassedUncalled: WriteAppUseAmpRouterWithParentheses[]
+): AmpMiddleware {
   return createAmpMiddleware(
     options,
     { name: 'ampManagementProxy', groups: ['management'], mountPath: GROUP_MOUNT_PATH.management },
-    notAMiddleware,
+    factoryPassedUncalled,
   );
 }
 

@@ -12,12 +12,12 @@ export interface AmpClient {
    */
   key: string;
   /** A label for logs. Defaults to none. */
-  name?: string;
+  name?: string | undefined;
   /**
    * This user's own Amp key. Defaults to none: `inject` routes then spend the server key, and
    * `passthrough`/`dual-token` routes need the user's own token on the request.
    */
-  upstreamKey?: string;
+  upstreamKey?: string | undefined;
 }
 
 /** What a client directory answers for a key it knows. */
@@ -132,9 +132,9 @@ export interface AmpPolicyResult {
    * Headers to send upstream (names are case-insensitive). A string sets the header, `null`
    * removes it. The request's own credential headers are already removed before this applies.
    */
-  headers?: Record<string, string | null>;
+  headers?: Record<string, string | null> | undefined;
   /** Refuse the request with this error instead of forwarding it. */
-  reject?: 'amp_client_unauthorized' | 'amp_token_required';
+  reject?: 'amp_client_unauthorized' | 'amp_token_required' | undefined;
 }
 
 /**
@@ -152,22 +152,22 @@ export type AmpPolicy = AmpPolicyName | AmpCustomPolicy;
 /** The auth-header policy of each route group. */
 export interface AmpPolicies {
   /** `/api/provider/**`. Defaults to `'inject'`. */
-  provider?: Exclude<AmpPolicy, 'redirect'>;
+  provider?: Exclude<AmpPolicy, 'redirect'> | undefined;
   /** Every other `/api/**` path. Defaults to `'passthrough'`. */
-  management?: Exclude<AmpPolicy, 'redirect'>;
+  management?: Exclude<AmpPolicy, 'redirect'> | undefined;
   /** `/actors/**`. Defaults to `'passthrough'`. */
-  actors?: Exclude<AmpPolicy, 'redirect'>;
+  actors?: Exclude<AmpPolicy, 'redirect'> | undefined;
   /**
    * Browser pages (`/auth`, `/threads`, `/docs`, `/settings`, their sub-paths, `/threads.rss`,
    * `/news.rss`). Defaults to `'passthrough'`. `'inject'` is refused: these pages never carry
    * the server key.
    */
-  browser?: Exclude<AmpPolicy, 'inject'>;
+  browser?: Exclude<AmpPolicy, 'inject'> | undefined;
 }
 
 export interface AmpProxyOptions {
   /** The Amp server. A path in it is a prefix for every forwarded path. Defaults to `https://ampcode.com`. */
-  upstream?: string;
+  upstream?: string | undefined;
   /**
    * The server-side Amp key that `inject` routes spend: a string, or a function of the request.
    * `'env'` opts in to the keys of the process: env `AMP_PROXY_UPSTREAM_KEY`, else `AMP_API_KEY`,
@@ -181,18 +181,18 @@ export interface AmpProxyOptions {
    * Gateway keys handed to users: a list, a resolver (a function, or `{ resolve, keyShape? }`),
    * or `{ sqlite: file }`. Defaults to none: `inject` routes then accept any caller.
    */
-  clients?: readonly AmpClient[] | AmpClientResolver | AmpClientDirectory;
+  clients?: readonly AmpClient[] | AmpClientResolver | AmpClientDirectory | undefined;
   /** The auth-header policy of each group. Defaults to `inject` for provider, `passthrough` elsewhere. */
-  policies?: AmpPolicies;
+  policies?: AmpPolicies | undefined;
   /** The header that carries the user's Amp token under `dual-token`. Defaults to `x-amp-token`. */
-  tokenHeader?: string;
+  tokenHeader?: string | undefined;
   /**
    * How long the upstream may stay silent (before answering, or between two chunks of a stream)
    * before the request fails with `504 amp_upstream_timeout`. Defaults to 600000 (10 minutes).
    */
-  timeoutMs?: number;
+  timeoutMs?: number | undefined;
   /** The Amp CLI secrets file read under `upstreamKey: 'env'`. Defaults to `~/.local/share/amp/secrets.json`. */
-  secretsFile?: string;
+  secretsFile?: string | undefined;
   /**
    * The egress proxy every connection to the upstream goes through, WebSockets included:
    * `http://`, `https://` (both tunnel with `CONNECT`), `socks5://` or `socks5h://` (the proxy
@@ -201,23 +201,23 @@ export interface AmpProxyOptions {
    * when the middleware is created. Defaults to `false`: direct, whatever the environment says
    * (the standalone gateway and `loadAmpConfig` default to `'env'`).
    */
-  upstreamProxy?: string | false;
+  upstreamProxy?: string | false | undefined;
   /**
    * CA certificates (PEM text, or `{ file }`) trusted for TLS to the upstream and to an `https:`
    * egress proxy, besides Node's roots and `NODE_EXTRA_CA_CERTS`: for a TLS-inspecting proxy or a
    * private upstream. Defaults to none.
    */
-  upstreamCa?: string | { file: string };
+  upstreamCa?: string | { file: string } | undefined;
   /**
    * Answer `403 amp_localhost_only` on the management, actors and browser groups to clients that
    * are not on this machine (127.0.0.0/8, ::1), judged by the TCP peer address. Defaults to `false`.
    */
-  restrictManagementToLocalhost?: boolean;
+  restrictManagementToLocalhost?: boolean | undefined;
   /**
    * Addresses or CIDR ranges of reverse proxies in front of the gateway. Only when the TCP peer is
    * one of them is `X-Forwarded-For` consulted to find the client's address. Defaults to none.
    */
-  trustedProxies?: readonly string[];
+  trustedProxies?: readonly string[] | undefined;
   /**
    * The host names this middleware serves, for an app that also has routes of its own: exact
    * names (`amp.corp.example`) and `*.suffix` (any name ending in `.suffix`), case-insensitive,
@@ -225,62 +225,62 @@ export interface AmpProxyOptions {
    * server's other listeners. The name is read from `Host`, or from `X-Forwarded-Host` when the
    * TCP peer is one of `trustedProxies`. Defaults to none: every host.
    */
-  hosts?: readonly string[];
+  hosts?: readonly string[] | undefined;
   /**
    * A pino-style logger (`info`/`warn`/`error`/`debug`, object first). It gets one line per
    * finished request and WebSocket, with group, policy, method, redacted path, status, duration,
    * bytes, key source and outcome. Defaults to none: the middleware logs nothing.
    */
-  logger?: AmpLogger;
+  logger?: AmpLogger | undefined;
   /** Called with every request and WebSocket event, for hosts that do their own accounting. Defaults to none. */
-  onProxyEvent?: AmpProxyEventListener;
+  onProxyEvent?: AmpProxyEventListener | undefined;
   /**
    * Provider group: send calls for one model as calls for another. Exact rules (case-insensitive)
    * win over `regex` rules, which are tried in order. Responses name the requested model again.
    * Defaults to none.
    */
-  modelMappings?: readonly ModelMapping[];
+  modelMappings?: readonly ModelMapping[] | undefined;
   /**
    * Provider group: return an Express-style handler to serve a call for `model` inside the host
    * app, or `undefined` to send it upstream. The handler finds the parsed body in `req.body`.
    * Defaults to none.
    */
-  localProvider?: LocalProvider;
+  localProvider?: LocalProvider | undefined;
   /**
    * Apply `modelMappings` before asking `localProvider` about the requested model. Defaults to
    * `false`: a model served locally is served as requested, and mappings apply to the rest.
    */
-  forceModelMappings?: boolean;
+  forceModelMappings?: boolean | undefined;
   /**
    * Groups on which the `Cookie` header the client sent goes upstream, e.g. `{ browser: true }`.
    * Defaults to none: the Amp CLI sends no cookie, and a cookie that reaches an Amp route of a
    * host app is the host's own (its SSO session), which must not leave for Amp.
    */
-  forwardCookies?: Partial<Record<AmpGroup, boolean>>;
+  forwardCookies?: Partial<Record<AmpGroup, boolean>> | undefined;
   /**
    * More of the host's own headers that never go upstream (a company JWT header, a tenant id):
    * `all` for every group, and per group. Names are checked when the middleware is created.
    * Defaults to none.
    */
-  dropHeaders?: AmpDropHeaders;
+  dropHeaders?: AmpDropHeaders | undefined;
   /**
    * The largest request body read to find a provider call's model (only when `modelMappings` or
    * `localProvider` is set); larger ones get `413 amp_body_too_large`. Defaults to 16777216 (16 MiB).
    */
-  maxBodyBytes?: number;
+  maxBodyBytes?: number | undefined;
   /**
    * Actors group: the Rivet actor token added to actor requests that arrive without one (as
    * `rvt-token` in the query, and as an `x-rivet-token` header on plain HTTP), the way the Amp CLI
    * sends it to any server but `localhost`. `false`: never add one. Defaults to Amp's public token
    * for `https://ampcode.com` (and for its staging host), none for other upstreams.
    */
-  actorToken?: string | false;
+  actorToken?: string | false | undefined;
   /**
    * Where clients reach the gateway (`https://amp-gw.example.com`), for replies that tell the
    * client a URL to use (RivetKit's `/actors/metadata`). Defaults to the request's `Host` and
    * scheme; `X-Forwarded-Proto` and `X-Forwarded-Host` count only from `trustedProxies`.
    */
-  publicUrl?: string;
+  publicUrl?: string | undefined;
   /**
    * Carry `amp login`'s identity provider calls (OAuth device flow, token refresh) for clients that
    * may reach only the gateway: the `apiURL` of `/api/auth/oauth-config` is rewritten to the
@@ -288,9 +288,9 @@ export interface AmpProxyOptions {
    * with no credential added. `true`: the provider the upstream names; a URL: that provider.
    * Defaults to `false`: clients call the provider themselves.
    */
-  identityProxy?: boolean | string;
+  identityProxy?: boolean | string | undefined;
   /** Limits per client and per team (see `AmpLimits`). Defaults to none. */
-  limits?: AmpLimits;
+  limits?: AmpLimits | undefined;
 }
 
 /** Header names (any case) per group, and for every group under `all`: see `dropHeaders`. */
@@ -457,7 +457,7 @@ export interface AmpLogger {
   info: LogMethod;
   warn: LogMethod;
   error: LogMethod;
-  debug?: LogMethod;
+  debug?: LogMethod | undefined;
 }
 
 /** What the gateway passes to prom-client's metric constructors. */
@@ -542,7 +542,7 @@ export interface ModelMapping {
   /** The model to use instead. A thinking suffix of its own (`name(high)`) wins over the request's. */
   to: string;
   /** Treat `from` as a case-insensitive regular expression. Defaults to `false`. */
-  regex?: boolean;
+  regex?: boolean | undefined;
 }
 
 /**
@@ -563,11 +563,22 @@ export type LocalProviderHandler = {
 export type LocalProvider = (model: string, req: IncomingMessage) => LocalProviderHandler | undefined;
 
 /** The JSON body of every error response. */
+/** One problem of a configuration: the option path and what is wrong with it (never a secret). */
+export interface AmpConfigProblem {
+  readonly option: string;
+  readonly problem: string;
+}
+
 export interface AmpErrorBody {
   error: AmpErrorCode;
   message: string;
   /** Where the problem was found (a header name, `query`, `path`); never a secret. */
   where?: string;
+  /**
+   * Why the upstream could not be reached (502, 504): the error code the log line has
+   * (`ECONNREFUSED`, `PROXY_407`, `UNABLE_TO_VERIFY_LEAF_SIGNATURE`, `timeout`), never an address.
+   */
+  cause?: string;
 }
 
 /** Settings of the standalone gateway, which the middleware itself does not take. */
@@ -578,14 +589,21 @@ export interface AmpGatewaySettings {
   host: string;
   /** Where Prometheus metrics are served, when `prom-client` is installed. Defaults to none. */
   metricsPath: string | undefined;
+  /**
+   * How long a shutdown lets requests and streams finish before it cuts them, in milliseconds.
+   * Defaults to 10000; env `AMP_PROXY_DRAIN_MS` overrides the file, `--drain-ms` both.
+   */
+  drainMs: number;
 }
 
 /** Gateway settings given on the command line, which win over env and the config file. */
 export interface AmpGatewayOverrides {
   /** `--port`: a number, or the text given on the command line. */
-  port?: number | string;
+  port?: number | string | undefined;
   /** `--host`. */
-  host?: string;
+  host?: string | undefined;
+  /** `--drain-ms`: a number, or the text given on the command line. */
+  drainMs?: number | string | undefined;
 }
 
 /**
@@ -661,23 +679,23 @@ export interface LoadedAmpConfig {
 
 export interface LoadAmpConfigOptions {
   /** Where the search starts. Defaults to `process.cwd()`. */
-  cwd?: string;
+  cwd?: string | undefined;
   /** Load this file instead of searching. */
-  configFile?: string;
+  configFile?: string | undefined;
   /** The environment to read overrides from. Defaults to `process.env`. */
-  env?: NodeJS.ProcessEnv;
+  env?: NodeJS.ProcessEnv | undefined;
   /** Gateway settings from the command line (`--port`, `--host`); they win over env and the file. */
-  overrides?: AmpGatewayOverrides;
+  overrides?: AmpGatewayOverrides | undefined;
   /**
    * A file holding the server key (`--upstream-key-file`), relative to `cwd`: wins over
    * `AMP_PROXY_UPSTREAM_KEY` and the config file's `upstreamKey`, and is watched for a rotation.
    */
-  upstreamKeyFile?: string;
+  upstreamKeyFile?: string | undefined;
 }
 
 export interface AttachUpgradeOptions {
   /** The path the middleware is mounted under in the host app, such as `/amp`. Defaults to none. */
-  prefix?: string;
+  prefix?: string | undefined;
 }
 
 /**
@@ -713,3 +731,13 @@ export type AmpErrorCode =
   | 'amp_internal_error'
   | 'amp_upstream_proxy_error'
   | 'amp_upstream_timeout';
+
+/**
+ * The type of the factories' rest parameter, which no value has: it makes `app.use(ampRouter)`
+ * (the factory itself, not the middleware it returns) a type error in both Express majors, and
+ * its name, shown in that error, says what to write. At run time the
+ * middleware answers `500 amp_factory_not_called`.
+ */
+export interface WriteAppUseAmpRouterWithParentheses {
+  readonly 'app.use(ampRouter) passes the factory: write app.use(ampRouter()) to pass the middleware': never;
+}

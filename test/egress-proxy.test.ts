@@ -575,6 +575,8 @@ describe('an egress proxy that fails', () => {
         const { event, line } = await seen.requestEnd(eventMark, lineMark);
         assert.equal(event.outcome, 'upstream-error');
         assert.equal(line.cause, event.cause);
+        // The client is told the same cause as the operator.
+        assert.equal((res.json() as { cause?: string }).cause, event.cause);
         causes.add(String(event.cause));
         for (const secret of secrets) assert.ok(!res.body.includes(secret), `the error body shows ${secret}`);
       }
@@ -630,6 +632,7 @@ describe('an egress proxy that fails', () => {
       const res = await send(`${app.url}${PROVIDER_PATH}`, { method: 'POST', body: '{}' });
       assert.equal(res.status, 504);
       assert.equal((res.json() as { error: string }).error, 'amp_upstream_timeout');
+      assert.equal((res.json() as { cause?: string }).cause, 'PROXY_TIMEOUT');
       const { event } = await seen.requestEnd(eventMark, lineMark);
       assert.equal(event.outcome, 'timeout');
       assert.equal(event.cause, 'PROXY_TIMEOUT');

@@ -36,7 +36,11 @@ describe('why the upstream failed', () => {
     try {
       const res = await send(`${app.url}/api/provider/anthropic/v1/messages`, { method: 'POST', body: '{}' });
       assert.equal(res.status, 502);
-      assert.equal((res.json() as { error: string }).error, 'amp_upstream_proxy_error');
+      assert.deepEqual(res.json(), {
+        error: 'amp_upstream_proxy_error',
+        message: 'Failed to reach the Amp upstream.',
+        cause: 'ECONNREFUSED',
+      });
       const end = events.find((event) => event.type === 'request-end');
       assert.ok(end && end.type === 'request-end');
       assert.equal(end.outcome, 'upstream-error');

@@ -55,6 +55,23 @@ describe('what a reload logs (no sockets)', () => {
     assert.ok(!JSON.stringify(lines).includes('sk-ant'));
   });
 
+  it('a changed port alone is logged as port, not port and host', async () => {
+    const { logger, lines } = recordingLogger();
+    const before = loaded('sk-ant-same');
+    const after = { ...before, gateway: { ...before.gateway, port: 9000 } };
+    await reloadConfig(
+      before,
+      async () => after,
+      () => undefined,
+      logger,
+    );
+    assert.deepEqual(lines[0], {
+      level: 'warn',
+      object: { changed: ['port'] },
+      message: 'listen address changes need a restart',
+    });
+  });
+
   it('a save that changes nothing logs nothing', async () => {
     const { logger, lines } = recordingLogger();
     await reloadConfig(

@@ -21,6 +21,7 @@ describe('gateway settings (no sockets)', () => {
       port: 8317,
       host: '127.0.0.1',
       metricsPath: undefined,
+      drainMs: 10_000,
     });
   });
 
@@ -31,15 +32,17 @@ describe('gateway settings (no sockets)', () => {
       port: 1000,
       host: 'file.example',
       metricsPath: '/metrics',
+      drainMs: 10_000,
     });
     assert.deepEqual(resolveGatewaySettings({ fromFile, file: FILE, env, overrides: {} }), {
       port: 2000,
       host: 'env.example',
       metricsPath: '/metrics',
+      drainMs: 10_000,
     });
     assert.deepEqual(
       resolveGatewaySettings({ fromFile, file: FILE, env, overrides: { port: '0', host: '::1' } }),
-      { port: 0, host: '::1', metricsPath: '/metrics' },
+      { port: 0, host: '::1', metricsPath: '/metrics', drainMs: 10_000 },
     );
   });
 
@@ -82,6 +85,26 @@ describe('gateway settings (no sockets)', () => {
   });
 
   it('tells the gateway settings of a config file from middleware options', () => {
-    assert.deepEqual([...GATEWAY_SETTING_NAMES].sort(), ['host', 'metricsPath', 'port']);
+    assert.deepEqual([...GATEWAY_SETTING_NAMES].sort(), ['drainMs', 'host', 'metricsPath', 'port']);
+  });
+
+  it('takes the drain time from --drain-ms, then AMP_PROXY_DRAIN_MS, then the file, and refuses what is no duration', () => {
+    const drainMs = (env: NodeJS.ProcessEnv, overrides: { drainMs?: string }) =>
+      resolveGatewaySettings({ fromFile: { drainMs: 3000 }, file: FILE, env, overrides }).drainMs;
+    assert.equal(drainMs({}, {}), 3000);
+    assert.equal(drainMs({ AMP_PROXY_DRAIN_MS: '2000' }, {}), 2000);
+    assert.equal(drainMs({ AMP_PROXY_DRAIN_MS: '2000' }, { drainMs: '0' }), 0);
+    const flag = refusal(() =>
+      resolveGatewaySettings({ fromFile: {}, file: FILE, env: {}, overrides: { drainMs: '5s' } }),
+    );
+    assert.deepEqual(
+      [flag.option, flag.problem],
+      ['--drain-ms', 'expected a whole number of milliseconds, 0 or more, got "5s"'],
+    );
+    assert.equal(
+      refusal(() => resolveGatewaySettings({ fromFile: { drainMs: -1 }, file: FILE, env: {}, overrides: {} }))
+        .option,
+      'drainMs',
+    );
   });
 });

@@ -371,6 +371,7 @@ describe('a certificate the gateway cannot verify fails closed', () => {
           assert.equal(event.outcome, 'upstream-error');
           assert.equal(event.cause, failure.cause, path);
           assert.equal(line.cause, failure.cause, path);
+          assert.equal((res.json() as { cause?: string }).cause, failure.cause, path);
           for (const text of [res.body, JSON.stringify(seen.lines.items)]) {
             assert.ok(!text.includes(SERVER_KEY) && !text.includes(USER_TOKEN) && !text.includes(CLIENT_KEY));
           }

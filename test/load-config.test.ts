@@ -26,7 +26,12 @@ describe('loadAmpConfig', () => {
     // A gateway reads the proxy variables (none set here); a host that builds options in code does not.
     // With no key named anywhere, the gateway looks for the Amp CLI's: it says so with 'env'.
     assert.deepEqual(loaded.options, { upstreamKey: 'env', upstreamProxy: false });
-    assert.deepEqual(loaded.gateway, { port: 8317, host: '127.0.0.1', metricsPath: undefined });
+    assert.deepEqual(loaded.gateway, {
+      port: 8317,
+      host: '127.0.0.1',
+      metricsPath: undefined,
+      drainMs: 10_000,
+    });
   });
 
   for (const [name, content] of [
@@ -110,13 +115,39 @@ describe('loadAmpConfig', () => {
     assert.equal(loaded.options.upstream, 'https://env.example');
     assert.equal(loaded.options.upstreamKey, 'file-key');
     assert.equal(loaded.upstreamKeyOrigin, 'config file, over env AMP_API_KEY');
-    assert.deepEqual(loaded.gateway, { port: 9999, host: '0.0.0.0', metricsPath: undefined });
+    assert.deepEqual(loaded.gateway, {
+      port: 9999,
+      host: '0.0.0.0',
+      metricsPath: undefined,
+      drainMs: 10_000,
+    });
+  });
+
+  it('reports every problem of a file at once, the gateway settings among them', async () => {
+    const cwd = await project({
+      '.amp-proxyrc.json': '{"polices":{},"timeoutMs":"soon","port":"http","drainMs":-5}',
+    });
+    await assert.rejects(loadAmpConfig({ cwd, env: {} }), (error: unknown) => {
+      assert.ok(error instanceof AmpProxyConfigError);
+      assert.deepEqual(
+        error.problems.map((problem) => problem.option),
+        ['polices', 'timeoutMs', 'port', 'drainMs'],
+      );
+      assert.equal(error.option, 'polices');
+      assert.match(error.problem, /did you mean `policies`\?/);
+      assert.ok(error.file?.endsWith('.amp-proxyrc.json'));
+      assert.match(error.message, /4 problems/);
+      return true;
+    });
   });
 
   it('an unknown option in a file lists what a file can set: the gateway settings, no function-only options', async () => {
     const cwd = await project({ '.amp-proxyrc.json': '{"upstreem":"https://typo.example"}' });
     await assert.rejects(loadAmpConfig({ cwd, env: {} }), (error: Error) => {
-      assert.match(error.message, /upstreem: unknown option; the options are .*\bupstream\b/);
+      assert.match(
+        error.message,
+        /upstreem: unknown option; did you mean `upstream`\? The options are .*\bupstream\b/,
+      );
       assert.match(error.message, /\bport\b.*\bhost\b.*\bmetricsPath\b|\bmetricsPath\b/);
       assert.doesNotMatch(error.message, /\blogger\b|\bonProxyEvent\b|\blocalProvider\b/);
       return true;
@@ -218,7 +249,12 @@ describe('loadAmpConfig', () => {
       env: { AMP_PROXY_PORT: '2000' },
       overrides: { port: '3000', host: '0.0.0.0' },
     });
-    assert.deepEqual(loaded.gateway, { port: 3000, host: '0.0.0.0', metricsPath: undefined });
+    assert.deepEqual(loaded.gateway, {
+      port: 3000,
+      host: '0.0.0.0',
+      metricsPath: undefined,
+      drainMs: 10_000,
+    });
     await assert.rejects(loadAmpConfig({ cwd, env: {}, overrides: { port: '70000' } }), (error: unknown) => {
       assert.ok(error instanceof AmpProxyConfigError);
       assert.equal(error.option, '--port');

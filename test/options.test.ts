@@ -176,7 +176,57 @@ describe('options are validated in the factory', () => {
   });
 
   it('refuses unknown options (typos)', () => {
-    rejects({ policy: {} }, 'policy', /unknown option; the options are .*policies/);
+    rejects({ policy: {} }, 'policy', /unknown option; did you mean `policies`\? The options are .*policies/);
+    rejects({ upstreemKey: 'k' }, 'upstreemKey', /did you mean `upstreamKey`\?/);
+    // Nothing near: no guess, only the list.
+    rejects({ frobnicate: 1 }, 'frobnicate', /^[^`]*unknown option; the options are /);
+  });
+
+  it('hints at an unencoded # or @ in a proxy password, never showing it', () => {
+    for (const password of ['pa#ss-7f3a', 'p@ss#7f3a', 'pa/ss@7f3a']) {
+      assert.throws(
+        () => ampRouter({ upstreamProxy: `http://alice:${password}@proxy.example:3128` }),
+        (error: unknown) => {
+          assert.ok(error instanceof AmpProxyConfigError);
+          assert.equal(error.option, 'upstreamProxy');
+          assert.match(error.problem, /percent-encode/);
+          assert.match(error.problem, /"#" as "%23", "@" as "%40"/);
+          assert.ok(!error.message.includes('7f3a'), error.message);
+          return true;
+        },
+        password,
+      );
+    }
+  });
+
+  it('hints that a file path given as upstreamCa text belongs in { file }', () => {
+    for (const path of ['/etc/ssl/certs/corp-ca.pem', './corp-ca.crt', 'C:\\certs\\corp.cer']) {
+      rejects({ upstreamCa: path }, 'upstreamCa', /a file path\? Write upstreamCa: \{ file: "\.\.\." \}/);
+    }
+    assert.throws(
+      () => ampRouter({ upstreamCa: 'plain-text-not-a-certificate' }),
+      (error: unknown) => error instanceof AmpProxyConfigError && !/file path/.test(error.problem),
+    );
+  });
+
+  it('reports every problem at once, the first as option and problem', () => {
+    assert.throws(
+      () => ampRouter({ policy: {}, timeoutMs: -1, tokenHeader: 'x amp' } as never),
+      (error: unknown) => {
+        assert.ok(error instanceof AmpProxyConfigError);
+        assert.equal(error.option, 'policy');
+        assert.match(error.problem, /unknown option/);
+        assert.deepEqual(
+          error.problems.map((problem) => problem.option),
+          ['policy', 'tokenHeader', 'timeoutMs'],
+        );
+        assert.equal(error.problems[0]!.problem, error.problem);
+        assert.match(error.message, /3 problems/);
+        for (const { option, problem } of error.problems)
+          assert.ok(error.message.includes(`${option}: ${problem}`));
+        return true;
+      },
+    );
   });
 
   it('refuses bad upstreamKey, tokenHeader and timeoutMs values', () => {

@@ -1,12 +1,14 @@
 /**
  * Every TypeScript snippet of the README (and of the examples' READMEs) compiles as its own module
  * under `strict` and `module: nodenext`, against the built package types (`npm test` builds
- * first), with Express 5's types and with Express 4's. See test/support/readme-snippets.ts for the
+ * first), with Express 5's types and with Express 4's, and once more under
+ * `exactOptionalPropertyTypes`. See test/support/readme-snippets.ts for the
  * convention: complete modules; `// @ts-expect-error` for a mistake shown on purpose;
  * `<!-- ts-check: skip -->` on the line before a block that is not meant to compile.
  */
 import assert from 'node:assert/strict';
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { rm } from 'node:fs/promises';
 import { join, relative } from 'node:path';
 import { test } from 'node:test';
 import {
@@ -25,7 +27,7 @@ const markdownFiles = [
     .sort(),
 ];
 
-test('the README TypeScript snippets compile under strict nodenext with both Express majors', async (t) => {
+test('the README TypeScript snippets compile under strict nodenext with both Express majors and exactOptionalPropertyTypes', async (t) => {
   assert.ok(
     existsSync(join(ROOT, 'dist', 'esm', 'index.d.ts')),
     'dist/esm/index.d.ts is missing: run `npm run build` first (`npm test` does)',
@@ -73,4 +75,31 @@ test('the published types do not import prom-client (an optional peer dependency
       .replace(/^\s*\/\/(?!\/).*$/gm, '');
     assert.doesNotMatch(code, /['"]prom-client['"]/, `dist/${file}`);
   }
+});
+
+test('app.use(ampRouter) is a type error that says what to write, with both Express majors', async () => {
+  const mistake = [
+    "import express from 'express';",
+    "import { ampProviderProxy, ampRouter } from 'amp-proxy-middleware';",
+    'const app = express();',
+    'app.use(ampRouter);',
+    "app.use('/api/provider', ampProviderProxy);",
+  ].join('\n');
+  const scratchParent = join(ROOT, '.tmp', 'readme-snippets');
+  await removeStaleRuns(scratchParent);
+  const run = await compileSnippets(
+    [{ source: 'mistake.md', line: 1, code: mistake, skip: false }],
+    join(scratchParent, `run-${process.pid}-mistake`),
+  );
+  const byLine = (line: number) =>
+    run.diagnostics.filter((d) => d.location.startsWith(`mistake.md:${line}:`));
+  for (const line of [4, 5]) {
+    const diagnostics = byLine(line);
+    // One per type variant: each names the mistake.
+    assert.equal(diagnostics.length, 3, formatDiagnostics(run.diagnostics));
+    for (const diagnostic of diagnostics) {
+      assert.match(diagnostic.message, /factoryPassedUncalled: WriteAppUseAmpRouterWithParentheses\[\]/);
+    }
+  }
+  await rm(run.scratchDir, { recursive: true, force: true });
 });

@@ -72,6 +72,7 @@ for (const [name, express] of EXPRESS_VERSIONS) {
       assert.deepEqual(res.json(), {
         error: 'amp_upstream_timeout',
         message: 'The Amp upstream did not answer in time.',
+        cause: 'timeout',
       });
       assert.ok(Date.now() - started >= 250);
     });

@@ -6,17 +6,19 @@ import { printableConfig } from '../gateway/config-report.js';
 import { loadGatewayConfig, startGateway, type GatewayOptions } from '../gateway/gateway.js';
 import { AmpProxyConfigError } from '../index.js';
 
-const SHUTDOWN_GRACE_MS = 10_000;
 /** Read first thing: a launcher that dies while the gateway starts must still count as gone. */
 const LAUNCHER_PID = process.ppid;
 const PARENT_CHECK_MS = 500;
-const USAGE = `Usage: amp-proxy [--config FILE] [--port N] [--host H] [--upstream-key-file FILE] [--print-config]
+const USAGE = `Usage: amp-proxy [--config FILE] [--port N] [--host H] [--upstream-key-file FILE]
+                 [--drain-ms N] [--print-config]
        amp-proxy keys add|list|revoke …   (amp-proxy keys for details)
 
 A standalone Amp gateway. Provider routes spend the server key; every other route forwards the
 user's own token. Configuration comes from an amp-proxy config file (.amp-proxyrc, .amp-proxyrc.json,
 .amp-proxyrc.yaml, amp-proxy.config.js, package.json "ampProxy", ...) searched from the current
-directory, with env overrides: AMP_PROXY_UPSTREAM, AMP_PROXY_UPSTREAM_KEY, AMP_PROXY_PORT, AMP_PROXY_HOST.
+directory, with env overrides: AMP_PROXY_UPSTREAM, AMP_PROXY_UPSTREAM_KEY, AMP_PROXY_PORT,
+AMP_PROXY_HOST, AMP_PROXY_DRAIN_MS. SIGTERM or SIGINT drains and exits; SIGHUP reloads the
+configuration.
 The server key: --upstream-key-file, else AMP_PROXY_UPSTREAM_KEY, else the file's upstreamKey, else
 AMP_API_KEY, else the Amp CLI secrets file (amp login); the start table says which one won.
 
@@ -24,6 +26,7 @@ AMP_API_KEY, else the Amp CLI secrets file (amp login); the start table says whi
   --port N                   listen port (default 8317)
   --host H                   listen address (default 127.0.0.1)
   --upstream-key-file FILE   read the server key from FILE (a key on a command line shows in ps)
+  --drain-ms N               on SIGTERM/SIGINT, let requests and streams finish for N ms (default 10000)
   --print-config             print the configuration the gateway would run (secrets redacted) and exit
   --version                  print the version and exit
   -h, --help                 show this help`;
@@ -60,6 +63,7 @@ function parseFlags() {
         port: { type: 'string' },
         host: { type: 'string' },
         'upstream-key-file': { type: 'string' },
+        'drain-ms': { type: 'string' },
         'print-config': { type: 'boolean' },
         help: { type: 'boolean', short: 'h' },
         version: { type: 'boolean' },
@@ -96,6 +100,7 @@ async function main(): Promise<void> {
     port: flags.port,
     host: flags.host,
     upstreamKeyFile: flags['upstream-key-file'],
+    drainMs: flags['drain-ms'],
   };
   if (flags['print-config']) {
     // Loaded as the gateway loads it: what it would refuse is refused here too.
@@ -103,9 +108,15 @@ async function main(): Promise<void> {
     process.stdout.write(`${JSON.stringify(printableConfig(loaded), null, 2)}\n`);
     return;
   }
+  // The daemon convention: SIGHUP reloads (a bad file keeps the running configuration). Listened
+  // for before the start table is printed: a SIGHUP sent once it shows must not end the process;
+  // one that comes while starting has nothing to reload, the file being read afresh.
+  const started: { gateway?: Awaited<ReturnType<typeof startGateway>> } = {};
+  process.on('SIGHUP', () => void started.gateway?.reload());
   const gateway = await startGateway(options);
+  started.gateway = gateway;
   const shutdown = (): void => {
-    void gateway.shutdown(SHUTDOWN_GRACE_MS).then(() => process.exit(0));
+    void gateway.shutdown().then(() => process.exit(0));
   };
   process.once('SIGTERM', shutdown);
   process.once('SIGINT', shutdown);

@@ -19,20 +19,23 @@ interface GivenSetting {
 
 const DEFAULT_PORT = 8317;
 const DEFAULT_HOST = '127.0.0.1';
+const DEFAULT_DRAIN_MS = 10_000;
 
 function invalid({ option, file }: GivenSetting, problem: string): never {
   throw new AmpProxyConfigError(option, problem, file);
 }
 
+const FLAGS = { port: '--port', host: '--host', drainMs: '--drain-ms' } as const;
+
 /** The command line wins over env, env over the file. A variable set to nothing counts as unset, as for AMP_PROXY_UPSTREAM. */
 function firstGiven(
-  setting: 'port' | 'host',
+  setting: keyof typeof FLAGS,
   envName: string,
   { fromFile, file, env, overrides }: GatewaySettingSources,
 ): GivenSetting | undefined {
   const fromEnv = env[envName]?.trim() ? env[envName] : undefined;
   return [
-    { option: `--${setting}`, value: overrides[setting] },
+    { option: FLAGS[setting], value: overrides[setting] },
     { option: envName, value: fromEnv },
     { option: setting, value: fromFile[setting], file },
   ].find((given) => given.value !== undefined);
@@ -46,6 +49,16 @@ function parsePort(given: GivenSetting): number {
     invalid(given, `expected a port number from 0 to 65535, got ${JSON.stringify(value)}`);
   }
   return port;
+}
+
+/** Milliseconds, or their text from the command line or env. */
+function parseDrainMs(given: GivenSetting): number {
+  const { value } = given;
+  const ms = typeof value === 'string' && value.trim() !== '' ? Number(value) : value;
+  if (typeof ms !== 'number' || !Number.isSafeInteger(ms) || ms < 0) {
+    invalid(given, `expected a whole number of milliseconds, 0 or more, got ${JSON.stringify(value)}`);
+  }
+  return ms;
 }
 
 function parseHost(given: GivenSetting): string {
@@ -79,15 +92,36 @@ const SETTING_RESOLVERS: {
   },
   metricsPath: ({ fromFile, file }) =>
     parseMetricsPath({ option: 'metricsPath', value: fromFile.metricsPath, file }),
+  drainMs: (sources) => {
+    const given = firstGiven('drainMs', 'AMP_PROXY_DRAIN_MS', sources);
+    return given ? parseDrainMs(given) : DEFAULT_DRAIN_MS;
+  },
 };
 
 /** The entries of a config file that are the gateway's own, not middleware options. */
 export const GATEWAY_SETTING_NAMES: ReadonlySet<string> = new Set(Object.keys(SETTING_RESOLVERS));
 
+/** Every setting resolved; an invalid one throws after all are checked, naming every problem. */
 export function resolveGatewaySettings(sources: GatewaySettingSources): AmpGatewaySettings {
-  return {
-    port: SETTING_RESOLVERS.port(sources),
-    host: SETTING_RESOLVERS.host(sources),
-    metricsPath: SETTING_RESOLVERS.metricsPath(sources),
+  const problems: AmpProxyConfigError[] = [];
+  const resolve = <Setting extends keyof AmpGatewaySettings>(
+    setting: Setting,
+  ): AmpGatewaySettings[Setting] => {
+    try {
+      return SETTING_RESOLVERS[setting](sources) as AmpGatewaySettings[Setting];
+    } catch (error) {
+      if (!(error instanceof AmpProxyConfigError)) throw error;
+      problems.push(error);
+      return undefined as never;
+    }
   };
+  const settings: AmpGatewaySettings = {
+    port: resolve('port'),
+    host: resolve('host'),
+    metricsPath: resolve('metricsPath'),
+    drainMs: resolve('drainMs'),
+  };
+  if (problems.length === 0) return settings;
+  // Each problem's file, if any, is the config file: only a problem in the file names it.
+  throw AmpProxyConfigError.combine(problems, problems[0]!.file);
 }

@@ -4,10 +4,14 @@ import { AmpProxyConfigError } from '../errors.js';
 import { SERVER_KEY_FROM_ENV } from '../auth/server-key.js';
 import { chooseEgressProxy } from '../egress/egress-proxy.js';
 import { describeOptions, findServerKeyFromEnv } from './effective-options.js';
-import { GATEWAY_SETTING_NAMES, resolveGatewaySettings } from './gateway-settings.js';
+import {
+  GATEWAY_SETTING_NAMES,
+  resolveGatewaySettings,
+  type GatewaySettingSources,
+} from './gateway-settings.js';
 import { isPlainObject } from '../plain-object.js';
 import { FILE_OPTION_NAMES, validateOptions, type ValidatedOptions } from './validate-options.js';
-import type { AmpProxyOptions, LoadAmpConfigOptions, LoadedAmpConfig } from '../types.js';
+import type { AmpGatewaySettings, AmpProxyOptions, LoadAmpConfigOptions, LoadedAmpConfig } from '../types.js';
 
 const COSMICONFIG_NAME = 'amp-proxy';
 const SEARCH_PLACES = [
@@ -257,17 +261,27 @@ async function readMiddlewareOptions(
   return { options, upstreamKeyOrigin: serverKey.origin };
 }
 
-function validateOptionsOfFile(
+/** The options and the gateway settings, checked together so that one error names every problem. */
+function validateFile(
   options: Record<string, unknown>,
   filepath: string | undefined,
-): ValidatedOptions {
-  try {
-    return validateOptions(options, [...FILE_OPTION_NAMES, ...GATEWAY_SETTING_NAMES]);
-  } catch (error) {
-    if (error instanceof AmpProxyConfigError)
-      throw new AmpProxyConfigError(error.option, error.problem, filepath);
-    throw error;
-  }
+  gatewaySources: GatewaySettingSources,
+): { validated: ValidatedOptions; gateway: AmpGatewaySettings } {
+  const problems: AmpProxyConfigError[] = [];
+  const attempt = <T>(check: () => T): T | undefined => {
+    try {
+      return check();
+    } catch (error) {
+      if (!(error instanceof AmpProxyConfigError)) throw error;
+      problems.push(error);
+      return undefined;
+    }
+  };
+  const validated = attempt(() => validateOptions(options, [...FILE_OPTION_NAMES, ...GATEWAY_SETTING_NAMES]));
+  const gateway = attempt(() => resolveGatewaySettings(gatewaySources));
+  if (validated && gateway) return { validated, gateway };
+  // The options come from the file; a gateway setting from a flag or a variable names no file.
+  throw AmpProxyConfigError.combine(problems, validated ? problems[0]!.file : filepath);
 }
 
 /**
@@ -292,14 +306,18 @@ export async function loadAmpConfig({
     env,
     keyFile,
   );
-  const validated = validateOptionsOfFile(options, filepath);
+  const { validated, gateway } = validateFile(options, filepath, {
+    fromFile: contents,
+    file: filepath,
+    env,
+    overrides,
+  });
   if (validated.upstreamProxy === 'env') {
     // Resolved here, against `env`, so that a middleware built from these options connects the
     // way `effective` says, whichever environment the caller passed.
     const { proxy } = chooseEgressProxy('env', new URL(validated.upstream.base), env);
     options.upstreamProxy = proxy ? proxy.url.href : false;
   }
-  const gateway = resolveGatewaySettings({ fromFile: contents, file: filepath, env, overrides });
   const lookedFor = validated.upstreamKey === SERVER_KEY_FROM_ENV;
   const serverKey = lookedFor
     ? await findServerKeyFromEnv(validated)

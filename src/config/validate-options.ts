@@ -653,6 +653,36 @@ export const FILE_OPTION_NAMES: readonly string[] = OPTION_NAMES.filter(
   (name) => !FUNCTION_ONLY_OPTIONS.has(name),
 );
 
+/** Edits (insert, delete, replace) from `a` to `b`, ignoring case. */
+function editDistance(a: string, b: string): number {
+  const [from, to] = [a.toLowerCase(), b.toLowerCase()];
+  let previous = Array.from({ length: to.length + 1 }, (_, index) => index);
+  for (let i = 1; i <= from.length; i++) {
+    const current = [i];
+    for (let j = 1; j <= to.length; j++) {
+      current[j] = Math.min(
+        previous[j]! + 1,
+        current[j - 1]! + 1,
+        previous[j - 1]! + (from[i - 1] === to[j - 1] ? 0 : 1),
+      );
+    }
+    previous = current;
+  }
+  return previous[to.length]!;
+}
+
+/** The option an unknown name most likely misspells: a few edits away (`policy`: `policies`). */
+function nearestName(name: string, names: readonly string[]): string | undefined {
+  const allowed = Math.min(3, Math.max(1, Math.floor(name.length / 2)));
+  let nearest: string | undefined;
+  let best = allowed + 1;
+  for (const candidate of names) {
+    const distance = editDistance(name, candidate);
+    if (distance < best) [nearest, best] = [candidate, distance];
+  }
+  return nearest;
+}
+
 /**
  * Checks every option (errors name the option path) and applies every default. `namesToSuggest`:
  * what an unknown option's error lists, by default every option (a config file lists what can be
@@ -663,14 +693,30 @@ export function validateOptions(
   namesToSuggest: readonly string[] = OPTION_NAMES,
 ): ValidatedOptions {
   if (!isPlainObject(options)) fail('options', `expected an object, got ${describeValue(options)}`);
+  const problems: AmpProxyConfigError[] = [];
   for (const name of Object.keys(options)) {
-    if (!Object.hasOwn(OPTION_VALIDATORS, name))
-      fail(name, `unknown option; the options are ${namesToSuggest.join(', ')}`);
+    if (Object.hasOwn(OPTION_VALIDATORS, name)) continue;
+    const guess = nearestName(name, namesToSuggest);
+    problems.push(
+      new AmpProxyConfigError(
+        name,
+        `unknown option; ${guess ? `did you mean \`${guess}\`? The options are` : 'the options are'} ${namesToSuggest.join(', ')}`,
+      ),
+    );
   }
+  // Every option is checked, so that one run names every problem.
+  const entries = OPTION_NAMES.map((name) => {
+    try {
+      return [name, OPTION_VALIDATORS[name](options[name])];
+    } catch (error) {
+      if (!(error instanceof AmpProxyConfigError)) throw error;
+      problems.push(error);
+      return [name, undefined];
+    }
+  });
+  if (problems.length > 0) throw AmpProxyConfigError.combine(problems);
   // OptionValidators makes each entry ValidatedOptions[name]; fromEntries cannot carry that type.
-  const validated = Object.fromEntries(
-    OPTION_NAMES.map((name) => [name, OPTION_VALIDATORS[name](options[name])]),
-  ) as unknown as ValidatedOptions;
+  const validated = Object.fromEntries(entries) as unknown as ValidatedOptions;
   if (typeof validated.upstreamKey === 'string' && validated.upstreamKey !== SERVER_KEY_FROM_ENV) {
     const conflict = validated.clients.gatewayKeyConflict(validated.upstreamKey);
     if (conflict) fail('upstreamKey', conflict);

@@ -24,12 +24,19 @@ export function shownScheme(scheme: string): string | undefined {
  */
 export function parseProxyUrl(text: string, assumeHttp: boolean): URL | { problem: string } {
   const trimmed = text.trim();
+  // With credentials, a URL that does not parse, or parses with a path, is most often a password
+  // holding a character that ends the credentials early.
+  const hint = trimmed.includes('@')
+    ? '; if the password holds "#", "@", "/" or "?", percent-encode them ("#" as "%23", "@" as "%40", "/" as "%2F", "?" as "%3F")'
+    : '';
   const written = assumeHttp && !/^[a-z][a-z0-9+.-]*:\/\//i.test(trimmed) ? `http://${trimmed}` : trimmed;
   let url: URL;
   try {
     url = new URL(written);
   } catch {
-    return { problem: 'expected a proxy URL such as "http://proxy.example:3128" or "socks5h://proxy:1080"' };
+    return {
+      problem: `expected a proxy URL such as "http://proxy.example:3128" or "socks5h://proxy:1080"${hint}`,
+    };
   }
   if (!PROXY_SCHEMES.includes(url.protocol)) {
     const scheme = shownScheme(url.protocol);
@@ -47,7 +54,7 @@ export function parseProxyUrl(text: string, assumeHttp: boolean): URL | { proble
   }
   if ((url.pathname !== '/' && url.pathname !== '') || url.search || url.hash) {
     return {
-      problem: `expected only a scheme, credentials, host and port, as in "${url.protocol}//host:port"`,
+      problem: `expected only a scheme, credentials, host and port, as in "${url.protocol}//host:port"${hint}`,
     };
   }
   return url;

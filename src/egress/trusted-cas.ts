@@ -38,6 +38,11 @@ function extraCertificatesOfProcess(): string[] {
   }
 }
 
+/** One line, no spaces, with a folder separator or a certificate file's extension. */
+function looksLikePath(text: string): boolean {
+  return /^[^\s]+$/.test(text.trim()) && /[/\\]|\.(pem|crt|cer|ca-bundle)$/i.test(text.trim());
+}
+
 /** Reads `{ file }` (relative to the working directory); a PEM text is taken as it is. */
 export function readUpstreamCa(value: string | { readonly file: string }): UpstreamCa | { problem: string } {
   let pem = value;
@@ -54,7 +59,7 @@ export function readUpstreamCa(value: string | { readonly file: string }): Upstr
   const certificates = pemCertificates(pem as string);
   if (!certificates) {
     return {
-      problem: `expected PEM certificates ("-----BEGIN CERTIFICATE-----…"), ${typeof value === 'string' ? 'got text without one' : `${origin} holds none`}`,
+      problem: `expected PEM certificates ("-----BEGIN CERTIFICATE-----…"), ${typeof value === 'string' ? `got text without one${looksLikePath(value) ? '; a file path? Write upstreamCa: { file: "..." }' : ''}` : `${origin} holds none`}`,
     };
   }
   return { certificates, origin };

@@ -7,7 +7,7 @@ import { watchConfigFiles } from './config-watcher.js';
 import { jsonLogger } from './json-logger.js';
 import { reloadConfig } from './reload.js';
 import { gatewayRoutes, refuseConnect } from './routes.js';
-import { shutDown } from './shutdown.js';
+import { createDrain, shutDown } from './shutdown.js';
 import type {
   AmpGatewaySettings,
   AmpLogger,
@@ -24,6 +24,8 @@ export interface GatewayOptions {
   port?: number | string;
   /** As `--host`: wins over env and the config file. */
   host?: string;
+  /** As `--drain-ms`: wins over env and the config file. */
+  drainMs?: number | string;
   /** As `--upstream-key-file`: the server key's file, which wins over env and the config file. */
   upstreamKeyFile?: string;
   env?: NodeJS.ProcessEnv;
@@ -38,8 +40,11 @@ export interface RunningGateway {
   readonly server: Server;
   /** Loads the configuration again and swaps it in; keeps the old one if the new one is invalid. */
   reload(): Promise<void>;
-  /** Stops accepting, ends WebSockets with 1001, lets requests finish for `graceMs`, then cuts the rest. */
-  shutdown(graceMs: number): Promise<void>;
+  /**
+   * Answers `/readyz` with 503, stops accepting, ends WebSockets with 1001, lets requests finish
+   * for `drainMs` (the configured drain time by default), then cuts the rest.
+   */
+  shutdown(drainMs?: number): Promise<void>;
 }
 
 /** prom-client is an optional dependency: only a config that asks for metrics needs it. */
@@ -80,12 +85,29 @@ function routerOptions(
   return { ...options, logger: options.logger ?? logger, onProxyEvent };
 }
 
-/** Listens, and returns the URL to reach the gateway at (the bound port when `port` is 0). */
-async function listen(server: Server, { port, host }: AmpGatewaySettings): Promise<string> {
+/**
+ * Listens, and returns the URL to reach the gateway at (the bound port when `port` is 0). A port
+ * in use is a setting to change: the error says which ones choose it.
+ */
+async function listen(
+  server: Server,
+  { port, host }: AmpGatewaySettings,
+  file: string | undefined,
+): Promise<string> {
   await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
+    const refused = (error: NodeJS.ErrnoException): void => {
+      if (error.code !== 'EADDRINUSE') return reject(error);
+      reject(
+        new AmpProxyConfigError(
+          'port',
+          `${port} on ${host} is already in use (EADDRINUSE): stop the other process, or choose another port with --port, AMP_PROXY_PORT or the config file's port`,
+          file,
+        ),
+      );
+    };
+    server.once('error', refused);
     server.listen(port, host, () => {
-      server.off('error', reject);
+      server.off('error', refused);
       resolve();
     });
   });
@@ -102,7 +124,7 @@ export function loadGatewayConfig(
     cwd: options.cwd,
     configFile,
     env: options.env ?? process.env,
-    overrides: { port: options.port, host: options.host },
+    overrides: { port: options.port, host: options.host, drainMs: options.drainMs },
     upstreamKeyFile: options.upstreamKeyFile,
   });
 }
@@ -114,10 +136,11 @@ export async function startGateway(options: GatewayOptions = {}): Promise<Runnin
   let loaded = await loadGatewayConfig(options);
   const metrics = await loadMetrics(loaded.gateway.metricsPath, loaded.filepath);
   const router = ampRouter(routerOptions(loaded.options, logger, metrics));
-  const server = createServer(gatewayRoutes(router, metrics, () => loaded));
+  const drain = createDrain();
+  const server = createServer(gatewayRoutes(router, metrics, () => loaded, drain));
   attachUpgrade(server, router);
   server.on('connect', (_req, socket) => refuseConnect(socket));
-  const url = await listen(server, loaded.gateway);
+  const url = await listen(server, loaded.gateway, loaded.filepath);
   output.write(startTable(loaded, url));
 
   const reload = async (): Promise<void> => {
@@ -131,5 +154,10 @@ export async function startGateway(options: GatewayOptions = {}): Promise<Runnin
   };
   const watcher =
     (options.watch ?? true) ? watchConfigFiles(loaded.watchFiles, () => void reload()) : undefined;
-  return { url, server, reload, shutdown: (graceMs) => shutDown(server, router, watcher, graceMs) };
+  return {
+    url,
+    server,
+    reload,
+    shutdown: (drainMs = loaded.gateway.drainMs) => shutDown(server, router, watcher, drain, drainMs, logger),
+  };
 }

@@ -68,8 +68,11 @@ export async function reloadConfig(
   try {
     const next = await load();
     apply(next);
-    if (next.gateway.port !== current.gateway.port || next.gateway.host !== current.gateway.host) {
-      logger.warn({ changed: ['port', 'host'] }, 'listen address changes need a restart');
+    const listenChanges = (['port', 'host'] as const).filter(
+      (setting) => next.gateway[setting] !== current.gateway[setting],
+    );
+    if (listenChanges.length > 0) {
+      logger.warn({ changed: listenChanges }, 'listen address changes need a restart');
     }
     const changed = [
       ...new Set([

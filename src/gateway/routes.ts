@@ -1,6 +1,7 @@
 import { STATUS_CODES, type RequestListener, type ServerResponse } from 'node:http';
 import type { Duplex } from 'node:stream';
 import { AMP_ERRORS, type AmpMetrics, type AmpMiddleware, type LoadedAmpConfig } from '../index.js';
+import type { Drain } from './shutdown.js';
 
 function sendJson(res: ServerResponse, status: number, body: object): void {
   const text = JSON.stringify(body);
@@ -8,7 +9,8 @@ function sendJson(res: ServerResponse, status: number, body: object): void {
   res.end(text);
 }
 
-async function answerReadiness(res: ServerResponse, router: AmpMiddleware): Promise<void> {
+async function answerReadiness(res: ServerResponse, router: AmpMiddleware, drain: Drain): Promise<void> {
+  if (drain.draining) return sendJson(res, 503, { status: 'draining' });
   const check = await router.checkUpstream();
   if (check.ready) sendJson(res, 200, { status: 'ready' });
   else sendJson(res, 503, { status: 'upstream unreachable', cause: check.cause });
@@ -33,12 +35,14 @@ export function gatewayRoutes(
   router: AmpMiddleware,
   metrics: AmpMetrics | undefined,
   current: () => LoadedAmpConfig,
+  drain: Drain,
 ): RequestListener {
   return (req, res) => {
+    drain.track(res);
     const path = req.url?.split('?', 1)[0];
     if (path === '/healthz') return sendJson(res, 200, { status: 'ok' });
     if (path === '/readyz') {
-      void answerReadiness(res, router);
+      void answerReadiness(res, router, drain);
       return;
     }
     if (metrics && path === current().gateway.metricsPath) {

@@ -136,13 +136,13 @@ function onError(error: Error, outbound?: OutboundRequest, target?: ServerRespon
     if (isAnswered(target)) return;
     outbound.tunnel?.failed(timedOut ? 'timeout' : 'upstream-error', cause);
     outbound.tunnel?.rejected(code);
-    rejectUpgrade(target, code);
+    rejectUpgrade(target, code, undefined, cause);
     return;
   }
   // A client that went away is not an upstream failure: there is nobody to answer.
   if (outbound.client.socket.destroyed || target.destroyed || target.writableEnded) return;
   outbound.trace?.failed(timedOut ? 'timeout' : 'upstream-error', cause);
-  sendAmpError(target, code);
+  sendAmpError(target, code, undefined, cause);
 }
 
 /**

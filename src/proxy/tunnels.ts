@@ -1,3 +1,4 @@
+import { randomBytes } from 'node:crypto';
 import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 
@@ -22,10 +23,16 @@ export function destroyUpstreamOf(socket: Duplex): void {
   upstreamSockets.get(socket)?.destroy();
 }
 
+/** The same close frame as a client sends it: masked (RFC 6455 §5.3), with a fresh mask. */
+function maskedGoingAwayFrame(): Buffer {
+  const mask = randomBytes(4);
+  return Buffer.from([0x88, 0x82, ...mask, 0x03 ^ mask[0]!, 0xe9 ^ mask[1]!]);
+}
+
 /**
- * Ends a WebSocket tunnel with close code 1001: the upstream side is detached first, so the
- * close frame cannot land inside a frame the upstream was still sending. Resolves once the
- * tunnel is closed, so that its close is logged and counted before a shutdown is over.
+ * Ends a WebSocket tunnel with close code 1001 on both sides: the two are detached first, so a
+ * close frame cannot land inside a frame the other side was still sending. Resolves once the
+ * client's side is closed, so that its close is logged and counted before a shutdown is over.
  */
 export function endTunnel(socket: Duplex): Promise<void> {
   const closed = socket.destroyed
@@ -35,7 +42,11 @@ export function endTunnel(socket: Duplex): Promise<void> {
   if (upstream) {
     upstream.unpipe(socket);
     socket.unpipe(upstream);
-    upstream.destroy();
+    // The upstream sees a client going away (1001), not a dropped connection (1006).
+    upstream.on('error', () => upstream.destroy());
+    upstream.resume();
+    upstream.end(maskedGoingAwayFrame());
+    setTimeout(() => upstream.destroy(), TUNNEL_CLOSE_GRACE_MS).unref();
   }
   // Keep reading, so the client's closing handshake and hang-up are seen and the socket closes.
   socket.resume();

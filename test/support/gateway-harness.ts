@@ -194,6 +194,15 @@ export function startCli(cwd: string, env: NodeJS.ProcessEnv, args: string[]) {
   return {
     listening,
     output: () => output,
+    /** Its JSON log lines so far. */
+    logLines: (): Record<string, unknown>[] =>
+      output
+        .split('\n')
+        .filter((line) => line.startsWith('{'))
+        .map((line) => JSON.parse(line) as Record<string, unknown>),
+    /** Resolves on its exit, with its exit code. */
+    exited: new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code))),
+    signal: (name: NodeJS.Signals) => child.kill(name),
     /** SIGTERM, as a supervisor stops it; SIGKILL if it has not exited within 10 s. */
     async stop(): Promise<void> {
       if (child.exitCode !== null || child.signalCode !== null) return;

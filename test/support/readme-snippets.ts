@@ -108,6 +108,11 @@ export function expressVariants(scratchDir: string): TypeVariant[] {
   return [
     { label: 'Express 5 types', compilerOptions: {} },
     { label: 'Express 4 types', compilerOptions: { paths: { express: [express4Types] } } },
+    // Apps that turn it on must be able to write `upstreamKey: process.env.AMP_KEY` and every snippet.
+    {
+      label: 'Express 5 types, exactOptionalPropertyTypes',
+      compilerOptions: { exactOptionalPropertyTypes: true },
+    },
   ];
 }
 
