@@ -78,6 +78,11 @@ export interface AmpLimitSet {
   requestsPerMinute?: Partial<Record<AmpGroup, number>>;
   /** Agent WebSockets open at once. */
   concurrentWebSockets?: number;
+  /**
+   * New threads (`POST /api/thread-actors`) per hour, in fixed one-hour windows. A creation is
+   * charged when it is asked for, before the upstream answers, so concurrent ones cannot exceed it.
+   */
+  threadsPerHour?: number;
 }
 
 /** The part of an ioredis client the Redis limits store uses (create it with `enableOfflineQueue: false`). */

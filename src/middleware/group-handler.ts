@@ -14,7 +14,7 @@ import {
   type ServerKeyStage,
 } from '../policy/policies.js';
 import { createRequestGate, type RequestGate } from '../access/request-gate.js';
-import type { Limiter } from '../limits/limiter.js';
+import { createsThread, type Limiter } from '../limits/limiter.js';
 import { closeWithPolicyViolation, sendLimitRefusal } from '../limits/refusals.js';
 import {
   containedTracer,
@@ -320,7 +320,7 @@ class ForwardingPipeline implements GroupHandler {
     const decision = publicRoute ? CARRY_NO_CREDENTIAL : await this.#applyPolicy(req, credentials);
     if (decision instanceof Refusal) return decision;
     if (this.limiter) {
-      const counted = this.limiter.admit(this.#group, credentials.client);
+      const counted = this.limiter.admit(this.#group, credentials.client, createsThread(req.method, ampPath));
       const limited = counted instanceof Promise ? await counted : counted;
       if (limited) return new Refusal(limited.code, undefined, limited);
     }
