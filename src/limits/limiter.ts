@@ -8,18 +8,6 @@ const HOUR_MS = 3_600_000;
 /** How often a store that keeps failing is reported while limits fail open. */
 const WARN_EVERY_MS = 60_000;
 
-const THREAD_ACTORS = '/api/thread-actors';
-
-/**
- * Whether a request asks the upstream for a new thread: `POST /api/thread-actors` with no thread id
- * after it (its reply carries the new `threadId`). Matched without case, as routes are.
- */
-export function createsThread(method: string | undefined, ampPath: string): boolean {
-  if (method !== 'POST') return false;
-  const path = ampPath.toLowerCase();
-  return path === THREAD_ACTORS || path === `${THREAD_ACTORS}/`;
-}
-
 /** One set of limits, as validated (see `limit-options.ts`). */
 export type LimitSet = ClientLimits;
 
