@@ -654,6 +654,11 @@ export interface AmpGatewaySettings {
    * Defaults to 10000; env `AMP_PROXY_DRAIN_MS` overrides the file, `--drain-ms` both.
    */
   drainMs: number;
+  /**
+   * The audit stream's file (JSON lines, appended), relative to the config file. Defaults to none.
+   * Opened at start: a change takes a restart.
+   */
+  auditLog: string | undefined;
 }
 
 /** Gateway settings given on the command line, which win over env and the config file. */

@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { once } from 'node:events';
 import { spawn } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { request } from 'node:http';
 import { tmpdir } from 'node:os';
@@ -57,7 +58,7 @@ describe('standalone gateway', () => {
     await writeFile(join(dir, 'server.key'), 'server-key-from-file-123\n');
     await writeFile(
       join(dir, '.amp-proxyrc.yaml'),
-      `upstream: ${upstream.url}\nupstreamKey: { file: server.key }\nmetricsPath: /metrics\nclients:\n  - key: gw-team-key-1\n    name: team\n`,
+      `upstream: ${upstream.url}\nupstreamKey: { file: server.key }\nmetricsPath: /metrics\nauditLog: audit.jsonl\nclients:\n  - key: gw-team-key-1\n    name: team\n`,
     );
     gateway = await startGateway({ cwd: dir, port: 0, env: {}, output: output.stream });
   });
@@ -102,6 +103,22 @@ describe('standalone gateway', () => {
     assert.ok(!output.text().includes('gw-team-key-1'));
   });
 
+  it('writes the audit stream to auditLog as JSON lines, naming the client, never its key', async () => {
+    const audited = () =>
+      readFileSync(join(dir, 'audit.jsonl'), 'utf8')
+        .split('\n')
+        .filter((line) => line.startsWith('{'))
+        .map((line) => JSON.parse(line) as Record<string, unknown>);
+    await until(() => audited().some((line) => line.group === 'provider'), 'an audit line');
+    const line = audited().find((entry) => entry.group === 'provider')!;
+    assert.equal(line.audit, 'request');
+    assert.equal(line.client, 'team');
+    assert.equal(line.status, 200);
+    assert.match(output.text(), /audit log\s+\S+audit\.jsonl/);
+    const text = readFileSync(join(dir, 'audit.jsonl'), 'utf8');
+    assert.ok(!text.includes('gw-team-key-1') && !text.includes('server-key-from-file-123'));
+  });
+
   it('serves Prometheus metrics at metricsPath', async () => {
     const res = await send(`${gateway.url}/metrics`);
     assert.equal(res.status, 200);
@@ -115,7 +132,7 @@ describe('standalone gateway', () => {
   it('reloads when the config file changes, logging option paths and never values', async () => {
     await writeFile(
       join(dir, '.amp-proxyrc.yaml'),
-      `upstream: ${upstream.url}\nupstreamKey: { file: server.key }\nmetricsPath: /metrics\npolicies: { management: inject }\nclients:\n  - key: gw-team-key-1\n    name: team\n`,
+      `upstream: ${upstream.url}\nupstreamKey: { file: server.key }\nmetricsPath: /metrics\nauditLog: audit.jsonl\npolicies: { management: inject }\nclients:\n  - key: gw-team-key-1\n    name: team\n`,
     );
     await until(() => output.lines().some((l) => l.msg === 'configuration reloaded'), 'a reload');
     const reloaded = output.lines().find((l) => l.msg === 'configuration reloaded');

@@ -1,3 +1,4 @@
+import { dirname, resolve as resolvePath } from 'node:path';
 import { AmpProxyConfigError } from '../errors.js';
 import type { AmpGatewayOverrides, AmpGatewaySettings } from '../types.js';
 
@@ -76,6 +77,15 @@ function parseMetricsPath(given: GivenSetting): string | undefined {
   return value;
 }
 
+function parseAuditLog(given: GivenSetting): string | undefined {
+  const { value, file } = given;
+  if (value === undefined) return undefined;
+  if (typeof value !== 'string' || value.trim() === '') {
+    invalid(given, `expected a file path, got ${JSON.stringify(value)}`);
+  }
+  return file === undefined ? resolvePath(value) : resolvePath(dirname(file), value);
+}
+
 /** Keyed by every setting: a setting added to AmpGatewaySettings does not compile until it is resolved here. */
 const SETTING_RESOLVERS: {
   readonly [Setting in keyof AmpGatewaySettings]-?: (
@@ -92,6 +102,7 @@ const SETTING_RESOLVERS: {
   },
   metricsPath: ({ fromFile, file }) =>
     parseMetricsPath({ option: 'metricsPath', value: fromFile.metricsPath, file }),
+  auditLog: ({ fromFile, file }) => parseAuditLog({ option: 'auditLog', value: fromFile.auditLog, file }),
   drainMs: (sources) => {
     const given = firstGiven('drainMs', 'AMP_PROXY_DRAIN_MS', sources);
     return given ? parseDrainMs(given) : DEFAULT_DRAIN_MS;
@@ -120,6 +131,7 @@ export function resolveGatewaySettings(sources: GatewaySettingSources): AmpGatew
     host: resolve('host'),
     metricsPath: resolve('metricsPath'),
     drainMs: resolve('drainMs'),
+    auditLog: resolve('auditLog'),
   };
   if (problems.length === 0) return settings;
   // Each problem's file, if any, is the config file: only a problem in the file names it.
