@@ -31,6 +31,7 @@ describe('loadAmpConfig', () => {
       host: '127.0.0.1',
       metricsPath: undefined,
       drainMs: 10_000,
+      auditLog: undefined,
     });
   });
 
@@ -120,6 +121,7 @@ describe('loadAmpConfig', () => {
       host: '0.0.0.0',
       metricsPath: undefined,
       drainMs: 10_000,
+      auditLog: undefined,
     });
   });
 
@@ -254,6 +256,7 @@ describe('loadAmpConfig', () => {
       host: '0.0.0.0',
       metricsPath: undefined,
       drainMs: 10_000,
+      auditLog: undefined,
     });
     await assert.rejects(loadAmpConfig({ cwd, env: {}, overrides: { port: '70000' } }), (error: unknown) => {
       assert.ok(error instanceof AmpProxyConfigError);
