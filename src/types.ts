@@ -659,6 +659,11 @@ export interface AmpGatewaySettings {
    * Opened at start: a change takes a restart.
    */
   auditLog: string | undefined;
+  /**
+   * Where the usage report (`middleware.usage()`) is served, to `Authorization: Bearer` with the
+   * token in env `AMP_PROXY_USAGE_TOKEN` (required with it). Defaults to none.
+   */
+  usagePath: string | undefined;
 }
 
 /** Gateway settings given on the command line, which win over env and the config file. */

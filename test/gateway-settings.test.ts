@@ -23,6 +23,7 @@ describe('gateway settings (no sockets)', () => {
       metricsPath: undefined,
       drainMs: 10_000,
       auditLog: undefined,
+      usagePath: undefined,
     });
   });
 
@@ -35,6 +36,7 @@ describe('gateway settings (no sockets)', () => {
       metricsPath: '/metrics',
       drainMs: 10_000,
       auditLog: undefined,
+      usagePath: undefined,
     });
     assert.deepEqual(resolveGatewaySettings({ fromFile, file: FILE, env, overrides: {} }), {
       port: 2000,
@@ -42,10 +44,18 @@ describe('gateway settings (no sockets)', () => {
       metricsPath: '/metrics',
       drainMs: 10_000,
       auditLog: undefined,
+      usagePath: undefined,
     });
     assert.deepEqual(
       resolveGatewaySettings({ fromFile, file: FILE, env, overrides: { port: '0', host: '::1' } }),
-      { port: 0, host: '::1', metricsPath: '/metrics', drainMs: 10_000, auditLog: undefined },
+      {
+        port: 0,
+        host: '::1',
+        metricsPath: '/metrics',
+        drainMs: 10_000,
+        auditLog: undefined,
+        usagePath: undefined,
+      },
     );
   });
 
@@ -94,6 +104,7 @@ describe('gateway settings (no sockets)', () => {
       'host',
       'metricsPath',
       'port',
+      'usagePath',
     ]);
   });
 

@@ -32,6 +32,7 @@ describe('loadAmpConfig', () => {
       metricsPath: undefined,
       drainMs: 10_000,
       auditLog: undefined,
+      usagePath: undefined,
     });
   });
 
@@ -122,6 +123,7 @@ describe('loadAmpConfig', () => {
       metricsPath: undefined,
       drainMs: 10_000,
       auditLog: undefined,
+      usagePath: undefined,
     });
   });
 
@@ -257,6 +259,7 @@ describe('loadAmpConfig', () => {
       metricsPath: undefined,
       drainMs: 10_000,
       auditLog: undefined,
+      usagePath: undefined,
     });
     await assert.rejects(loadAmpConfig({ cwd, env: {}, overrides: { port: '70000' } }), (error: unknown) => {
       assert.ok(error instanceof AmpProxyConfigError);

@@ -69,7 +69,7 @@ function parseHost(given: GivenSetting): string {
   return given.value;
 }
 
-function parseMetricsPath(given: GivenSetting): string | undefined {
+function parseRoutePath(given: GivenSetting): string | undefined {
   const { value } = given;
   if (value !== undefined && (typeof value !== 'string' || !value.startsWith('/'))) {
     invalid(given, `expected a path starting with "/", got ${JSON.stringify(value)}`);
@@ -101,7 +101,8 @@ const SETTING_RESOLVERS: {
     return given ? parseHost(given) : DEFAULT_HOST;
   },
   metricsPath: ({ fromFile, file }) =>
-    parseMetricsPath({ option: 'metricsPath', value: fromFile.metricsPath, file }),
+    parseRoutePath({ option: 'metricsPath', value: fromFile.metricsPath, file }),
+  usagePath: ({ fromFile, file }) => parseRoutePath({ option: 'usagePath', value: fromFile.usagePath, file }),
   auditLog: ({ fromFile, file }) => parseAuditLog({ option: 'auditLog', value: fromFile.auditLog, file }),
   drainMs: (sources) => {
     const given = firstGiven('drainMs', 'AMP_PROXY_DRAIN_MS', sources);
@@ -132,6 +133,7 @@ export function resolveGatewaySettings(sources: GatewaySettingSources): AmpGatew
     metricsPath: resolve('metricsPath'),
     drainMs: resolve('drainMs'),
     auditLog: resolve('auditLog'),
+    usagePath: resolve('usagePath'),
   };
   if (problems.length === 0) return settings;
   // Each problem's file, if any, is the config file: only a problem in the file names it.

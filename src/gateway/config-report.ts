@@ -12,6 +12,7 @@ export function printableConfig(loaded: LoadedAmpConfig) {
       ...loaded.gateway,
       metricsPath: loaded.gateway.metricsPath ?? null,
       auditLog: loaded.gateway.auditLog ?? null,
+      usagePath: loaded.gateway.usagePath ?? null,
     },
     upstreamKeyOrigin: loaded.upstreamKeyOrigin,
     ...loaded.effective,
@@ -37,6 +38,7 @@ export function startTable(loaded: LoadedAmpConfig, url: string): string {
     ['localhost only', effective.restrictManagementToLocalhost ? 'yes (management, actors, browser)' : 'no'],
     ['metrics', loaded.gateway.metricsPath ?? 'off'],
     ['audit log', loaded.gateway.auditLog ?? 'off'],
+    ['usage', loaded.gateway.usagePath ?? 'off'],
   ];
   const width = Math.max(...rows.map(([name]) => name.length));
   return `amp-proxy\n${rows.map(([name, value]) => `  ${name.padEnd(width)}  ${value}`).join('\n')}\n`;

@@ -8,7 +8,7 @@ import { startTable } from './config-report.js';
 import { watchConfigFiles } from './config-watcher.js';
 import { jsonLogger } from './json-logger.js';
 import { reloadConfig } from './reload.js';
-import { gatewayRoutes, refuseConnect } from './routes.js';
+import { gatewayRoutes, refuseConnect, usageTokenCheck } from './routes.js';
 import { createDrain, shutDown } from './shutdown.js';
 import type {
   AmpAuditLogger,
@@ -95,13 +95,31 @@ async function openAuditLog(
   return { audit: jsonLogger(stream), close: () => stream.end() };
 }
 
-/** The config's options with the gateway's log lines, metrics and audit log added; a config's own logger wins. */
+/** The token `usagePath` asks for; a usage report names every client, so it is never served without one. */
+function usageToken(loaded: LoadedAmpConfig, env: NodeJS.ProcessEnv): string | undefined {
+  if (loaded.gateway.usagePath === undefined) return undefined;
+  const token = env.AMP_PROXY_USAGE_TOKEN?.trim();
+  if (!token) {
+    throw new AmpProxyConfigError(
+      'usagePath',
+      'needs env AMP_PROXY_USAGE_TOKEN: the usage report is served only to Authorization: Bearer <that token>',
+      loaded.filepath,
+    );
+  }
+  return token;
+}
+
+/**
+ * The config's options with the gateway's log lines, metrics and audit log added (a config's own
+ * logger wins), and usage kept when `usagePath` serves it.
+ */
 function routerOptions(
-  options: AmpProxyOptions,
+  loaded: LoadedAmpConfig,
   logger: AmpLogger,
   metrics: AmpMetrics | undefined,
   audit?: AmpAuditLogger,
 ): AmpProxyOptions {
+  const { options } = loaded;
   const hostListener = options.onProxyEvent;
   // The router isolates this listener from the logger; metrics go first, so that a host
   // listener that throws cannot cost them an event.
@@ -113,7 +131,8 @@ function routerOptions(
         }
       : (metrics?.onProxyEvent ?? hostListener);
   const audited = audit && !options.audit ? { audit } : {};
-  return { ...options, logger: options.logger ?? logger, onProxyEvent, ...audited };
+  const usage = options.usage ?? loaded.gateway.usagePath !== undefined;
+  return { ...options, logger: options.logger ?? logger, onProxyEvent, usage, ...audited };
 }
 
 /**
@@ -167,9 +186,18 @@ export async function startGateway(options: GatewayOptions = {}): Promise<Runnin
   let loaded = await loadGatewayConfig(options);
   const metrics = await loadMetrics(loaded.gateway.metricsPath, loaded.filepath);
   const auditLog = await openAuditLog(loaded.gateway.auditLog, loaded.filepath, logger);
-  const router = ampRouter(routerOptions(loaded.options, logger, metrics, auditLog?.audit));
+  const token = usageToken(loaded, options.env ?? process.env);
+  const router = ampRouter(routerOptions(loaded, logger, metrics, auditLog?.audit));
   const drain = createDrain();
-  const server = createServer(gatewayRoutes(router, metrics, () => loaded, drain));
+  const server = createServer(
+    gatewayRoutes(
+      router,
+      metrics,
+      () => loaded,
+      drain,
+      token === undefined ? undefined : usageTokenCheck(token),
+    ),
+  );
   attachUpgrade(server, router);
   server.on('connect', (_req, socket) => refuseConnect(socket));
   const url = await listen(server, loaded.gateway, loaded.filepath);
@@ -180,7 +208,7 @@ export async function startGateway(options: GatewayOptions = {}): Promise<Runnin
       loaded,
       // The file found at start stays the file: searching again could find another one.
       () => loadGatewayConfig(options, loaded.filepath ?? options.configFile),
-      (next) => router.reload(routerOptions(next.options, logger, metrics, auditLog?.audit)),
+      (next) => router.reload(routerOptions(next, logger, metrics, auditLog?.audit)),
       logger,
     );
   };
