@@ -31,8 +31,8 @@ function post(url: string, key: string, body: string): Promise<ClientResponse> {
   });
 }
 
-/** An agent session: opened, one frame echoed, then the upstream ends it with 4001. */
-async function agentSession(url: string, key: string): Promise<void> {
+/** An agent WebSocket: once open, one frame sent and echoed, or the close code the gateway ended it with. */
+async function agentSocket(url: string, key: string): Promise<{ socket: WebSocket; closedWith?: number }> {
   const socket = new WebSocket(
     `${url.replace('http', 'ws')}/actors/gateway/threadActor/websocket/`,
     ['rivet'],
@@ -45,9 +45,14 @@ async function agentSession(url: string, key: string): Promise<void> {
     socket.once('error', reject);
   });
   socket.send('hello');
-  await new Promise((resolve) => socket.once('message', resolve));
-  socket.send('close-4001');
-  await new Promise((resolve) => socket.once('close', resolve));
+  return new Promise((resolve) => {
+    const early = (code: number) => resolve({ socket, closedWith: code });
+    socket.once('close', early);
+    socket.once('message', () => {
+      socket.off('close', early);
+      resolve({ socket });
+    });
+  });
 }
 
 for (const [name, express] of EXPRESS_VERSIONS) {
@@ -73,7 +78,7 @@ for (const [name, express] of EXPRESS_VERSIONS) {
         upstreamKey: SERVER_KEY,
         clients: [{ key: ALICE, name: 'alice', upstreamKey: ALICE_AMP_KEY }, { key: NOBODY }],
         policies: { management: 'inject', actors: 'inject' },
-        limits: { perClient: { threadsPerHour: 1 } },
+        limits: { perClient: { threadsPerHour: 1, concurrentWebSockets: 1 } },
         usage: true,
         audit: {
           info: (object, message) => {
@@ -98,8 +103,16 @@ for (const [name, express] of EXPRESS_VERSIONS) {
       assert.equal((await post(provider, ALICE, PROVIDER_BODY)).status, 200);
       const search = `${app.url}/api/threads?q=${SEARCH}`;
       assert.equal((await send(search, { headers: { authorization: `Bearer ${NOBODY}` } })).status, 200);
-      await agentSession(app.url, ALICE);
+      const session = await agentSocket(app.url, ALICE);
+      assert.equal(session.closedWith, undefined);
+      assert.equal((await agentSocket(app.url, ALICE)).closedWith, 1008, 'over concurrentWebSockets');
       await events.until(mark, (seen) => seen.some((event) => event.type === 'websocket-close'));
+      // The upstream ends the session with 4001.
+      session.socket.send('close-4001');
+      await events.until(
+        mark,
+        (seen) => seen.filter((event) => event.type === 'websocket-close').length === 2,
+      );
     });
     after(async () => {
       await router.close();
@@ -114,7 +127,7 @@ for (const [name, express] of EXPRESS_VERSIONS) {
       assert.ok(alice);
       assert.deepEqual(alice.requests.management, { '200': 1, '429': 1 });
       assert.deepEqual(alice.requests.provider, { '200': 1 });
-      assert.deepEqual(alice.requests.actors, { '101': 1 });
+      assert.deepEqual(alice.requests.actors, { '101': 1, '429': 1 });
       assert.equal(alice.threadsCreated, 1, 'the refused creation created nothing');
       assert.equal(alice.sessions.opened, 1);
       assert.equal(alice.sessions.open, 0);
@@ -154,11 +167,13 @@ for (const [name, express] of EXPRESS_VERSIONS) {
         'alice request',
         'unnamed request',
         'alice session-opened',
+        'alice limit-refused',
         'alice session-closed',
       ]);
+      assert.equal(audit[5]!.code, 'amp_session_limit');
       const refused = audit[1]!;
       assert.equal(refused.code, 'amp_rate_limited');
-      const closed = audit[5]!;
+      const closed = audit[6]!;
       assert.equal(closed.closeCode, 4001);
       for (const line of audit) assert.ok(!Number.isNaN(Date.parse(String(line.at))));
       assert.equal(audit[3]!.path, '/api/threads', 'no query');
