@@ -106,7 +106,8 @@ async function limitCost(): Promise<{ memory: number; redisMs: number | undefine
   const samples: number[] = [];
   for (let round = 0; round < 25; round++) {
     const before = process.cpuUsage();
-    for (let i = 0; i < checks; i++) if (memory.admit('provider', LIMITED_CLIENT)) throw new Error('refused');
+    for (let i = 0; i < checks; i++)
+      if (memory.admit('provider', LIMITED_CLIENT, false)) throw new Error('refused');
     const { user, system } = process.cpuUsage(before);
     samples.push((user + system) / checks);
   }
@@ -117,10 +118,10 @@ async function limitCost(): Promise<{ memory: number; redisMs: number | undefine
     store: { redis: url, prefix: `bench-${process.pid}:` },
   })!;
   const redis = new Limiter(config, config.store!, () => undefined);
-  await redis.admit('provider', LIMITED_CLIENT); // connects
+  await redis.admit('provider', LIMITED_CLIENT, false); // connects
   const started = performance.now();
   for (let i = 0; i < 2_000; i++)
-    if (await redis.admit('provider', LIMITED_CLIENT)) throw new Error('refused');
+    if (await redis.admit('provider', LIMITED_CLIENT, false)) throw new Error('refused');
   return { memory: median(samples.slice(5)), redisMs: (performance.now() - started) / 2_000 };
 }
 

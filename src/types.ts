@@ -78,6 +78,11 @@ export interface AmpLimitSet {
   requestsPerMinute?: Partial<Record<AmpGroup, number>>;
   /** Agent WebSockets open at once. */
   concurrentWebSockets?: number;
+  /**
+   * New threads (`POST /api/thread-actors`) per hour, in fixed one-hour windows. A creation is
+   * charged when it is asked for, before the upstream answers, so concurrent ones cannot exceed it.
+   */
+  threadsPerHour?: number;
 }
 
 /** The part of an ioredis client the Redis limits store uses (create it with `enableOfflineQueue: false`). */
@@ -291,6 +296,41 @@ export interface AmpProxyOptions {
   identityProxy?: boolean | string | undefined;
   /** Limits per client and per team (see `AmpLimits`). Defaults to none. */
   limits?: AmpLimits | undefined;
+  /**
+   * Keep usage per client in this process, for `middleware.usage()`: requests by group and status,
+   * threads created, agent sessions, bytes, last seen. Defaults to `false` (nothing is traced for it).
+   */
+  usage?: boolean | undefined;
+  /**
+   * An audit stream: one `info` line per request, thread created, agent session opened and closed,
+   * and refusal by a limit, naming the client (never a key, a body or a query). Defaults to none.
+   */
+  audit?: AmpAuditLogger | undefined;
+}
+
+/** Where audit lines go: a pino-style logger (`info(object, message)`), e.g. a child logger to its own file. */
+export interface AmpAuditLogger {
+  info: LogMethod;
+}
+
+/** One client's usage in this process (see `AmpUsageReport`). */
+export interface AmpClientUsage {
+  /** Finished requests (WebSocket upgrades included) by route group, then status (`none`: no answer sent). */
+  requests: Partial<Record<AmpGroup, Record<string, number>>>;
+  /** `POST /api/thread-actors` creations the upstream answered with 2xx. */
+  threadsCreated: number;
+  /** Agent WebSockets (tunnels the upstream opened): how many, how many are open now, their seconds in all (closed ones). */
+  sessions: { opened: number; open: number; seconds: number };
+  /** Bytes from the client (`up`: bodies, WebSocket frames) and to it (`down`: responses with their heads, frames). */
+  bytes: { up: number; down: number };
+  /** ISO time of the client's last request or WebSocket event. */
+  lastSeen: string;
+}
+
+/** `middleware.usage()`: usage per client name since `since`; requests without a named client count as `unnamed`. */
+export interface AmpUsageReport {
+  since: string;
+  clients: Record<string, AmpClientUsage>;
 }
 
 /** Header names (any case) per group, and for every group under `all`: see `dropHeaders`. */
@@ -329,6 +369,8 @@ export interface AmpMiddleware {
    * connections close as they do.
    */
   close(): Promise<void>;
+  /** Usage per client in this process since the middleware was created, with `usage: true`; else `undefined`. */
+  usage(): AmpUsageReport | undefined;
   /**
    * Sends one `HEAD` request to the upstream the way requests go (through `upstreamProxy`,
    * trusting `upstreamCa`) and says whether it answered, with any status; if not, why, as the
@@ -389,9 +431,18 @@ export interface AmpRequestEndEvent {
   readonly durationMs: number;
   /** Bytes written to the client connection for this response, headers included. */
   readonly bytesSent: number;
+  /**
+   * Bytes read from the client connection for this request, head and body: what the connection
+   * read since the previous request traced on it ended (a host's own requests on the same
+   * keep-alive connection in between count here too).
+   */
+  readonly bytesReceived: number;
   /** Which key the request spent: `config`, `function`, `env`, `secrets-file`, `client:<name>`, `user`, `custom`. */
   readonly keySource: KeySource | undefined;
-  /** The `name` of the gateway client the request identified itself as, if any. */
+  /**
+   * The `name` of the gateway client the request identified itself as, if any: known once its
+   * credentials are read, so a refusal by the policy or a limit names it too.
+   */
   readonly client: string | undefined;
   /** Provider calls: `upstream`, `mapped:<from>-><to>` or `local:<model>`. */
   readonly route: string | undefined;
@@ -418,6 +469,8 @@ export interface AmpWebSocketOpenEvent {
   readonly type: 'websocket-open';
   readonly group: AmpGroup;
   readonly path: string;
+  /** The `name` of the gateway client whose key opened it, if any. */
+  readonly client: string | undefined;
   readonly durationMs: undefined;
 }
 
@@ -428,6 +481,12 @@ export interface AmpWebSocketCloseEvent {
   readonly path: string;
   /** From the upgrade's arrival to the client socket's close. */
   readonly durationMs: number;
+  /** The `name` of the gateway client whose key it presented, if any (known once its credentials were read). */
+  readonly client: string | undefined;
+  /** Bytes the gateway wrote to the client socket after the handshake (the tunnel's frames down). */
+  readonly bytesSent: number;
+  /** Bytes read from the client socket after the handshake (the tunnel's frames up). */
+  readonly bytesReceived: number;
   /** Whether the tunnel opened (a `websocket-open` was emitted for it). */
   readonly opened: boolean;
   /** The upgrade's answer: 101, the upstream's refusal, or the gateway's own; `undefined` when none was sent. */
@@ -482,6 +541,7 @@ declare class PromGaugeLike {
   constructor(config: PromMetricConfig);
   inc(labels: Record<string, string>): void;
   dec(labels: Record<string, string>): void;
+  set(labels: Record<string, string>, value: number): void;
 }
 
 declare class PromHistogramLike {
@@ -594,6 +654,16 @@ export interface AmpGatewaySettings {
    * Defaults to 10000; env `AMP_PROXY_DRAIN_MS` overrides the file, `--drain-ms` both.
    */
   drainMs: number;
+  /**
+   * The audit stream's file (JSON lines, appended), relative to the config file. Defaults to none.
+   * Opened at start: a change takes a restart.
+   */
+  auditLog: string | undefined;
+  /**
+   * Where the usage report (`middleware.usage()`) is served, to `Authorization: Bearer` with the
+   * token in env `AMP_PROXY_USAGE_TOKEN` (required with it). Defaults to none.
+   */
+  usagePath: string | undefined;
 }
 
 /** Gateway settings given on the command line, which win over env and the config file. */
@@ -645,6 +715,8 @@ export interface AmpEffectiveOptions extends Record<keyof AmpProxyOptions, unkno
   hosts: string[] | null;
   logger: 'custom' | null;
   onProxyEvent: 'custom' | null;
+  usage: boolean;
+  audit: 'custom' | null;
   modelMappings: { from: string; to: string; regex: boolean }[];
   localProvider: 'custom' | null;
   forceModelMappings: boolean;

@@ -22,6 +22,8 @@ describe('gateway settings (no sockets)', () => {
       host: '127.0.0.1',
       metricsPath: undefined,
       drainMs: 10_000,
+      auditLog: undefined,
+      usagePath: undefined,
     });
   });
 
@@ -33,16 +35,27 @@ describe('gateway settings (no sockets)', () => {
       host: 'file.example',
       metricsPath: '/metrics',
       drainMs: 10_000,
+      auditLog: undefined,
+      usagePath: undefined,
     });
     assert.deepEqual(resolveGatewaySettings({ fromFile, file: FILE, env, overrides: {} }), {
       port: 2000,
       host: 'env.example',
       metricsPath: '/metrics',
       drainMs: 10_000,
+      auditLog: undefined,
+      usagePath: undefined,
     });
     assert.deepEqual(
       resolveGatewaySettings({ fromFile, file: FILE, env, overrides: { port: '0', host: '::1' } }),
-      { port: 0, host: '::1', metricsPath: '/metrics', drainMs: 10_000 },
+      {
+        port: 0,
+        host: '::1',
+        metricsPath: '/metrics',
+        drainMs: 10_000,
+        auditLog: undefined,
+        usagePath: undefined,
+      },
     );
   });
 
@@ -85,7 +98,14 @@ describe('gateway settings (no sockets)', () => {
   });
 
   it('tells the gateway settings of a config file from middleware options', () => {
-    assert.deepEqual([...GATEWAY_SETTING_NAMES].sort(), ['drainMs', 'host', 'metricsPath', 'port']);
+    assert.deepEqual([...GATEWAY_SETTING_NAMES].sort(), [
+      'auditLog',
+      'drainMs',
+      'host',
+      'metricsPath',
+      'port',
+      'usagePath',
+    ]);
   });
 
   it('takes the drain time from --drain-ms, then AMP_PROXY_DRAIN_MS, then the file, and refuses what is no duration', () => {
@@ -106,5 +126,13 @@ describe('gateway settings (no sockets)', () => {
         .option,
       'drainMs',
     );
+  });
+
+  it('takes auditLog from the file only, relative to it', () => {
+    const auditLog = (value: unknown) =>
+      resolveGatewaySettings({ fromFile: { auditLog: value }, file: FILE, env: {}, overrides: {} }).auditLog;
+    assert.equal(auditLog('logs/audit.jsonl'), '/srv/gateway/logs/audit.jsonl');
+    assert.equal(auditLog('/var/log/amp/audit.jsonl'), '/var/log/amp/audit.jsonl');
+    assert.equal(refusal(() => auditLog('')).option, 'auditLog');
   });
 });

@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { once } from 'node:events';
 import { spawn } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { request } from 'node:http';
 import { tmpdir } from 'node:os';
@@ -10,8 +11,11 @@ import { after, before, describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { WebSocket, WebSocketServer } from 'ws';
 import { startGateway, type RunningGateway } from '../src/gateway/gateway.js';
+import { AmpProxyConfigError } from '../src/index.js';
 import { send } from './support/client.js';
 import { startUpstream, type FakeUpstream } from './support/upstream.js';
+
+const USAGE_TOKEN = 'usage-token-0123456789';
 
 function capture() {
   const stream = new PassThrough();
@@ -57,9 +61,14 @@ describe('standalone gateway', () => {
     await writeFile(join(dir, 'server.key'), 'server-key-from-file-123\n');
     await writeFile(
       join(dir, '.amp-proxyrc.yaml'),
-      `upstream: ${upstream.url}\nupstreamKey: { file: server.key }\nmetricsPath: /metrics\nclients:\n  - key: gw-team-key-1\n    name: team\n`,
+      `upstream: ${upstream.url}\nupstreamKey: { file: server.key }\nmetricsPath: /metrics\nauditLog: audit.jsonl\nusagePath: /usage\nclients:\n  - key: gw-team-key-1\n    name: team\n`,
     );
-    gateway = await startGateway({ cwd: dir, port: 0, env: {}, output: output.stream });
+    gateway = await startGateway({
+      cwd: dir,
+      port: 0,
+      env: { AMP_PROXY_USAGE_TOKEN: USAGE_TOKEN },
+      output: output.stream,
+    });
   });
   after(async () => {
     await gateway.shutdown(100);
@@ -102,6 +111,48 @@ describe('standalone gateway', () => {
     assert.ok(!output.text().includes('gw-team-key-1'));
   });
 
+  it('writes the audit stream to auditLog as JSON lines, naming the client, never its key', async () => {
+    const audited = () =>
+      readFileSync(join(dir, 'audit.jsonl'), 'utf8')
+        .split('\n')
+        .filter((line) => line.startsWith('{'))
+        .map((line) => JSON.parse(line) as Record<string, unknown>);
+    await until(() => audited().some((line) => line.group === 'provider'), 'an audit line');
+    const line = audited().find((entry) => entry.group === 'provider')!;
+    assert.equal(line.audit, 'request');
+    assert.equal(line.client, 'team');
+    assert.equal(line.status, 200);
+    assert.match(output.text(), /audit log\s+\S+audit\.jsonl/);
+    const text = readFileSync(join(dir, 'audit.jsonl'), 'utf8');
+    assert.ok(!text.includes('gw-team-key-1') && !text.includes('server-key-from-file-123'));
+  });
+
+  it('serves the usage report at usagePath, only to the usage token', async () => {
+    assert.equal((await send(`${gateway.url}/usage`)).status, 401);
+    const wrong = await send(`${gateway.url}/usage`, { headers: { authorization: 'Bearer gw-team-key-1' } });
+    assert.equal(wrong.status, 401);
+    const res = await send(`${gateway.url}/usage`, { headers: { authorization: `Bearer ${USAGE_TOKEN}` } });
+    assert.equal(res.status, 200);
+    const report = res.json() as {
+      clients: Record<string, { requests: Record<string, Record<string, number>> }>;
+    };
+    assert.ok((report.clients.team?.requests.provider?.['200'] ?? 0) >= 1);
+    assert.ok(!res.body.includes('gw-team-key-1'));
+  });
+
+  it('refuses to start with usagePath but no AMP_PROXY_USAGE_TOKEN', async () => {
+    const bare = await mkdtemp(join(tmpdir(), 'amp-gateway-usage-'));
+    try {
+      await writeFile(join(bare, '.amp-proxyrc.yaml'), `upstream: ${upstream.url}\nusagePath: /usage\n`);
+      await assert.rejects(
+        startGateway({ cwd: bare, port: 0, env: {}, output: new PassThrough() }),
+        (error: unknown) => error instanceof AmpProxyConfigError && error.option === 'usagePath',
+      );
+    } finally {
+      await rm(bare, { recursive: true, force: true });
+    }
+  });
+
   it('serves Prometheus metrics at metricsPath', async () => {
     const res = await send(`${gateway.url}/metrics`);
     assert.equal(res.status, 200);
@@ -115,7 +166,7 @@ describe('standalone gateway', () => {
   it('reloads when the config file changes, logging option paths and never values', async () => {
     await writeFile(
       join(dir, '.amp-proxyrc.yaml'),
-      `upstream: ${upstream.url}\nupstreamKey: { file: server.key }\nmetricsPath: /metrics\npolicies: { management: inject }\nclients:\n  - key: gw-team-key-1\n    name: team\n`,
+      `upstream: ${upstream.url}\nupstreamKey: { file: server.key }\nmetricsPath: /metrics\nauditLog: audit.jsonl\nusagePath: /usage\npolicies: { management: inject }\nclients:\n  - key: gw-team-key-1\n    name: team\n`,
     );
     await until(() => output.lines().some((l) => l.msg === 'configuration reloaded'), 'a reload');
     const reloaded = output.lines().find((l) => l.msg === 'configuration reloaded');

@@ -31,6 +31,8 @@ describe('loadAmpConfig', () => {
       host: '127.0.0.1',
       metricsPath: undefined,
       drainMs: 10_000,
+      auditLog: undefined,
+      usagePath: undefined,
     });
   });
 
@@ -120,6 +122,8 @@ describe('loadAmpConfig', () => {
       host: '0.0.0.0',
       metricsPath: undefined,
       drainMs: 10_000,
+      auditLog: undefined,
+      usagePath: undefined,
     });
   });
 
@@ -254,6 +258,8 @@ describe('loadAmpConfig', () => {
       host: '0.0.0.0',
       metricsPath: undefined,
       drainMs: 10_000,
+      auditLog: undefined,
+      usagePath: undefined,
     });
     await assert.rejects(loadAmpConfig({ cwd, env: {}, overrides: { port: '70000' } }), (error: unknown) => {
       assert.ok(error instanceof AmpProxyConfigError);

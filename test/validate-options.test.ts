@@ -57,7 +57,9 @@ describe('validateOptions (no sockets)', () => {
       identityProxy: 'https://idp.example/',
       forwardCookies: { browser: true },
       dropHeaders: { all: ['X-Company-JWT'], provider: ['x-tenant'] },
-      limits: { perClient: { requestsPerMinute: { provider: 60 } } },
+      limits: { perClient: { requestsPerMinute: { provider: 60 }, threadsPerHour: 10 } },
+      usage: true,
+      audit: { info: () => undefined },
     };
     const validated = validateOptions(every);
     assert.deepEqual(Object.keys(validated).sort(), Object.keys(every).sort());

@@ -16,6 +16,7 @@ export interface ResolvedClient {
 export interface ClientLimits {
   readonly requestsPerMinute: Readonly<Partial<Record<AmpGroup, number>>>;
   readonly concurrentWebSockets: number | undefined;
+  readonly threadsPerHour: number | undefined;
 }
 
 /**

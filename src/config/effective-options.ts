@@ -65,6 +65,8 @@ export function describeOptions(
     hosts: options.hosts ? [...options.hosts] : null,
     logger: customOrNone(options.logger),
     onProxyEvent: customOrNone(options.onProxyEvent),
+    usage: options.usage,
+    audit: customOrNone(options.audit),
     modelMappings: options.modelMappings.rules.map(({ from, to, regex }) => ({
       from,
       to,

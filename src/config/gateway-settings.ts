@@ -1,3 +1,4 @@
+import { dirname, resolve as resolvePath } from 'node:path';
 import { AmpProxyConfigError } from '../errors.js';
 import type { AmpGatewayOverrides, AmpGatewaySettings } from '../types.js';
 
@@ -68,12 +69,21 @@ function parseHost(given: GivenSetting): string {
   return given.value;
 }
 
-function parseMetricsPath(given: GivenSetting): string | undefined {
+function parseRoutePath(given: GivenSetting): string | undefined {
   const { value } = given;
   if (value !== undefined && (typeof value !== 'string' || !value.startsWith('/'))) {
     invalid(given, `expected a path starting with "/", got ${JSON.stringify(value)}`);
   }
   return value;
+}
+
+function parseAuditLog(given: GivenSetting): string | undefined {
+  const { value, file } = given;
+  if (value === undefined) return undefined;
+  if (typeof value !== 'string' || value.trim() === '') {
+    invalid(given, `expected a file path, got ${JSON.stringify(value)}`);
+  }
+  return file === undefined ? resolvePath(value) : resolvePath(dirname(file), value);
 }
 
 /** Keyed by every setting: a setting added to AmpGatewaySettings does not compile until it is resolved here. */
@@ -91,7 +101,9 @@ const SETTING_RESOLVERS: {
     return given ? parseHost(given) : DEFAULT_HOST;
   },
   metricsPath: ({ fromFile, file }) =>
-    parseMetricsPath({ option: 'metricsPath', value: fromFile.metricsPath, file }),
+    parseRoutePath({ option: 'metricsPath', value: fromFile.metricsPath, file }),
+  usagePath: ({ fromFile, file }) => parseRoutePath({ option: 'usagePath', value: fromFile.usagePath, file }),
+  auditLog: ({ fromFile, file }) => parseAuditLog({ option: 'auditLog', value: fromFile.auditLog, file }),
   drainMs: (sources) => {
     const given = firstGiven('drainMs', 'AMP_PROXY_DRAIN_MS', sources);
     return given ? parseDrainMs(given) : DEFAULT_DRAIN_MS;
@@ -120,6 +132,8 @@ export function resolveGatewaySettings(sources: GatewaySettingSources): AmpGatew
     host: resolve('host'),
     metricsPath: resolve('metricsPath'),
     drainMs: resolve('drainMs'),
+    auditLog: resolve('auditLog'),
+    usagePath: resolve('usagePath'),
   };
   if (problems.length === 0) return settings;
   // Each problem's file, if any, is the config file: only a problem in the file names it.

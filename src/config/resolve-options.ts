@@ -7,6 +7,7 @@ import { shownProxy } from '../egress/proxy-url.js';
 import { upstreamTrustBundle } from '../egress/trusted-cas.js';
 import { createUpstreamConnection, type UpstreamConnection } from '../egress/upstream-connection.js';
 import { createHostScope, type HostScope } from '../access/host-scope.js';
+import { auditListener } from '../observability/audit.js';
 import { loggingListener } from '../observability/logger.js';
 import { createRedactor } from '../observability/redact.js';
 import type { ProviderRoutingConfig } from '../provider/provider-routing.js';
@@ -34,6 +35,8 @@ export interface ResolvedConfig {
   readonly hostScope: HostScope | undefined;
   /** Where request and WebSocket events go; `undefined` when nobody listens, so nothing is traced. */
   readonly emit: AmpProxyEventListener | undefined;
+  /** Whether usage is kept (`usage: true`). */
+  readonly usage: boolean;
   /** Masks credentials in logs and events, including every key this config knows. */
   readonly redactor: Redactor;
   /** Tells the host about a mistake in how it uses the middleware: its logger, else a process warning. */
@@ -75,7 +78,9 @@ function warningsTo(logger: ValidatedOptions['logger']): ResolvedConfig['warn'] 
  * `undefined` when there is none, so that nothing is traced.
  */
 function combineListeners(
-  listeners: Readonly<Record<'logger' | 'onProxyEvent', AmpProxyEventListener | undefined>>,
+  listeners: Readonly<
+    Record<'logger' | 'onProxyEvent' | 'audit' | 'usage', AmpProxyEventListener | undefined>
+  >,
   warn: ResolvedConfig['warn'],
 ): AmpProxyEventListener | undefined {
   const present = Object.entries(listeners).flatMap(([name, listener]) =>
@@ -116,7 +121,8 @@ function proxyCredentials(proxy: EgressProxy | undefined): string[] {
 }
 
 /** Validates options once, in the factory, and precomputes what requests need. */
-export function resolveOptions(options: unknown): ResolvedConfig {
+/** `usage`: the middleware's ledger (it outlives reloads), listening only when the options ask for usage. */
+export function resolveOptions(options: unknown, usage?: AmpProxyEventListener): ResolvedConfig {
   const validated = validateOptions(options);
   const { upstream, upstreamKey, clients, logger } = validated;
   const upstreamUrl = new URL(upstream.base);
@@ -150,7 +156,12 @@ export function resolveOptions(options: unknown): ResolvedConfig {
     trustedProxies: validated.trustedProxies,
     hostScope: createHostScope(validated.hosts, validated.trustedProxies),
     emit: combineListeners(
-      { logger: logger && loggingListener(logger), onProxyEvent: validated.onProxyEvent },
+      {
+        logger: logger && loggingListener(logger),
+        onProxyEvent: validated.onProxyEvent,
+        audit: validated.audit && auditListener(validated.audit),
+        usage: validated.usage ? usage : undefined,
+      },
       warn,
     ),
     redactor: createRedactor(
@@ -173,6 +184,7 @@ export function resolveOptions(options: unknown): ResolvedConfig {
       ...validated.dropHeaders[group],
     ]),
     limits: validated.limits,
+    usage: validated.usage,
     warn,
   };
 }

@@ -85,6 +85,8 @@ export interface ValidatedOptions {
   /** The host's headers each group never sends upstream: `all` merged in, lower case. */
   readonly dropHeaders: Readonly<Record<AmpGroup, readonly string[]>>;
   readonly limits: LimitsConfig | undefined;
+  readonly usage: boolean;
+  readonly audit: AmpProxyOptions['audit'];
 }
 
 /** Keyed by every option: an option added to `AmpProxyOptions` does not compile until it is validated here. */
@@ -453,6 +455,13 @@ function validateHosts(value: unknown): readonly string[] | undefined {
   return value.map((entry: unknown, index) => validateHostEntry(entry, `hosts[${index}]`));
 }
 
+function validateAudit(value: unknown): AmpProxyOptions['audit'] {
+  if (value === undefined) return undefined;
+  if (typeof (value as { info?: unknown } | null)?.info !== 'function')
+    fail('audit', `expected a pino-style logger with an info method, got ${describeValue(value)}`);
+  return value as AmpProxyOptions['audit'];
+}
+
 function validateLogger(value: unknown): AmpProxyOptions['logger'] {
   if (value === undefined) return undefined;
   const methods = isPlainObject(value) ? value : {};
@@ -640,12 +649,15 @@ const OPTION_VALIDATORS: OptionValidators = {
   forwardCookies: validateForwardCookies,
   dropHeaders: validateDropHeaders,
   limits: validateLimits,
+  usage: (value) => validateFlag(value, 'usage'),
+  audit: validateAudit,
 };
 const OPTION_NAMES = Object.keys(OPTION_VALIDATORS) as (keyof AmpProxyOptions)[];
 /** Options whose only form is a function: code, which a JSON or YAML file cannot hold. */
 const FUNCTION_ONLY_OPTIONS: ReadonlySet<string> = new Set<keyof AmpProxyOptions>([
   'logger',
   'onProxyEvent',
+  'audit',
   'localProvider',
 ]);
 /** The options a config file can set, for its errors. */

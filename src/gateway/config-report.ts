@@ -8,7 +8,12 @@ export function printableConfig(loaded: LoadedAmpConfig) {
   return {
     file: loaded.filepath ?? null,
     // JSON drops `undefined`; a setting left unset is shown as such.
-    gateway: { ...loaded.gateway, metricsPath: loaded.gateway.metricsPath ?? null },
+    gateway: {
+      ...loaded.gateway,
+      metricsPath: loaded.gateway.metricsPath ?? null,
+      auditLog: loaded.gateway.auditLog ?? null,
+      usagePath: loaded.gateway.usagePath ?? null,
+    },
     upstreamKeyOrigin: loaded.upstreamKeyOrigin,
     ...loaded.effective,
   };
@@ -32,6 +37,8 @@ export function startTable(loaded: LoadedAmpConfig, url: string): string {
     ['clients', effective.clientDirectory ?? String(effective.clients.length)],
     ['localhost only', effective.restrictManagementToLocalhost ? 'yes (management, actors, browser)' : 'no'],
     ['metrics', loaded.gateway.metricsPath ?? 'off'],
+    ['audit log', loaded.gateway.auditLog ?? 'off'],
+    ['usage', loaded.gateway.usagePath ?? 'off'],
   ];
   const width = Math.max(...rows.map(([name]) => name.length));
   return `amp-proxy\n${rows.map(([name, value]) => `  ${name.padEnd(width)}  ${value}`).join('\n')}\n`;

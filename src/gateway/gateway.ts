@@ -1,3 +1,5 @@
+import { once } from 'node:events';
+import { createWriteStream } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { Writable } from 'node:stream';
@@ -6,9 +8,10 @@ import { startTable } from './config-report.js';
 import { watchConfigFiles } from './config-watcher.js';
 import { jsonLogger } from './json-logger.js';
 import { reloadConfig } from './reload.js';
-import { gatewayRoutes, refuseConnect } from './routes.js';
+import { gatewayRoutes, refuseConnect, usageTokenCheck } from './routes.js';
 import { createDrain, shutDown } from './shutdown.js';
 import type {
+  AmpAuditLogger,
   AmpGatewaySettings,
   AmpLogger,
   AmpMetrics,
@@ -66,12 +69,57 @@ async function loadMetrics(
   return createAmpMetrics(client);
 }
 
-/** The config's options with the gateway's log lines and metrics added; a config's own logger wins. */
+/** The `auditLog` file, opened for appending; one that cannot be opened stops the start. */
+async function openAuditLog(
+  path: string | undefined,
+  file: string | undefined,
+  logger: AmpLogger,
+): Promise<{ audit: AmpAuditLogger; close(): void } | undefined> {
+  if (path === undefined) return undefined;
+  const stream = createWriteStream(path, { flags: 'a', mode: 0o600 });
+  try {
+    await once(stream, 'open');
+  } catch (error) {
+    throw new AmpProxyConfigError(
+      'auditLog',
+      `cannot open ${path} for appending (${(error as NodeJS.ErrnoException).code ?? 'error'})`,
+      file,
+    );
+  }
+  let reported = false;
+  stream.on('error', (error: NodeJS.ErrnoException) => {
+    if (reported) return;
+    reported = true;
+    logger.error({ code: 'amp_audit_log_error', cause: error.code }, 'the audit log cannot be written');
+  });
+  return { audit: jsonLogger(stream), close: () => stream.end() };
+}
+
+/** The token `usagePath` asks for; a usage report names every client, so it is never served without one. */
+function usageToken(loaded: LoadedAmpConfig, env: NodeJS.ProcessEnv): string | undefined {
+  if (loaded.gateway.usagePath === undefined) return undefined;
+  const token = env.AMP_PROXY_USAGE_TOKEN?.trim();
+  if (!token) {
+    throw new AmpProxyConfigError(
+      'usagePath',
+      'needs env AMP_PROXY_USAGE_TOKEN: the usage report is served only to Authorization: Bearer <that token>',
+      loaded.filepath,
+    );
+  }
+  return token;
+}
+
+/**
+ * The config's options with the gateway's log lines, metrics and audit log added (a config's own
+ * logger wins), and usage kept when `usagePath` serves it.
+ */
 function routerOptions(
-  options: AmpProxyOptions,
+  loaded: LoadedAmpConfig,
   logger: AmpLogger,
   metrics: AmpMetrics | undefined,
+  audit?: AmpAuditLogger,
 ): AmpProxyOptions {
+  const { options } = loaded;
   const hostListener = options.onProxyEvent;
   // The router isolates this listener from the logger; metrics go first, so that a host
   // listener that throws cannot cost them an event.
@@ -82,7 +130,9 @@ function routerOptions(
           hostListener(event);
         }
       : (metrics?.onProxyEvent ?? hostListener);
-  return { ...options, logger: options.logger ?? logger, onProxyEvent };
+  const audited = audit && !options.audit ? { audit } : {};
+  const usage = options.usage ?? loaded.gateway.usagePath !== undefined;
+  return { ...options, logger: options.logger ?? logger, onProxyEvent, usage, ...audited };
 }
 
 /**
@@ -135,9 +185,19 @@ export async function startGateway(options: GatewayOptions = {}): Promise<Runnin
   const logger = jsonLogger(output);
   let loaded = await loadGatewayConfig(options);
   const metrics = await loadMetrics(loaded.gateway.metricsPath, loaded.filepath);
-  const router = ampRouter(routerOptions(loaded.options, logger, metrics));
+  const auditLog = await openAuditLog(loaded.gateway.auditLog, loaded.filepath, logger);
+  const token = usageToken(loaded, options.env ?? process.env);
+  const router = ampRouter(routerOptions(loaded, logger, metrics, auditLog?.audit));
   const drain = createDrain();
-  const server = createServer(gatewayRoutes(router, metrics, () => loaded, drain));
+  const server = createServer(
+    gatewayRoutes(
+      router,
+      metrics,
+      () => loaded,
+      drain,
+      token === undefined ? undefined : usageTokenCheck(token),
+    ),
+  );
   attachUpgrade(server, router);
   server.on('connect', (_req, socket) => refuseConnect(socket));
   const url = await listen(server, loaded.gateway, loaded.filepath);
@@ -148,7 +208,7 @@ export async function startGateway(options: GatewayOptions = {}): Promise<Runnin
       loaded,
       // The file found at start stays the file: searching again could find another one.
       () => loadGatewayConfig(options, loaded.filepath ?? options.configFile),
-      (next) => router.reload(routerOptions(next.options, logger, metrics)),
+      (next) => router.reload(routerOptions(next, logger, metrics, auditLog?.audit)),
       logger,
     );
   };
@@ -158,6 +218,9 @@ export async function startGateway(options: GatewayOptions = {}): Promise<Runnin
     url,
     server,
     reload,
-    shutdown: (drainMs = loaded.gateway.drainMs) => shutDown(server, router, watcher, drain, drainMs, logger),
+    shutdown: async (drainMs = loaded.gateway.drainMs) => {
+      await shutDown(server, router, watcher, drain, drainMs, logger);
+      auditLog?.close();
+    },
   };
 }

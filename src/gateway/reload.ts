@@ -74,6 +74,9 @@ export async function reloadConfig(
     if (listenChanges.length > 0) {
       logger.warn({ changed: listenChanges }, 'listen address changes need a restart');
     }
+    if (next.gateway.auditLog !== current.gateway.auditLog) {
+      logger.warn({ changed: ['auditLog'] }, 'an audit log change needs a restart');
+    }
     const changed = [
       ...new Set([
         ...changedPaths(printableConfig(current), printableConfig(next)),

@@ -1,4 +1,5 @@
-import { STATUS_CODES, type RequestListener, type ServerResponse } from 'node:http';
+import { createHash, timingSafeEqual } from 'node:crypto';
+import { STATUS_CODES, type IncomingMessage, type RequestListener, type ServerResponse } from 'node:http';
 import type { Duplex } from 'node:stream';
 import { AMP_ERRORS, type AmpMetrics, type AmpMiddleware, type LoadedAmpConfig } from '../index.js';
 import type { Drain } from './shutdown.js';
@@ -27,8 +28,21 @@ async function serveMetrics(res: ServerResponse, metrics: AmpMetrics): Promise<v
   }
 }
 
+function digest(text: string): Buffer {
+  return createHash('sha256').update(text).digest();
+}
+
+/** Whether a request carries the usage token: compared by digest, in constant time. */
+export function usageTokenCheck(token: string): (req: IncomingMessage) => boolean {
+  const expected = digest(`Bearer ${token}`);
+  return (req) => {
+    const presented = req.headers.authorization;
+    return typeof presented === 'string' && timingSafeEqual(digest(presented), expected);
+  };
+}
+
 /**
- * The gateway's own routes (health, readiness, metrics) and then the Amp router; anything else is
+ * The gateway's own routes (health, readiness, metrics, usage) and then the Amp router; anything else is
  * a JSON 404. `current` is read per request: a reload changes the upstream and the metrics path.
  */
 export function gatewayRoutes(
@@ -36,6 +50,7 @@ export function gatewayRoutes(
   metrics: AmpMetrics | undefined,
   current: () => LoadedAmpConfig,
   drain: Drain,
+  mayReadUsage: ((req: IncomingMessage) => boolean) | undefined,
 ): RequestListener {
   return (req, res) => {
     drain.track(res);
@@ -48,6 +63,10 @@ export function gatewayRoutes(
     if (metrics && path === current().gateway.metricsPath) {
       void serveMetrics(res, metrics);
       return;
+    }
+    if (mayReadUsage && path === current().gateway.usagePath) {
+      if (!mayReadUsage(req)) return sendJson(res, 401, { error: 'unauthorized' });
+      return sendJson(res, 200, router.usage() ?? {});
     }
     router(req, res, () => sendJson(res, 404, { error: 'not_found' }));
   };

@@ -6,7 +6,7 @@ import type { LimitSet, LimitsConfig } from './limiter.js';
 import { redisClientFor, RedisLimitStore } from './redis-store.js';
 
 const LIMITS_FIELDS = ['perClient', 'perTeam', 'store', 'onStoreError'];
-const SET_FIELDS = ['requestsPerMinute', 'concurrentWebSockets'];
+const SET_FIELDS = ['requestsPerMinute', 'concurrentWebSockets', 'threadsPerHour'];
 const REDIS_FIELDS = ['redis', 'prefix', 'timeoutMs'];
 const DEFAULT_PREFIX = 'amp-proxy:';
 const DEFAULT_REDIS_TIMEOUT_MS = 500;
@@ -33,7 +33,8 @@ function positiveWhole(value: unknown, path: string): number | undefined {
 
 export function validateSet(value: unknown, path: string): LimitSet | undefined {
   if (value === undefined) return undefined;
-  if (!isPlainObject(value)) fail(path, 'expected { requestsPerMinute?, concurrentWebSockets? }');
+  if (!isPlainObject(value))
+    fail(path, 'expected { requestsPerMinute?, concurrentWebSockets?, threadsPerHour? }');
   onlyFields(value, SET_FIELDS, path);
   const requestsPerMinute: Partial<Record<AmpGroup, number>> = {};
   const perGroup = value.requestsPerMinute;
@@ -48,6 +49,7 @@ export function validateSet(value: unknown, path: string): LimitSet | undefined 
   return {
     requestsPerMinute,
     concurrentWebSockets: positiveWhole(value.concurrentWebSockets, `${path}.concurrentWebSockets`),
+    threadsPerHour: positiveWhole(value.threadsPerHour, `${path}.threadsPerHour`),
   };
 }
 

@@ -4,6 +4,11 @@ export interface Charge {
   readonly limit: number;
 }
 
+/** A counter of requests in fixed windows: a request may count against a minute's and an hour's at once. */
+export interface WindowCharge extends Charge {
+  readonly windowMs: number;
+}
+
 /** The answer of a request-rate check: refused ones say when the window turns. */
 export type RateVerdict =
   { readonly allowed: true } | { readonly allowed: false; readonly retryAfterMs: number };
@@ -15,8 +20,8 @@ export type RateVerdict =
  * A store that cannot answer rejects (or throws): the limiter then fails open or closed.
  */
 export interface LimitStore {
-  /** Counts one request in the current fixed window of `windowMs` of every charge, if all allow it. */
-  take(charges: readonly Charge[], windowMs: number): RateVerdict | Promise<RateVerdict>;
+  /** Counts one request in the current fixed window of every charge, if all allow it. */
+  take(charges: readonly WindowCharge[]): RateVerdict | Promise<RateVerdict>;
   /** Holds one slot of every charge under `holder` (a unique id), if all have one free. */
   acquire(charges: readonly Charge[], holder: string): boolean | Promise<boolean>;
   /** Gives back what `acquire` held for `holder`. */
@@ -33,10 +38,10 @@ export class MemoryLimitStore implements LimitStore {
   readonly #windows = new Map<string, Window>();
   readonly #slots = new Map<string, Set<string>>();
 
-  take(charges: readonly Charge[], windowMs: number): RateVerdict {
+  take(charges: readonly WindowCharge[]): RateVerdict {
     const now = Date.now();
-    const startedAt = now - (now % windowMs);
-    const windows = charges.map(({ key }) => {
+    const windows = charges.map(({ key, windowMs }) => {
+      const startedAt = now - (now % windowMs);
       let window = this.#windows.get(key);
       if (window === undefined || window.startedAt !== startedAt) {
         window = { startedAt, count: 0 };
@@ -44,8 +49,9 @@ export class MemoryLimitStore implements LimitStore {
       }
       return window;
     });
-    if (windows.some((window, index) => window.count >= charges[index]!.limit)) {
-      return { allowed: false, retryAfterMs: startedAt + windowMs - now };
+    const full = windows.findIndex((window, index) => window.count >= charges[index]!.limit);
+    if (full !== -1) {
+      return { allowed: false, retryAfterMs: windows[full]!.startedAt + charges[full]!.windowMs - now };
     }
     for (const window of windows) window.count++;
     return { allowed: true };

@@ -1,9 +1,10 @@
 import { randomUUID } from 'node:crypto';
 import type { ClientLimits, ResolvedClient } from '../auth/clients.js';
 import type { AmpGroup } from '../types.js';
-import type { Charge, LimitStore } from './limit-store.js';
+import type { LimitStore, WindowCharge } from './limit-store.js';
 
 const MINUTE_MS = 60_000;
+const HOUR_MS = 3_600_000;
 /** How often a store that keeps failing is reported while limits fail open. */
 const WARN_EVERY_MS = 60_000;
 
@@ -46,15 +47,22 @@ export class Limiter {
     private readonly warn: (code: string, message: string) => void,
   ) {}
 
-  #charges(client: ResolvedClient | undefined, kind: string, limitOf: (set: LimitSet) => number | undefined) {
-    const charges: Charge[] = [];
+  #charges(
+    client: ResolvedClient | undefined,
+    kind: string,
+    limitOf: (set: LimitSet) => number | undefined,
+    windowMs = 0,
+  ): WindowCharge[] {
+    const charges: WindowCharge[] = [];
     if (client?.name === undefined) return charges;
     const { perTeam } = this.config;
     const perClient = client.limits ?? this.config.perClient;
     const clientLimit = perClient && limitOf(perClient);
-    if (clientLimit !== undefined) charges.push({ key: `${kind}:client:${client.name}`, limit: clientLimit });
+    if (clientLimit !== undefined)
+      charges.push({ key: `${kind}:client:${client.name}`, limit: clientLimit, windowMs });
     const teamLimit = perTeam && client.team !== undefined ? limitOf(perTeam) : undefined;
-    if (teamLimit !== undefined) charges.push({ key: `${kind}:team:${client.team}`, limit: teamLimit });
+    if (teamLimit !== undefined)
+      charges.push({ key: `${kind}:team:${client.team}`, limit: teamLimit, windowMs });
     return charges;
   }
 
@@ -70,12 +78,23 @@ export class Limiter {
     return this.config.onStoreError === 'open' ? undefined : { code: 'amp_limits_unavailable' };
   }
 
-  /** Counts a request of `group`; synchronous with the memory store. */
+  /**
+   * Counts a request of `group`, and the thread it creates if it does, in one all-or-nothing
+   * check; synchronous with the memory store.
+   */
   admit(
     group: AmpGroup,
     client: ResolvedClient | undefined,
+    createsThread: boolean,
   ): LimitRefusal | undefined | Promise<LimitRefusal | undefined> {
-    const charges = this.#charges(client, `requests:${group}`, (set) => set.requestsPerMinute[group]);
+    const charges = this.#charges(
+      client,
+      `requests:${group}`,
+      (set) => set.requestsPerMinute[group],
+      MINUTE_MS,
+    );
+    if (createsThread)
+      charges.push(...this.#charges(client, 'threads', (set) => set.threadsPerHour, HOUR_MS));
     if (charges.length === 0) return undefined;
     const toRefusal = (verdict: Awaited<ReturnType<LimitStore['take']>>): LimitRefusal | undefined =>
       verdict.allowed
@@ -85,7 +104,7 @@ export class Limiter {
             retryAfterSeconds: Math.max(1, Math.ceil(verdict.retryAfterMs / 1000)),
           };
     try {
-      const verdict = this.store.take(charges, MINUTE_MS);
+      const verdict = this.store.take(charges);
       return verdict instanceof Promise
         ? verdict.then(toRefusal, () => this.#storeFailed())
         : toRefusal(verdict);

@@ -1,4 +1,4 @@
-import type { Charge, LimitStore, RateVerdict } from './limit-store.js';
+import type { Charge, LimitStore, RateVerdict, WindowCharge } from './limit-store.js';
 
 /**
  * The part of an ioredis (or compatible) client the store uses. The host creates the client, as
@@ -17,17 +17,21 @@ export interface RedisLike {
 const NOW = `local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 `;
-/** KEYS: counters; ARGV: window ms, then one limit per key. Returns -1, or ms until the window turns. */
-const TAKE = `${NOW}local window = tonumber(ARGV[1])
-local start = now - (now % window)
+/**
+ * KEYS: counters; ARGV: a limit and a window (ms) per key. Returns -1, or ms until the window of
+ * the first full counter turns.
+ */
+const TAKE = `${NOW}local counters = {}
 for i, key in ipairs(KEYS) do
-  local count = tonumber(redis.call('GET', key .. ':' .. start) or '0')
-  if count >= tonumber(ARGV[i + 1]) then return start + window - now end
+  local window = tonumber(ARGV[2 * i])
+  local start = now - (now % window)
+  counters[i] = key .. ':' .. start
+  local count = tonumber(redis.call('GET', counters[i]) or '0')
+  if count >= tonumber(ARGV[2 * i - 1]) then return start + window - now end
 end
-for _, key in ipairs(KEYS) do
-  local counter = key .. ':' .. start
+for i, counter in ipairs(counters) do
   redis.call('INCR', counter)
-  redis.call('PEXPIRE', counter, window * 2)
+  redis.call('PEXPIRE', counter, tonumber(ARGV[2 * i]) * 2)
 end
 return -1`;
 /**
@@ -124,9 +128,9 @@ export class RedisLimitStore implements LimitStore {
     return charges.map(({ key }) => this.settings.prefix + key);
   }
 
-  async take(charges: readonly Charge[], windowMs: number): Promise<RateVerdict> {
-    const limits = charges.map(({ limit }) => limit);
-    const answer = Number(await this.#run(TAKE, this.#keys(charges), [windowMs, ...limits]));
+  async take(charges: readonly WindowCharge[]): Promise<RateVerdict> {
+    const args = charges.flatMap(({ limit, windowMs }) => [limit, windowMs]);
+    const answer = Number(await this.#run(TAKE, this.#keys(charges), args));
     return answer < 0 ? { allowed: true } : { allowed: false, retryAfterMs: answer };
   }
 

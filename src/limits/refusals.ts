@@ -71,4 +71,7 @@ export function closeWithPolicyViolation(req: IncomingMessage, socket: Duplex, c
       frame,
     ]),
   );
+  // The client answers the close frame and ends its side: read that to the end, or the socket
+  // never closes (no 'close', so no websocket-close event, and a half-closed socket held).
+  socket.resume();
 }

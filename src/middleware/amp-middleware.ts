@@ -13,6 +13,7 @@ import { splitRequestTarget } from '../routing/request-target.js';
 import { classifyAmpPath, route, ROUTE_GROUPS } from '../routing/route-groups.js';
 import { createGroupHandler, type GroupHandler } from './group-handler.js';
 import { probeUpstream } from '../egress/upstream-probe.js';
+import { UsageLedger } from '../observability/usage.js';
 import { presentedClient } from '../auth/credentials.js';
 import type { UpstreamConnection } from '../egress/upstream-connection.js';
 import type { AmpGroup, AmpMiddleware, AmpRequestClient, AmpUpstreamCheck, NextFunction } from '../types.js';
@@ -85,6 +86,7 @@ function answerFactoryCalledAsMiddleware(
       close: async () => undefined,
       checkUpstream: async () => ({ ready: false, cause: 'amp_factory_not_called' }) as const,
       clientOf: () => undefined,
+      usage: () => undefined,
     },
   );
 }
@@ -113,6 +115,7 @@ interface Runtime {
   readonly clientOf: (req: IncomingMessage) => AmpRequestClient | undefined;
   readonly hostScope: ResolvedConfig['hostScope'];
   readonly warn: ResolvedConfig['warn'];
+  readonly keepsUsage: boolean;
   readonly checkUpstream: () => Promise<AmpUpstreamCheck>;
 }
 
@@ -136,6 +139,8 @@ function createProxyPool(groups: readonly AmpGroup[]) {
     },
     /** Limit counters kept in memory outlive reloads: a reload must not hand out fresh allowances. */
     limitStore: new MemoryLimitStore(),
+    /** Usage, too, is the process's, not one configuration's. */
+    usage: new UsageLedger(),
     closeIdle(): void {
       for (const proxy of proxies.values()) proxy.closeIdle();
     },
@@ -147,7 +152,7 @@ function buildRuntime(
   groups: readonly AmpGroup[],
   pool: ReturnType<typeof createProxyPool>,
 ): Runtime {
-  const config = resolveOptions(options);
+  const config = resolveOptions(options, pool.usage.record);
   if (config.clients instanceof ClientDirectory && config.clients.isShapeless) {
     config.warn(
       'amp_directory_shapeless',
@@ -183,6 +188,7 @@ function buildRuntime(
     },
     hostScope: config.hostScope,
     warn: config.warn,
+    keepsUsage: config.usage,
     checkUpstream: () => probeUpstream(config.upstreamBase, config.upstreamConnection),
   };
 }
@@ -302,6 +308,8 @@ export function createAmpMiddleware(
     if (client) knownClients.set(req, client);
     return client;
   };
+
+  middleware.usage = () => (runtime.keepsUsage ? pool.usage.report() : undefined);
 
   middleware.close = async () => {
     const ended = [...tunnels].map(endTunnel);

@@ -46,7 +46,7 @@ import { rewriteActorMetadata } from '../actors/metadata-reply.js';
 import type { PublicBaseOf } from '../access/public-base.js';
 import type { ReplyRewrite } from '../proxy/json-reply.js';
 import { hasPublicRoutes, publicRouteOf, type PublicRoute } from '../routing/public-routes.js';
-import { ROUTE_GROUPS } from '../routing/route-groups.js';
+import { createsThread, ROUTE_GROUPS } from '../routing/route-groups.js';
 import type { IdentityProxy } from '../identity/identity-proxy.js';
 import type { AmpCustomPolicy, AmpGroup } from '../types.js';
 
@@ -313,14 +313,21 @@ class ForwardingPipeline implements GroupHandler {
   }
 
   /** Admission, then the policy's decision, or none for a public route: it carries no credential. */
-  async #authorise(req: IncomingMessage, ampPath: string, query: string, publicRoute?: PublicRoute) {
+  async #authorise(
+    req: IncomingMessage,
+    ampPath: string,
+    query: string,
+    trace: Pick<RequestTrace, 'identified'> | undefined,
+    publicRoute?: PublicRoute,
+  ) {
     const admitted = this.admission.admit(req, ampPath, query);
     const credentials = admitted instanceof Promise ? await admitted : admitted;
     if (credentials instanceof Refusal) return credentials;
+    trace?.identified(credentials.client?.name);
     const decision = publicRoute ? CARRY_NO_CREDENTIAL : await this.#applyPolicy(req, credentials);
     if (decision instanceof Refusal) return decision;
     if (this.limiter) {
-      const counted = this.limiter.admit(this.#group, credentials.client);
+      const counted = this.limiter.admit(this.#group, credentials.client, createsThread(req.method, ampPath));
       const limited = counted instanceof Promise ? await counted : counted;
       if (limited) return new Refusal(limited.code, undefined, limited);
     }
@@ -381,7 +388,7 @@ class ForwardingPipeline implements GroupHandler {
     const publicRoute = this.#routesPublic
       ? publicRouteOf(req.method, ampPath, this.#identity !== undefined)
       : undefined;
-    const authorised = await this.#authorise(req, ampPath, query, publicRoute);
+    const authorised = await this.#authorise(req, ampPath, query, trace, publicRoute);
     if (authorised instanceof Refusal) return authorised;
     const { credentials, decision } = authorised;
     const identityProvider = publicRoute === 'identity' ? this.#identity?.provider : undefined;
@@ -436,7 +443,7 @@ class ForwardingPipeline implements GroupHandler {
     trace: TunnelTrace | undefined,
   ): Promise<Refusal | undefined> {
     if (announcesBody(req)) return new Refusal('amp_bad_request');
-    const authorised = await this.#authorise(req, ampPath, query);
+    const authorised = await this.#authorise(req, ampPath, query, trace);
     if (authorised instanceof Refusal) return authorised;
     const { credentials, decision } = authorised;
     const forward = decision.kind === 'spend-server-key' ? await this.#resolveServerKey(req) : decision;

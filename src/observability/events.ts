@@ -1,4 +1,5 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { AMP_ERRORS } from '../errors.js';
 import type {
@@ -13,6 +14,8 @@ import type {
 
 /** What the pipeline tells a request's trace as it goes. */
 export interface RequestTrace {
+  /** The gateway client the request presented a key of (its name; `undefined` when unnamed or none). */
+  identified(client: string | undefined): void;
   keySpent(source: KeySource | undefined, client: string | undefined): void;
   answered(code: AmpErrorCode): void;
   failed(outcome: 'upstream-error' | 'timeout', cause: string): void;
@@ -21,6 +24,8 @@ export interface RequestTrace {
 
 /** What the upgrade pipeline and the proxy tell a WebSocket's trace as it goes. */
 export interface TunnelTrace {
+  /** As a request's: the client whose key opened the WebSocket. */
+  identified(client: string | undefined): void;
   /** The gateway answered the upgrade with the error `code` (its refusal, or the upstream's failure). */
   rejected(code: AmpErrorCode): void;
   /** The upstream answered the upgrade: 101 opens the tunnel, anything else is its refusal. */
@@ -39,6 +44,7 @@ export interface Tracer {
 
 /** What a request whose trace failed tells: nothing. */
 const UNTRACED: RequestTrace = {
+  identified: () => undefined,
   keySpent: () => undefined,
   answered: () => undefined,
   failed: () => undefined,
@@ -46,6 +52,7 @@ const UNTRACED: RequestTrace = {
 };
 
 const UNTRACED_TUNNEL: TunnelTrace = {
+  identified: () => undefined,
   rejected: () => undefined,
   answered: () => undefined,
   failed: () => undefined,
@@ -104,6 +111,15 @@ function requestIdOf(req: IncomingMessage, redactUrl: (url: string) => string): 
 
 const NO_REQUEST_ID: { requestId?: string } = Object.freeze({});
 
+/** Per connection: how much of what it read the requests traced on it were charged. */
+const accountedReads = new WeakMap<Socket, number>();
+
+function readSince(socket: Socket, readBefore: number): number {
+  const read = socket.bytesRead;
+  accountedReads.set(socket, read);
+  return Math.max(0, read - readBefore);
+}
+
 /**
  * Emits the events of one group; `emit` isolates its listeners from each other and from us.
  * `redactor` is the config's (`ResolvedConfig.redactor`), which also knows the gateway's keys;
@@ -123,6 +139,9 @@ export function createTracer(
       const path = redactUrl(rawPath);
       const method = req.method ?? 'GET';
       const bytesBefore = req.socket.bytesWritten;
+      // A small request's body arrives with its head, both read before this: a request is charged
+      // what its connection read since the last request traced on it ended.
+      const readBefore = accountedReads.get(req.socket) ?? 0;
       const requestId = requestIdOf(req, redactUrl);
       let keySource: KeySource | undefined;
       let client: string | undefined;
@@ -131,6 +150,7 @@ export function createTracer(
       let failure: 'upstream-error' | 'timeout' | undefined;
       let cause: string | undefined;
       const trace: RequestTrace = {
+        identified: (clientName) => (client = clientName),
         keySpent: (source, clientName) => {
           keySource = source;
           client = clientName;
@@ -163,6 +183,7 @@ export function createTracer(
           status: res.headersSent ? res.statusCode : undefined,
           durationMs: Math.round((performance.now() - started) * 1000) / 1000,
           bytesSent: req.socket.bytesWritten - bytesBefore,
+          bytesReceived: readSince(req.socket, readBefore),
           keySource,
           client,
           route,
@@ -183,7 +204,11 @@ export function createTracer(
       let cause: string | undefined;
       let upstreamCloseCode: number | undefined;
       let upstreamCloseReason: string | undefined;
+      let client: string | undefined;
       let abandoned = false;
+      // The handshake was read before this; the tunnel's frames are what the socket moves from now on.
+      const readBefore = (socket as Partial<Socket>).bytesRead ?? 0;
+      const writtenBefore = (socket as Partial<Socket>).bytesWritten ?? 0;
       // Attached before any asynchronous step, so no ending can be missed.
       socket.once('close', () => {
         if (abandoned) return;
@@ -203,6 +228,9 @@ export function createTracer(
           group,
           path,
           durationMs: Math.round(performance.now() - started),
+          client,
+          bytesSent: ((socket as Partial<Socket>).bytesWritten ?? 0) - writtenBefore,
+          bytesReceived: ((socket as Partial<Socket>).bytesRead ?? 0) - readBefore,
           opened,
           status,
           outcome,
@@ -213,13 +241,14 @@ export function createTracer(
         });
       });
       return {
+        identified: (clientName) => (client = clientName),
         rejected: (code) => {
           error = code;
           status = AMP_ERRORS[code].status;
         },
         answered: (answer) => {
           status = answer;
-          if (answer === 101) emit({ type: 'websocket-open', group, path, durationMs: undefined });
+          if (answer === 101) emit({ type: 'websocket-open', group, path, client, durationMs: undefined });
         },
         failed: (outcome, why) => {
           failure = outcome;

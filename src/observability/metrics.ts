@@ -1,4 +1,5 @@
 import type { AmpMetrics, PromClientLike, PromRegistryLike } from '../types.js';
+import { clientLabel, createdThread } from './usage.js';
 
 /** Sources that mean the gateway spent a server-side key rather than the user's own. */
 const SERVER_KEY_SOURCES = new Set(['config', 'function', 'env', 'secrets-file']);
@@ -74,6 +75,58 @@ export function createAmpMetrics(
     registers,
   });
 
+  // Usage per client, labelled by configured or resolved names only (`unnamed` for the rest).
+  const clientRequests = new client.Counter({
+    name: 'amp_proxy_client_requests_total',
+    help: 'Finished requests and WebSocket upgrades by client name, route group and status.',
+    labelNames: ['client', 'group', 'status'],
+    registers,
+  });
+  const clientThreads = new client.Counter({
+    name: 'amp_proxy_client_threads_created_total',
+    help: 'Threads created (POST /api/thread-actors answered 2xx) by client name.',
+    labelNames: ['client'],
+    registers,
+  });
+  const clientSessions = new client.Counter({
+    name: 'amp_proxy_client_sessions_total',
+    help: 'Agent WebSocket sessions opened by client name.',
+    labelNames: ['client'],
+    registers,
+  });
+  const clientSessionSeconds = new client.Counter({
+    name: 'amp_proxy_client_session_seconds_total',
+    help: 'Time agent WebSocket sessions stayed open, by client name (counted when they close).',
+    labelNames: ['client'],
+    registers,
+  });
+  const clientBytes = new client.Counter({
+    name: 'amp_proxy_client_bytes_total',
+    help: 'Bytes from the client (up: bodies, frames) and to it (down: responses, frames), by client name.',
+    labelNames: ['client', 'direction'],
+    registers,
+  });
+  const clientLastSeen = new client.Gauge({
+    name: 'amp_proxy_client_last_seen_seconds',
+    help: 'Unix time of the last request or WebSocket event of each client name.',
+    labelNames: ['client'],
+    registers,
+  });
+  const clientActivity = (
+    name: string | undefined,
+    group: string,
+    status: number | undefined,
+    up: number,
+    down: number,
+  ): string => {
+    const label = clientLabel(name);
+    clientRequests.inc({ client: label, group, status: status === undefined ? 'none' : String(status) });
+    if (up > 0) clientBytes.inc({ client: label, direction: 'up' }, up);
+    if (down > 0) clientBytes.inc({ client: label, direction: 'down' }, down);
+    clientLastSeen.set({ client: label }, Date.now() / 1000);
+    return label;
+  };
+
   return {
     registry,
     onProxyEvent(event) {
@@ -81,7 +134,7 @@ export function createAmpMetrics(
         case 'request-start':
           inFlight.inc({ group: event.group });
           return;
-        case 'request-end':
+        case 'request-end': {
           inFlight.dec({ group: event.group });
           requests.inc({
             group: event.group,
@@ -95,11 +148,30 @@ export function createAmpMetrics(
           if (event.keySource && SERVER_KEY_SOURCES.has(event.keySource)) {
             serverKeySpend.inc({ group: event.group, source: event.keySource });
           }
+          const label = clientActivity(
+            event.client,
+            event.group,
+            event.status,
+            event.bytesReceived,
+            event.bytesSent,
+          );
+          if (createdThread(event.method, event.path, event.status)) clientThreads.inc({ client: label });
           return;
+        }
         case 'websocket-open':
           websockets.inc({ group: event.group });
+          clientSessions.inc({ client: clientLabel(event.client) });
+          clientLastSeen.set({ client: clientLabel(event.client) }, Date.now() / 1000);
           return;
-        case 'websocket-close':
+        case 'websocket-close': {
+          const label = clientActivity(
+            event.client,
+            event.group,
+            event.status,
+            event.bytesReceived,
+            event.bytesSent,
+          );
+          if (event.opened) clientSessionSeconds.inc({ client: label }, event.durationMs / 1000);
           if (event.opened) websockets.dec({ group: event.group });
           websocketEnds.inc({ group: event.group, outcome: event.outcome });
           if (event.outcome === 'upstream-error' || event.outcome === 'timeout') {
@@ -108,6 +180,7 @@ export function createAmpMetrics(
           if (event.opened && event.upstreamCloseCode !== undefined) {
             upstreamCloses.inc({ group: event.group, code: closeCodeLabel(event.upstreamCloseCode) });
           }
+        }
       }
     },
   };

@@ -92,6 +92,18 @@ const PAGES: ReadonlyMap<string, AmpGroup> = new Map(
   AMP_GROUPS.flatMap((group) => ROUTE_GROUPS[group].pages.map((page) => [page, group] as const)),
 );
 
+const THREAD_ACTORS = '/api/thread-actors';
+
+/**
+ * Whether a request asks the upstream for a new thread: `POST /api/thread-actors` with no thread id
+ * after it (its reply carries the new `threadId`). Matched without case, as routes are.
+ */
+export function createsThread(method: string | undefined, ampPath: string): boolean {
+  if (method !== 'POST') return false;
+  const path = ampPath.toLowerCase();
+  return path === THREAD_ACTORS || path === `${THREAD_ACTORS}/`;
+}
+
 export function isAtOrUnder(path: string, base: string): boolean {
   return path.startsWith(base) && (path.length === base.length || path.charCodeAt(base.length) === 47); // '/'
 }

@@ -30,6 +30,7 @@ createAmpMetrics({
   Gauge: class {
     inc(): void {}
     dec(): void {}
+    set(): void {}
   },
   Histogram: class {
     observe(): void {}
