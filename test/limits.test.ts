@@ -15,7 +15,7 @@ import {
 } from '../src/index.js';
 import { EXPRESS_VERSIONS, listen, type RunningApp } from './support/apps.js';
 import { send, type ClientResponse } from './support/client.js';
-import { WaitableList } from './support/events.js';
+import { eventually, WaitableList } from './support/events.js';
 import { hasRedisServer, startRedis, type RedisServer } from './support/redis.js';
 import { startUpstream, startWebSocketUpstream, type FakeUpstream } from './support/upstream.js';
 
@@ -406,17 +406,6 @@ describe('limits in Redis, shared by two replicas', async () => {
     }
   });
 });
-
-/** Asks `read` again until `condition` holds for its answer: for state another process or a reconnect brings. */
-async function eventually<T>(read: () => Promise<T>, condition: (value: T) => boolean): Promise<T> {
-  const deadline = Date.now() + 10_000;
-  for (;;) {
-    const value = await read();
-    if (condition(value)) return value;
-    if (Date.now() > deadline) throw new Error(`still not there after 10 s: ${JSON.stringify(value)}`);
-    await new Promise((resolve) => setTimeout(resolve, 20));
-  }
-}
 
 describe('usage added up across replicas through the limits Redis', async () => {
   const skip = (await hasRedisServer()) ? false : 'needs redis-server (apt-get install redis-server)';
