@@ -331,6 +331,11 @@ export interface AmpClientUsage {
 export interface AmpUsageReport {
   since: string;
   clients: Record<string, AmpClientUsage>;
+  /**
+   * From `usageAcrossReplicas()`: `'replicas'` when the report adds up every replica sharing the
+   * limits' Redis store, `'process'` when it is this process's alone (no Redis store, or it did not answer).
+   */
+  scope?: 'process' | 'replicas';
 }
 
 /** Header names (any case) per group, and for every group under `all`: see `dropHeaders`. */
@@ -371,6 +376,12 @@ export interface AmpMiddleware {
   close(): Promise<void>;
   /** Usage per client in this process since the middleware was created, with `usage: true`; else `undefined`. */
   usage(): AmpUsageReport | undefined;
+  /**
+   * With `usage: true` and a Redis `limits.store`, usage added up across every replica sharing
+   * that Redis (each adds its counts every second and on `close()`); else, or while Redis does not
+   * answer, this process's (see `scope`). `undefined` without `usage: true`.
+   */
+  usageAcrossReplicas(): Promise<AmpUsageReport | undefined>;
   /**
    * Sends one `HEAD` request to the upstream the way requests go (through `upstreamProxy`,
    * trusting `upstreamCa`) and says whether it answered, with any status; if not, why, as the

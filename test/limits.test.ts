@@ -15,7 +15,7 @@ import {
 } from '../src/index.js';
 import { EXPRESS_VERSIONS, listen, type RunningApp } from './support/apps.js';
 import { send, type ClientResponse } from './support/client.js';
-import { WaitableList } from './support/events.js';
+import { eventually, WaitableList } from './support/events.js';
 import { hasRedisServer, startRedis, type RedisServer } from './support/redis.js';
 import { startUpstream, startWebSocketUpstream, type FakeUpstream } from './support/upstream.js';
 
@@ -405,4 +405,133 @@ describe('limits in Redis, shared by two replicas', async () => {
       await open.close();
     }
   });
+});
+
+describe('usage added up across replicas through the limits Redis', async () => {
+  const skip = (await hasRedisServer()) ? false : 'needs redis-server (apt-get install redis-server)';
+  let redisServer: RedisServer;
+  let redis: Redis;
+  let upstream: FakeUpstream;
+  const warnings = new WaitableList<string>();
+  const replica = (prefix: string) =>
+    serve({
+      upstream: upstream.url,
+      upstreamKey: 'server-key',
+      clients: CLIENTS,
+      usage: true,
+      limits: { store: { redis, prefix } },
+      logger: {
+        info: () => undefined,
+        error: () => undefined,
+        warn: (o) => warnings.push((o as { code: string }).code),
+      },
+    });
+
+  before(async () => {
+    if (skip) return;
+    redisServer = await startRedis();
+    redis = new Redis(redisServer.url, {
+      enableOfflineQueue: false,
+      maxRetriesPerRequest: 0,
+      lazyConnect: true,
+    });
+    await redis.connect();
+    upstream = await startUpstream();
+  });
+  after(async () => {
+    if (skip) return;
+    redis.disconnect();
+    await upstream.close();
+    await redisServer.stop();
+  });
+
+  it(
+    'each replica counts its own; usageAcrossReplicas() adds them up, close() adds what is left',
+    { skip },
+    async () => {
+      const replicas = [await replica('sum:'), await replica('sum:'), await replica('sum:')];
+      try {
+        for (let i = 0; i < 3; i++) assert.equal((await provider(replicas[0]!.url, ALICE)).status, 200);
+        assert.equal((await provider(replicas[1]!.url, ALICE)).status, 200);
+        for (let i = 0; i < 2; i++) assert.equal((await provider(replicas[1]!.url, BOB)).status, 200);
+        assert.equal((await provider(replicas[2]!.url, BOB)).status, 200);
+        // Each process still reports its own alone.
+        assert.deepEqual(replicas[0]!.router.usage()?.clients.alice?.requests, { provider: { '200': 3 } });
+        assert.equal(replicas[0]!.router.usage()?.clients.bob, undefined);
+
+        await replicas[2]!.close();
+        // Asking a replica adds its own counts first; the second one asked finds the first one's.
+        await replicas[1]!.router.usageAcrossReplicas();
+        const report = await replicas[0]!.router.usageAcrossReplicas();
+        assert.equal(report?.scope, 'replicas');
+        assert.deepEqual(report.clients.alice?.requests, { provider: { '200': 4 } });
+        assert.deepEqual(report.clients.bob?.requests, { provider: { '200': 3 } });
+        const bytesUp = (name: string) =>
+          replicas.reduce((sum, each) => sum + (each.router.usage()?.clients[name]?.bytes.up ?? 0), 0);
+        assert.ok(bytesUp('alice') > 0);
+        assert.equal(report.clients.alice.bytes.up, bytesUp('alice'));
+        assert.equal(report.clients.bob.bytes.up, bytesUp('bob'));
+        assert.ok(Date.parse(report.clients.bob.lastSeen) >= Date.parse(report.since));
+        // Asked again, nothing is added twice.
+        assert.deepEqual((await replicas[1]!.router.usageAcrossReplicas())?.clients, report.clients);
+      } finally {
+        await Promise.all(replicas.slice(0, 2).map((each) => each.close()));
+      }
+    },
+  );
+
+  it(
+    'without usage: true, usageAcrossReplicas() is undefined and nothing reaches Redis',
+    { skip },
+    async () => {
+      const plain = await serve({
+        upstream: upstream.url,
+        upstreamKey: 'server-key',
+        clients: CLIENTS,
+        limits: { store: { redis, prefix: 'plain:' } },
+      });
+      try {
+        assert.equal((await provider(plain.url, ALICE)).status, 200);
+        assert.equal(await plain.router.usageAcrossReplicas(), undefined);
+      } finally {
+        await plain.close();
+      }
+      const usageOn = await replica('plain:');
+      try {
+        assert.deepEqual((await usageOn.router.usageAcrossReplicas())?.clients, {});
+      } finally {
+        await usageOn.close();
+      }
+    },
+  );
+
+  it(
+    'Redis down: requests pass, usage is counted here and warned about, and reaches Redis once it is back',
+    { skip },
+    async () => {
+      const mark = warnings.mark();
+      const down = await replica('down:');
+      try {
+        await redisServer.stop();
+        assert.equal((await provider(down.url, ALICE)).status, 200);
+        const local = await down.router.usageAcrossReplicas();
+        assert.equal(local?.scope, 'process');
+        assert.deepEqual(local.clients.alice?.requests, { provider: { '200': 1 } });
+        assert.equal((await provider(down.url, ALICE)).status, 200);
+        await down.router.usageAcrossReplicas();
+        await warnings.until(mark, (codes) => codes.includes('amp_usage_store_unavailable'));
+        // Once a minute, not once per failure.
+        assert.equal(warnings.since(mark).filter((code) => code === 'amp_usage_store_unavailable').length, 1);
+
+        redisServer = await startRedis(redisServer.port);
+        const shared = await eventually(
+          () => down.router.usageAcrossReplicas(),
+          (report) => report?.scope === 'replicas',
+        );
+        assert.deepEqual(shared?.clients.alice?.requests, { provider: { '200': 2 } });
+      } finally {
+        await down.close();
+      }
+    },
+  );
 });

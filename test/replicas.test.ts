@@ -4,7 +4,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { KeyStore, loadSqlite } from '../src/directory/sqlite-directory.js';
+import type { AmpUsageReport } from '../src/index.js';
 import { send } from './support/client.js';
+import { eventually } from './support/events.js';
 import { runCli, startCli } from './support/gateway-harness.js';
 import { hasRedisServer, startRedis, type RedisServer } from './support/redis.js';
 import { startUpstream, type FakeUpstream } from './support/upstream.js';
@@ -12,6 +14,7 @@ import { startUpstream, type FakeUpstream } from './support/upstream.js';
 const PROVIDER_PATH = '/api/provider/anthropic/v1/messages';
 const BODY = JSON.stringify({ model: 'claude', messages: [] });
 const LIMIT = 4;
+const USAGE_TOKEN = 'usage-token-for-the-replicas-test';
 
 // Two standalone gateway processes, one key file, one Redis, a round-robin in the test: what
 // running N replicas means.
@@ -28,6 +31,7 @@ describe('two gateway replicas sharing a key file and Redis', async () => {
   let urls: string[] = [];
   let alice: string;
   let bob: string;
+  let carol: string;
 
   before(async () => {
     if (skip) return;
@@ -36,6 +40,7 @@ describe('two gateway replicas sharing a key file and Redis', async () => {
     const store = KeyStore.open(db, 'create');
     alice = store.add('alice').key;
     bob = store.add('bob').key;
+    carol = store.add('carol').key;
     store.close();
     redis = await startRedis();
     upstream = await startUpstream();
@@ -48,12 +53,11 @@ describe('two gateway replicas sharing a key file and Redis', async () => {
         // Asked on every request: a revocation reaches both replicas at once.
         clients: { sqlite: db, cache: { positiveTtlMs: 0 } },
         limits: { perClient: { requestsPerMinute: { provider: LIMIT } }, store: { redis: redis.url } },
+        usagePath: '/usage',
       }),
     );
-    gateways = [
-      startCli(dir, process.env, ['--config', config]),
-      startCli(dir, process.env, ['--config', config]),
-    ];
+    const env = { ...process.env, AMP_PROXY_USAGE_TOKEN: USAGE_TOKEN };
+    gateways = [startCli(dir, env, ['--config', config]), startCli(dir, env, ['--config', config])];
     urls = await Promise.all(gateways.map((gateway) => gateway.listening));
   });
   after(async () => {
@@ -84,5 +88,25 @@ describe('two gateway replicas sharing a key file and Redis', async () => {
     const revoked = await runCli(dir, process.env, ['keys', 'revoke', 'bob', '--db', join(dir, 'keys.db')]);
     assert.equal(revoked.code, 0, revoked.output);
     for (const url of urls) assert.equal((await provider(url, bob)).status, 401);
+  });
+
+  const usage = async (url: string) =>
+    (
+      await send(`${url}/usage`, { headers: { authorization: `Bearer ${USAGE_TOKEN}` } })
+    ).json() as AmpUsageReport;
+
+  it('usage adds up: either replica reports what both let through', { skip }, async () => {
+    const answers = await Promise.all(Array.from({ length: LIMIT }, (_, i) => provider(urls[i % 2]!, carol)));
+    assert.ok(answers.every((res) => res.status === 200));
+    // Each replica adds its counts to Redis every second: wait for the other one's.
+    for (const url of urls) {
+      const report = await eventually(
+        () => usage(url),
+        (read) => read.clients.carol?.requests.provider?.['200'] === LIMIT,
+      );
+      assert.equal(report.scope, 'replicas');
+      // The round-robin before: exactly the limit went through, the rest refused, on both together.
+      assert.deepEqual(report.clients.alice?.requests, { provider: { '200': LIMIT, '429': 12 - LIMIT } });
+    }
   });
 });

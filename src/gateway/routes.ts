@@ -66,7 +66,8 @@ export function gatewayRoutes(
     }
     if (mayReadUsage && path === current().gateway.usagePath) {
       if (!mayReadUsage(req)) return sendJson(res, 401, { error: 'unauthorized' });
-      return sendJson(res, 200, router.usage() ?? {});
+      void router.usageAcrossReplicas().then((report) => sendJson(res, 200, report ?? {}));
+      return;
     }
     router(req, res, () => sendJson(res, 404, { error: 'not_found' }));
   };

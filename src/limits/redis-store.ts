@@ -1,3 +1,4 @@
+import type { UsageCounts, UsageStore } from '../observability/usage.js';
 import type { Charge, LimitStore, RateVerdict, WindowCharge } from './limit-store.js';
 
 /**
@@ -58,6 +59,32 @@ return 1`;
 const RELEASE = `for _, key in ipairs(KEYS) do redis.call('ZREM', key, ARGV[1]) end
 return 1`;
 
+/**
+ * KEYS: the set of client names, the earliest start, then one hash per client; ARGV: that start,
+ * then the JSON counts of each client in KEYS order. One script, so a batch lands whole.
+ */
+const ADD_USAGE = `local since = redis.call('GET', KEYS[2])
+if not since or tonumber(since) > tonumber(ARGV[1]) then redis.call('SET', KEYS[2], ARGV[1]) end
+for i = 3, #KEYS do
+  local name = string.sub(KEYS[i], string.len(KEYS[1]) + 2)
+  redis.call('SADD', KEYS[1], name)
+  for field, value in pairs(cjson.decode(ARGV[i - 1])) do
+    if field == 'lastSeen' then
+      local seen = redis.call('HGET', KEYS[i], field)
+      if not seen or tonumber(seen) < value then redis.call('HSET', KEYS[i], field, value) end
+    else
+      redis.call('HINCRBY', KEYS[i], field, value)
+    end
+  end
+end
+return 1`;
+/** KEYS: the set of client names, the earliest start. Returns JSON: { since, clients: { name: [field, value, …] } }. */
+const READ_USAGE = `local clients = {}
+for _, name in ipairs(redis.call('SMEMBERS', KEYS[1])) do
+  clients[name] = redis.call('HGETALL', KEYS[1] .. ':' .. name)
+end
+return cjson.encode({ since = redis.call('GET', KEYS[2]), clients = clients })`;
+
 export interface RedisStoreSettings {
   readonly prefix: string;
   /** How long Redis may take to answer before the check counts as failed. */
@@ -97,7 +124,7 @@ export function redisClientFor(url: string): Promise<RedisLike> {
   return client;
 }
 
-export class RedisLimitStore implements LimitStore {
+export class RedisLimitStore implements LimitStore, UsageStore {
   readonly #held = new Map<string, readonly Charge[]>();
   #renewal: NodeJS.Timeout | undefined;
 
@@ -152,6 +179,33 @@ export class RedisLimitStore implements LimitStore {
       this.#renewal = undefined;
     }
     await this.#run(RELEASE, this.#keys(charges), [holder]);
+  }
+
+  #usageKeys(): [clients: string, since: string] {
+    return [`${this.settings.prefix}usage`, `${this.settings.prefix}usage-since`];
+  }
+
+  async addUsage(since: number, counts: Record<string, UsageCounts>): Promise<void> {
+    const [clients, start] = this.#usageKeys();
+    const names = Object.keys(counts);
+    const keys = [clients, start, ...names.map((name) => `${clients}:${name}`)];
+    await this.#run(ADD_USAGE, keys, [since, ...names.map((name) => JSON.stringify(counts[name]))]);
+  }
+
+  async readUsage(): Promise<{ since: number; clients: Record<string, UsageCounts> } | undefined> {
+    const read = JSON.parse(String(await this.#run(READ_USAGE, this.#usageKeys(), []))) as {
+      since?: string;
+      clients: Record<string, string[]> | [];
+    };
+    if (read.since === undefined) return undefined;
+    const clients: Record<string, UsageCounts> = {};
+    // cjson encodes an empty table as an array.
+    for (const [name, pairs] of Object.entries(read.clients)) {
+      const counts: UsageCounts = {};
+      for (let i = 0; i < pairs.length; i += 2) counts[pairs[i]!] = Number(pairs[i + 1]);
+      clients[name] = counts;
+    }
+    return { since: Number(read.since), clients };
   }
 
   #renewAll(): void {

@@ -13,6 +13,7 @@ import { splitRequestTarget } from '../routing/request-target.js';
 import { classifyAmpPath, route, ROUTE_GROUPS } from '../routing/route-groups.js';
 import { createGroupHandler, type GroupHandler } from './group-handler.js';
 import { probeUpstream } from '../egress/upstream-probe.js';
+import { RedisLimitStore } from '../limits/redis-store.js';
 import { UsageLedger } from '../observability/usage.js';
 import { presentedClient } from '../auth/credentials.js';
 import type { UpstreamConnection } from '../egress/upstream-connection.js';
@@ -87,6 +88,7 @@ function answerFactoryCalledAsMiddleware(
       checkUpstream: async () => ({ ready: false, cause: 'amp_factory_not_called' }) as const,
       clientOf: () => undefined,
       usage: () => undefined,
+      usageAcrossReplicas: async () => undefined,
     },
   );
 }
@@ -175,6 +177,9 @@ function buildRuntime(
   );
   // Last: options that fail to build leave the connections of the runtime in use untouched.
   pool.connectThrough(config.upstreamConnection);
+  // Replicas that share limits through Redis add up their usage there too.
+  const sharedStore = limits?.store instanceof RedisLimitStore ? limits.store : undefined;
+  pool.usage.share(config.usage ? sharedStore : undefined, config.warn);
   return {
     handlers,
     clientOf: (req) => {
@@ -310,11 +315,14 @@ export function createAmpMiddleware(
   };
 
   middleware.usage = () => (runtime.keepsUsage ? pool.usage.report() : undefined);
+  middleware.usageAcrossReplicas = async () => (runtime.keepsUsage ? pool.usage.sharedReport() : undefined);
 
   middleware.close = async () => {
     const ended = [...tunnels].map(endTunnel);
     pool.closeIdle();
     await Promise.all(ended);
+    // After the tunnels: their closes are counted too.
+    await pool.usage.stop();
   };
 
   return middleware;

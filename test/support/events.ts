@@ -51,3 +51,14 @@ export class WaitableList<T> {
     });
   }
 }
+
+/** Asks `read` again until `condition` holds for its answer: for state another process or a reconnect brings. */
+export async function eventually<T>(read: () => Promise<T>, condition: (value: T) => boolean): Promise<T> {
+  const deadline = Date.now() + 10_000;
+  for (;;) {
+    const value = await read();
+    if (condition(value)) return value;
+    if (Date.now() > deadline) throw new Error(`still not there after 10 s: ${JSON.stringify(value)}`);
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
+}

@@ -28,9 +28,12 @@ export function hasRedisServer(): Promise<boolean> {
   });
 }
 
-/** A real redis-server of its own, on a free port, keeping nothing on disk. */
-export async function startRedis(): Promise<RedisServer> {
-  const port = await freePort();
+/**
+ * A real redis-server of its own, on a free port (or `port`, to bring back one that was stopped),
+ * keeping nothing on disk.
+ */
+export async function startRedis(port?: number): Promise<RedisServer> {
+  port ??= await freePort();
   const child = spawn(
     'redis-server',
     ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'],
