@@ -181,7 +181,8 @@ export class UsageLedger {
   /** Adds what this process counted since the last flush to the store; never rejects. */
   flush(): Promise<void> {
     // One flush at a time: a second one waits for the first, then sends what came meanwhile.
-    this.#flushing = (this.#flushing ?? Promise.resolve()).then(() => this.#send());
+    // A timer runs it with nobody to catch: whatever fails, the chain stays usable and nothing rejects.
+    this.#flushing = (this.#flushing ?? Promise.resolve()).then(() => this.#send()).catch(() => undefined);
     return this.#flushing;
   }
 

@@ -167,7 +167,15 @@ export function startWatching(upstream: Socket): void {
   closeListeners.delete(upstream);
   const reader = new CloseFrameReader(onClose);
   const onData = (chunk: Buffer): void => {
-    if (!reader.feed(chunk)) upstream.off('data', onData);
+    // A socket listener runs outside every error boundary: a reader or a trace that throws stops
+    // the watching (its close goes unreported), never the process.
+    let reading: boolean;
+    try {
+      reading = reader.feed(chunk);
+    } catch {
+      reading = false;
+    }
+    if (!reading) upstream.off('data', onData);
   };
   upstream.on('data', onData);
 }
