@@ -6,6 +6,7 @@ import { rewriteActorMetadata } from '../src/actors/metadata-reply.js';
 import { createPublicBase } from '../src/access/public-base.js';
 import { IdentityProxy } from '../src/identity/identity-proxy.js';
 import { createUpstreamConnection } from '../src/egress/upstream-connection.js';
+import { destinationOf } from '../src/proxy/outbound-request.js';
 import { publicRouteOf } from '../src/routing/public-routes.js';
 
 function request(
@@ -99,12 +100,11 @@ describe('public base (no sockets)', () => {
   });
 });
 
-const providerOf = (identity: IdentityProxy) => identity.provider;
-
 describe('identity proxy (no sockets)', () => {
   const connection = createUpstreamConnection(undefined, undefined, 1000);
-  it('learns only a provider the CLI would call, and rewrites apiURL when the gateway base is known', () => {
-    const identity = new IdentityProxy(undefined, connection, 1000);
+  const upstream = destinationOf('https://ampcode.com', 1000, connection);
+  it('learns only a provider the CLI would call, and rewrites apiURL when the gateway base is known', async () => {
+    const identity = new IdentityProxy(undefined, upstream, () => connection);
     for (const apiURL of [
       'http://idp.example',
       'ftp://idp.example',
@@ -115,12 +115,10 @@ describe('identity proxy (no sockets)', () => {
       identity.rewriteOAuthConfig('http://gw')(document);
       assert.deepEqual(document, { apiURL });
     }
-    assert.equal(identity.provider, undefined);
     const unknownBase = { apiURL: 'https://idp.example/v1/' };
     identity.rewriteOAuthConfig(undefined)(unknownBase);
     assert.equal(unknownBase.apiURL, 'https://idp.example/v1/');
-    // Read afresh: the assertion above narrowed the getter's type.
-    assert.equal(providerOf(identity)?.upstreamBase, 'https://idp.example/v1');
+    assert.equal((await identity.provider())?.upstreamBase, 'https://idp.example/v1');
     identity.rewriteOAuthConfig('http://gw')([]);
     assert.equal(identity.providerPath('/api/amp-proxy/identity'), '/');
   });

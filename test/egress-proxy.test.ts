@@ -42,6 +42,7 @@ import {
 } from './support/gateway-harness.js';
 import { tlsFixtures, type TlsFixtures } from './support/tls-fixtures.js';
 import {
+  closedPort,
   startUpstream,
   startWebSocketUpstream,
   type FakeUpstream,
@@ -71,15 +72,6 @@ const PROXY_VARIABLES = [
   'no_proxy',
   'NO_PROXY',
 ] as const;
-
-/** A loopback port with nothing listening on it. */
-async function closedPort(): Promise<number> {
-  const server = createNetServer();
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const { port } = server.address() as AddressInfo;
-  await new Promise<void>((resolve) => server.close(() => resolve()));
-  return port;
-}
 
 /** The tunnel a request came through: the one whose outbound connection is the request's peer. */
 function tunnelOf<T extends RelayedTunnel>(proxy: EgressProxy<T>, remotePort: number): T {

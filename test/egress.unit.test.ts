@@ -6,7 +6,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { rootCertificates } from 'node:tls';
-import { chooseEgressProxy } from '../src/egress/egress-proxy.js';
+import { chooseEgressProxy, laterEgress } from '../src/egress/egress-proxy.js';
 import { isExemptFromProxy } from '../src/egress/no-proxy.js';
 import { proxyFailureCause } from '../src/egress/proxy-failure.js';
 import { parseProxyUrl } from '../src/egress/proxy-url.js';
@@ -108,6 +108,33 @@ describe('which proxy, and why', () => {
         error.option === 'HTTPS_PROXY' &&
         !error.message.includes('hunter2-secret'),
     );
+  });
+});
+
+describe('hosts learned after the start (the identity provider)', () => {
+  it("'env': each scheme's proxy read once, NO_PROXY applied per host", () => {
+    const env: NodeJS.ProcessEnv = {
+      HTTPS_PROXY: 'http://tls-proxy:1',
+      HTTP_PROXY: 'http://plain-proxy:1',
+      NO_PROXY: 'idp.internal',
+    };
+    const egress = laterEgress('env', env);
+    env.HTTPS_PROXY = 'http://changed-later:1';
+    env.NO_PROXY = '*';
+    assert.equal(egress.proxyFor(new URL('https://auth.example'))?.shown, 'http://tls-proxy:1');
+    assert.equal(egress.proxyFor(new URL('http://localhost:8080'))?.shown, 'http://plain-proxy:1');
+    assert.equal(egress.proxyFor(new URL('https://idp.internal')), undefined);
+    assert.deepEqual(
+      egress.proxies.map((proxy) => proxy.shown),
+      ['http://tls-proxy:1', 'http://plain-proxy:1'],
+    );
+    assert.deepEqual(laterEgress('env', {}).proxies, []);
+  });
+
+  it('false and a URL apply to every host', () => {
+    assert.equal(laterEgress(false).proxyFor(new URL('https://auth.example')), undefined);
+    const url = new URL('http://proxy.corp:3128');
+    assert.equal(laterEgress(url, { NO_PROXY: '*' }).proxyFor(new URL('https://auth.example'))?.url, url);
   });
 });
 

@@ -2,7 +2,6 @@
 // code an operator can act on, never a message, an address or a key.
 import assert from 'node:assert/strict';
 import { mkdtemp, writeFile } from 'node:fs/promises';
-import { createServer, type AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { PassThrough } from 'node:stream';
@@ -11,15 +10,7 @@ import { ampRouter, upstreamFailureCause, type AmpProxyEvent } from '../src/inde
 import { startGateway } from '../src/gateway/gateway.js';
 import { listen } from './support/apps.js';
 import { send } from './support/client.js';
-
-/** A loopback port with nothing listening on it. */
-async function closedPort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const { port } = server.address() as AddressInfo;
-  await new Promise<void>((resolve) => server.close(() => resolve()));
-  return port;
-}
+import { closedPort } from './support/upstream.js';
 
 describe('why the upstream failed', () => {
   it('a refused connection: 502, and the event and log line carry ECONNREFUSED', async () => {

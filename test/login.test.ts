@@ -8,7 +8,13 @@ import { EXPRESS_VERSIONS } from './support/apps.js';
 import { send } from './support/client.js';
 import { startHttpProxy } from './support/egress-proxies.js';
 import { WaitableList } from './support/events.js';
-import { closeServer, startUpstream, type FakeUpstream, type UpstreamHandler } from './support/upstream.js';
+import {
+  closedPort,
+  closeServer,
+  startUpstream,
+  type FakeUpstream,
+  type UpstreamHandler,
+} from './support/upstream.js';
 
 const GATEWAY_KEY = 'gw-alice-0001';
 const DEVICE_CODE = 'device-code-secret-0001';
@@ -134,18 +140,80 @@ for (const [name, express] of EXPRESS_VERSIONS) {
       }
     });
 
-    it('an identity call before any oauth-config gets 503 amp_identity_provider_unknown; a configured provider needs none', async () => {
-      const learning = await gatewayFor(express, { upstream: edge.url, identityProxy: true });
-      const configured = await gatewayFor(express, { upstream: edge.url, identityProxy: identity.url });
+    it('a gateway that has seen no oauth-config asks the upstream itself, once for calls that arrive together, with no credential', async () => {
+      const learning = await gatewayFor(express, {
+        upstream: edge.url,
+        identityProxy: true,
+        upstreamKey: 'sk-server-0001',
+        policies: { management: 'inject' },
+      });
       try {
-        const unknown = await send(`${learning.url}${IDENTITY}/user_management/authenticate`, form({}));
-        assert.equal(unknown.status, 503);
-        assert.equal((unknown.json() as { error: string }).error, 'amp_identity_provider_unknown');
-        const known = await send(`${configured.url}${IDENTITY}/user_management/authenticate`, form({}));
-        assert.equal(known.status, 200);
+        const edgeRecord = edge.record();
+        const providerRecord = identity.record();
+        const answers = await Promise.all(
+          Array.from({ length: 5 }, () =>
+            send(
+              `${learning.url}${IDENTITY}/user_management/authenticate`,
+              form({ grant_type: 'refresh_token' }),
+            ),
+          ),
+        );
+        assert.deepEqual(
+          answers.map((answer) => answer.status),
+          [200, 200, 200, 200, 200],
+        );
+        assert.equal(providerRecord.requests.length, 5);
+        const asked = edgeRecord.only();
+        assert.equal(asked.url, '/api/auth/oauth-config');
+        assert.equal(asked.method, 'GET');
+        assert.equal(asked.headers.authorization, undefined);
+        assert.doesNotMatch(JSON.stringify(asked.headers), /sk-server-0001/);
+        const again = await send(`${learning.url}${IDENTITY}/user_management/authenticate`, form({}));
+        assert.equal(again.status, 200);
+        assert.equal(edgeRecord.requests.length, 1, 'the provider, once learned, is not asked for again');
+      } finally {
+        await learning.close();
+      }
+    });
+
+    it("503 amp_identity_provider_unknown while the upstream's oauth-config cannot be read; the next call asks again", async () => {
+      let config: 'broken' | 'no provider' | 'good' = 'broken';
+      const flaky = await startUpstream((_req, res) => {
+        if (config === 'broken') {
+          res.writeHead(500);
+          return res.end('{"apiURL":');
+        }
+        json(res, config === 'good' ? { apiURL: identity.url } : { apiURL: 'http://idp.example' });
+      });
+      const learning = await gatewayFor(express, { upstream: flaky.url, identityProxy: true });
+      const configured = await gatewayFor(express, { upstream: flaky.url, identityProxy: identity.url });
+      try {
+        const call = (gateway: { url: string }) =>
+          send(`${gateway.url}${IDENTITY}/user_management/authenticate`, form({}));
+        for (const state of ['broken', 'no provider'] as const) {
+          config = state;
+          const unknown = await call(learning);
+          assert.equal(unknown.status, 503, state);
+          assert.equal((unknown.json() as { error: string }).error, 'amp_identity_provider_unknown');
+        }
+        const record = flaky.record();
+        assert.equal((await call(configured)).status, 200, 'a configured provider needs no oauth-config');
+        assert.equal(record.requests.length, 0);
+        config = 'good';
+        assert.equal((await call(learning)).status, 200);
+        const unreachable = await gatewayFor(express, {
+          upstream: `http://127.0.0.1:${await closedPort()}`,
+          identityProxy: true,
+        });
+        try {
+          assert.equal((await call(unreachable)).status, 503);
+        } finally {
+          await unreachable.close();
+        }
       } finally {
         await learning.close();
         await configured.close();
+        await flaky.close();
       }
     });
 
@@ -240,6 +308,97 @@ describe('identityProxy through an egress proxy', () => {
       await proxy.close();
       await identity.close();
     }
+  });
+});
+
+describe("identityProxy with upstreamProxy: 'env'", () => {
+  const VARIABLES = [
+    'HTTP_PROXY',
+    'http_proxy',
+    'HTTPS_PROXY',
+    'https_proxy',
+    'ALL_PROXY',
+    'all_proxy',
+    'NO_PROXY',
+    'no_proxy',
+  ];
+
+  /** The factory reads the environment; it is put back before any request. */
+  function routerWith(variables: Record<string, string>, options: AmpProxyOptions) {
+    const saved = VARIABLES.map((name) => [name, process.env[name]] as const);
+    for (const name of VARIABLES) Reflect.deleteProperty(process.env, name);
+    Object.assign(process.env, variables);
+    try {
+      return ampRouter({ upstreamProxy: 'env', ...options });
+    } finally {
+      for (const [name, value] of saved) {
+        if (value === undefined) Reflect.deleteProperty(process.env, name);
+        else process.env[name] = value;
+      }
+    }
+  }
+
+  async function identityCall(router: ReturnType<typeof ampRouter>) {
+    const server = createServer(router);
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    try {
+      const { port } = server.address() as AddressInfo;
+      return await send(`http://127.0.0.1:${port}${IDENTITY}/user_management/authenticate`, form({}));
+    } finally {
+      await router.close();
+      await closeServer(server);
+    }
+  }
+
+  it('NO_PROXY is read for the identity provider apart from the upstream, both ways', async () => {
+    const identity = await startUpstream((_req, res) => json(res, { access_token: ACCESS_TOKEN }));
+    const edge = await startUpstream((_req, res) => json(res, { apiURL: identity.url }));
+    const proxy = await startHttpProxy();
+    const providerHost = new URL(identity.url).host;
+    try {
+      // The upstream through the proxy, the provider (named as localhost) exempt.
+      const byName = identity.url.replace('127.0.0.1', 'localhost');
+      let mark = proxy.tunnels.mark();
+      let record = identity.record();
+      const exemptProvider = routerWith(
+        { HTTP_PROXY: proxy.url, NO_PROXY: 'localhost' },
+        { upstream: edge.url, identityProxy: byName },
+      );
+      assert.equal((await identityCall(exemptProvider)).status, 200);
+      assert.equal(record.requests.length, 1);
+      assert.deepEqual(proxy.tunnels.since(mark), [], 'the exempt provider was reached through the proxy');
+
+      // The upstream exempt, the provider it names (learned, not configured) through the proxy.
+      mark = proxy.tunnels.mark();
+      record = identity.record();
+      const edgeRecord = edge.record();
+      const exemptUpstream = routerWith(
+        { HTTP_PROXY: proxy.url, NO_PROXY: new URL(edge.url).host },
+        { upstream: edge.url, identityProxy: true },
+      );
+      assert.equal((await identityCall(exemptUpstream)).status, 200);
+      assert.equal(edgeRecord.only().url, '/api/auth/oauth-config');
+      assert.equal(record.requests.length, 1);
+      assert.deepEqual(
+        proxy.tunnels.since(mark).map((tunnel) => tunnel.target),
+        [providerHost],
+      );
+    } finally {
+      await proxy.close();
+      await edge.close();
+      await identity.close();
+    }
+  });
+
+  it('a proxy variable the identity provider would use is checked in the factory', () => {
+    assert.throws(
+      () =>
+        routerWith(
+          { HTTPS_PROXY: 'ftp://proxy.example:21' },
+          { upstream: 'http://127.0.0.1:1', identityProxy: true },
+        ),
+      { code: 'amp_invalid_options', option: 'HTTPS_PROXY' },
+    );
   });
 });
 

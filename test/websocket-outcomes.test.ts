@@ -24,7 +24,7 @@ import { startHttpProxy } from './support/egress-proxies.js';
 import { WaitableList } from './support/events.js';
 import { startRawUpstream } from './support/raw-upstream.js';
 import { tlsFixtures } from './support/tls-fixtures.js';
-import { closeServer, POLICY_VIOLATION, startUpstream } from './support/upstream.js';
+import { closedPort, closeServer, POLICY_VIOLATION, startUpstream } from './support/upstream.js';
 
 const TOKENLESS_ACTOR_PATH =
   '/actors/gateway/threadActor/websocket/?rvt-namespace=default&rvt-method=get&rvt-key=T-1';
@@ -84,15 +84,6 @@ async function closeEvent(gateway: Gateway, mark: number): Promise<AmpWebSocketC
     `no websocket-open for a tunnel that never opened: ${JSON.stringify(events)}`,
   );
   return events.find((event) => event.type === 'websocket-close') as AmpWebSocketCloseEvent;
-}
-
-/** A loopback port with nothing listening on it. */
-async function closedPort(): Promise<number> {
-  const server = createNetServer();
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const { port } = server.address() as AddressInfo;
-  await new Promise<void>((resolve) => server.close(() => resolve()));
-  return port;
 }
 
 describe('a WebSocket handshake that fails on the way to the upstream', () => {

@@ -2,7 +2,7 @@ import type { ClientTable } from '../auth/clients.js';
 import type { ClientDirectory } from '../directory/client-directory.js';
 import type { LimitsConfig } from '../limits/limiter.js';
 import { SERVER_KEY_FROM_ENV, createServerKeyResolver, type ServerKeyResolver } from '../auth/server-key.js';
-import { chooseEgressProxy, type EgressProxy } from '../egress/egress-proxy.js';
+import { chooseEgressProxy, laterEgress, type EgressProxy } from '../egress/egress-proxy.js';
 import { shownProxy } from '../egress/proxy-url.js';
 import { upstreamTrustBundle } from '../egress/trusted-cas.js';
 import { createUpstreamConnection, type UpstreamConnection } from '../egress/upstream-connection.js';
@@ -14,7 +14,8 @@ import type { ProviderRoutingConfig } from '../provider/provider-routing.js';
 import { actorTokenOf, forwardsCookies, validateOptions, type ValidatedOptions } from './validate-options.js';
 import { createActorTokenStage, type ActorTokenStage } from '../actors/actor-token.js';
 import { createPublicBase, type PublicBaseOf } from '../access/public-base.js';
-import { IdentityProxy } from '../identity/identity-proxy.js';
+import { IdentityProxy, type ConnectionFor } from '../identity/identity-proxy.js';
+import { destinationOf } from '../proxy/outbound-request.js';
 import { byGroup } from '../routing/route-groups.js';
 import type { AmpCustomPolicy, AmpGroup, AmpPolicyName, AmpProxyEventListener, Redactor } from '../types.js';
 
@@ -138,12 +139,17 @@ export function resolveOptions(options: unknown, usage?: AmpProxyEventListener):
     );
   }
   const actorToken = actorTokenOf(validated);
-  const upstreamConnection = createUpstreamConnection(
-    proxy,
-    validated.upstreamCa && upstreamTrustBundle(validated.upstreamCa),
-    validated.timeoutMs,
-  );
+  const trustedCas = validated.upstreamCa && upstreamTrustBundle(validated.upstreamCa);
+  const upstreamConnection = createUpstreamConnection(proxy, trustedCas, validated.timeoutMs);
   const { identityProxy } = validated;
+  const identityEgress = identityProxy === false ? undefined : laterEgress(validated.upstreamProxy);
+  // The identity provider is another host: NO_PROXY may treat it apart from the upstream.
+  const identityConnection: ConnectionFor = (target) => {
+    const through = identityEgress?.proxyFor(target);
+    return through?.url.href === proxy?.url.href
+      ? upstreamConnection
+      : createUpstreamConnection(through, trustedCas, validated.timeoutMs);
+  };
   return {
     upstreamBase: upstream.base,
     clients: clients.directory ?? clients.table,
@@ -165,7 +171,12 @@ export function resolveOptions(options: unknown, usage?: AmpProxyEventListener):
       warn,
     ),
     redactor: createRedactor(
-      [...clients.secrets, ...serverKeys, ...proxyCredentials(proxy), ...(actorToken ? [actorToken] : [])],
+      [
+        ...clients.secrets,
+        ...serverKeys,
+        ...[proxy, ...(identityEgress?.proxies ?? [])].flatMap(proxyCredentials),
+        ...(actorToken ? [actorToken] : []),
+      ],
       clients.directory?.recogniser,
     ),
     providerRouting: providerRouting(validated),
@@ -176,8 +187,8 @@ export function resolveOptions(options: unknown, usage?: AmpProxyEventListener):
         ? undefined
         : new IdentityProxy(
             typeof identityProxy === 'string' ? identityProxy : undefined,
-            upstreamConnection,
-            validated.timeoutMs,
+            destinationOf(upstream.base, validated.timeoutMs, upstreamConnection),
+            identityConnection,
           ),
     hostHeaders: byGroup((group) => [
       ...(forwardsCookies(validated, group) ? [] : ['cookie']),

@@ -35,17 +35,29 @@ function firstSet(
   return undefined;
 }
 
-function fromEnv(upstream: URL, env: NodeJS.ProcessEnv): EgressChoice {
-  const variable = firstSet(env, PROXY_VARIABLES[upstream.protocol] ?? []);
-  if (!variable) return { proxy: undefined, description: 'direct (no proxy variable set)' };
-  const noProxy = firstSet(env, ['no_proxy', 'NO_PROXY']);
-  if (noProxy && isExemptFromProxy(noProxy.value, upstream)) {
-    return { proxy: undefined, description: `direct (${noProxy.name} exempts ${upstream.host})` };
-  }
+/** The proxy a scheme's variables name, parsed (an invalid value is a configuration error). */
+function envProxy(protocol: string, env: NodeJS.ProcessEnv): (EgressProxy & { from: string }) | undefined {
+  const variable = firstSet(env, PROXY_VARIABLES[protocol] ?? []);
+  if (!variable) return undefined;
   const url = parseProxyUrl(variable.value, true);
   if (!(url instanceof URL)) throw new AmpProxyConfigError(variable.name, url.problem);
-  const shown = shownProxy(url);
-  return { proxy: { url, shown }, description: `${shown} (from ${variable.name})` };
+  return { url, shown: shownProxy(url), from: variable.name };
+}
+
+const NO_PROXY_VARIABLES = ['no_proxy', 'NO_PROXY'];
+
+function exemptBy(noProxy: { name: string; value: string } | undefined, target: URL): string | undefined {
+  return noProxy && isExemptFromProxy(noProxy.value, target) ? noProxy.name : undefined;
+}
+
+function fromEnv(upstream: URL, env: NodeJS.ProcessEnv): EgressChoice {
+  if (!firstSet(env, PROXY_VARIABLES[upstream.protocol] ?? [])) {
+    return { proxy: undefined, description: 'direct (no proxy variable set)' };
+  }
+  const exempting = exemptBy(firstSet(env, NO_PROXY_VARIABLES), upstream);
+  if (exempting) return { proxy: undefined, description: `direct (${exempting} exempts ${upstream.host})` };
+  const { from, ...proxy } = envProxy(upstream.protocol, env)!;
+  return { proxy, description: `${proxy.shown} (from ${from})` };
 }
 
 /**
@@ -61,4 +73,34 @@ export function chooseEgressProxy(
   if (setting === false) return { proxy: undefined, description: 'direct' };
   const shown = shownProxy(setting);
   return { proxy: { url: setting, shown }, description: shown };
+}
+
+/** How hosts the gateway learns of after it started are reached. */
+export interface LaterEgress {
+  /** Every proxy `proxyFor` may answer: the redactor must know their credentials from the start. */
+  readonly proxies: readonly EgressProxy[];
+  proxyFor(target: URL): EgressProxy | undefined;
+}
+
+/**
+ * The proxy for hosts the gateway learns of after it started (the identity provider the upstream
+ * names), decided per host as for the upstream: with `'env'`, each scheme's proxy variable is
+ * read and checked now, `NO_PROXY` is applied to each host as it comes.
+ */
+export function laterEgress(
+  setting: UpstreamProxySetting,
+  env: NodeJS.ProcessEnv = process.env,
+): LaterEgress {
+  if (setting !== 'env') {
+    const proxy = setting === false ? undefined : { url: setting, shown: shownProxy(setting) };
+    return { proxies: proxy ? [proxy] : [], proxyFor: () => proxy };
+  }
+  const byScheme = new Map(
+    Object.keys(PROXY_VARIABLES).map((protocol) => [protocol, envProxy(protocol, env)] as const),
+  );
+  const noProxy = firstSet(env, NO_PROXY_VARIABLES);
+  return {
+    proxies: [...byScheme.values()].filter((proxy) => proxy !== undefined),
+    proxyFor: (target) => (exemptBy(noProxy, target) ? undefined : byScheme.get(target.protocol)),
+  };
 }

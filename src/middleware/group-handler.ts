@@ -391,7 +391,7 @@ class ForwardingPipeline implements GroupHandler {
     const authorised = await this.#authorise(req, ampPath, query, trace, publicRoute);
     if (authorised instanceof Refusal) return authorised;
     const { credentials, decision } = authorised;
-    const identityProvider = publicRoute === 'identity' ? this.#identity?.provider : undefined;
+    const identityProvider = publicRoute === 'identity' ? await this.#identity?.provider() : undefined;
     if (publicRoute === 'identity' && !identityProvider) return new Refusal('amp_identity_provider_unknown');
 
     const route = this.#routing ? await routeProviderCall(req, ampPath, this.#routing) : AS_RECEIVED;

@@ -239,9 +239,18 @@ function createEngine(
 export function createGroupProxy(stripCors: boolean): GroupProxy {
   let current: ConnectionAgents | undefined;
   const agentsOf = new WeakMap<UpstreamConnection, ConnectionAgents>();
-  // Every runtime announces its connection (`connectThrough`) before it sends a request.
+  // Every runtime announces its connection (`connectThrough`) before it sends a request. One it
+  // did not announce reaches another host (the identity provider, when `NO_PROXY` treats it apart
+  // from the upstream): its calls are rare, so its connections are never pooled, and none is left
+  // open when the group closes.
+  const unannounced = (connection: UpstreamConnection): ConnectionAgents => {
+    const agents = new ConnectionAgents(connection);
+    agents.retire();
+    agentsOf.set(connection, agents);
+    return agents;
+  };
   const agentFor = ({ connection, protocol }: Destination, pooled: boolean): Agent =>
-    agentsOf.get(connection)!.agent(protocol, pooled);
+    (agentsOf.get(connection) ?? unannounced(connection)).agent(protocol, pooled);
   const webEngine = createEngine(agentFor, true, stripCors);
   const upgradeEngine = createEngine(agentFor, false, stripCors);
   return {

@@ -13,9 +13,12 @@ import { classifyAmpPath } from './route-groups.js';
  */
 export type PublicRoute = 'actor-metadata' | 'oauth-config' | 'cli-login' | 'identity';
 
+/** Where `amp login` learns its identity provider. */
+export const OAUTH_CONFIG_PATH = '/api/auth/oauth-config';
+
 const PUBLIC_ROUTES: ReadonlyMap<string, PublicRoute> = new Map([
   ['/actors/metadata', 'actor-metadata'],
-  ['/api/auth/oauth-config', 'oauth-config'],
+  [OAUTH_CONFIG_PATH, 'oauth-config'],
   ['/auth/cli-login', 'cli-login'],
 ]);
 /** Most paths are ruled out by their length alone, before any copy is made. */
