@@ -2,6 +2,8 @@ import assert from 'node:assert/strict';
 import { createServer, type IncomingHttpHeaders, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { after, before, describe, it } from 'node:test';
+import { setFlagsFromString } from 'node:v8';
+import { runInNewContext } from 'node:vm';
 import { once } from 'node:events';
 import { WebSocket, WebSocketServer } from 'ws';
 import { ampRouter, attachUpgrade, type AmpMiddleware } from '../src/index.js';
@@ -9,6 +11,9 @@ import { EXPRESS_VERSIONS } from './support/apps.js';
 import { sendRaw } from './support/client.js';
 import { WaitableList } from './support/events.js';
 import { closeServer } from './support/upstream.js';
+
+setFlagsFromString('--expose-gc');
+const collectGarbage = runInNewContext('gc') as () => void;
 
 interface Handshake {
   url: string;
@@ -234,6 +239,54 @@ describe('attachUpgrade with no other upgrade handler', () => {
       await assert.rejects(open(`ws://127.0.0.1:${port}/threads/T-1`), /HTTP 404/);
     } finally {
       await closeServer(server);
+    }
+  });
+});
+
+describe('what an open tunnel keeps', () => {
+  it("neither the client's handshake request nor its timer: both go once the upstream answered 101", async () => {
+    const wss = new WebSocketServer({ port: 0, host: '127.0.0.1', handleProtocols: () => 'rivet' });
+    await once(wss, 'listening');
+    wss.on('connection', (socket) => socket.on('message', (data) => socket.send(data)));
+    const router = ampRouter({
+      upstream: `http://127.0.0.1:${(wss.address() as AddressInfo).port}`,
+      // Long enough that a handshake timer still armed would be seen among the active timers.
+      timeoutMs: 3_600_000,
+    });
+    const server = createServer((req, res) => router(req, res));
+    const handshakes: WeakRef<object>[] = [];
+    server.on('upgrade', (req, socket, head) => {
+      handshakes.push(new WeakRef(req));
+      router.upgrade(req, socket, head);
+    });
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    const timers = () => process.getActiveResourcesInfo().filter((kind) => kind === 'Timeout').length;
+    const timersBefore = timers();
+    const clients: WebSocket[] = [];
+    try {
+      const port = (server.address() as AddressInfo).port;
+      for (let i = 0; i < 20; i++) {
+        const client = new WebSocket(`ws://127.0.0.1:${port}/actors/gateway/threadActor/websocket/`, [
+          'rivet',
+        ]);
+        clients.push(client);
+        await once(client, 'open');
+      }
+      // The tunnels still carry frames both ways.
+      const echoed = once(clients[0]!, 'message');
+      clients[0]!.send('still open');
+      assert.equal(String((await echoed)[0]), 'still open');
+      assert.ok(timers() < timersBefore + clients.length, 'a handshake timer outlived its handshake');
+      await new Promise((resolve) => setImmediate(resolve));
+      collectGarbage();
+      const kept = handshakes.filter((handshake) => handshake.deref() !== undefined).length;
+      assert.equal(kept, 0, `${kept} of ${handshakes.length} open tunnels keep their handshake request`);
+    } finally {
+      for (const client of clients) client.terminate();
+      await router.close();
+      await closeServer(server);
+      for (const client of wss.clients) client.terminate();
+      wss.close();
     }
   });
 });

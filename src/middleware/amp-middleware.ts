@@ -37,6 +37,11 @@ interface MiddlewareScope {
   readonly mountPath?: string;
 }
 
+/** Node removes its own error listener from upgraded sockets; a client reset must not crash the host. */
+function destroyOnError(this: Duplex): void {
+  this.destroy();
+}
+
 function looksLikeRequest(value: unknown): boolean {
   return (
     typeof value === 'object' &&
@@ -213,6 +218,10 @@ export function createAmpMiddleware(
   const pool = createProxyPool(scope.groups);
   let runtime = buildRuntime(options, scope.groups, pool);
   const tunnels = new Set<Duplex>();
+  // Shared by every tunnel rather than a closure each: thousands may be open.
+  function forgetTunnel(this: Duplex): void {
+    tunnels.delete(this);
+  }
 
   /** Who serves `ampPath`: a group of ours and its handler, `'bad-path'`, or `undefined` when the path is not ours. */
   function handlerFor(ampPath: string): { group: AmpGroup; handler: GroupHandler } | 'bad-path' | undefined {
@@ -280,8 +289,7 @@ export function createAmpMiddleware(
     // `undefined` for a bad path, and for groups that never upgrade (left to other handlers).
     const upgrade = target === 'bad-path' ? undefined : target.handler.upgrade;
     if (target !== 'bad-path' && !upgrade) return false;
-    // Node removes its own error listener from upgraded sockets; a client reset must not crash the host.
-    socket.on('error', () => socket.destroy());
+    socket.on('error', destroyOnError);
     if (req.method !== 'GET') {
       // A WebSocket handshake is a GET (RFC 6455 §4.1); http-proxy drops any other without a word.
       rejectUpgrade(socket, 'amp_method_not_allowed');
@@ -291,7 +299,7 @@ export function createAmpMiddleware(
       rejectUpgrade(socket, 'amp_uri_too_long');
     } else {
       tunnels.add(socket);
-      socket.once('close', () => tunnels.delete(socket));
+      socket.on('close', forgetTunnel);
       upgrade(req, socket as Socket, head, pathname, query);
     }
     return true;

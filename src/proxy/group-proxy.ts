@@ -92,21 +92,36 @@ function onProxyRes(stripCors: boolean) {
   };
 }
 
+/** Whenever the client's end of an open tunnel closes, the upstream end goes too: the engine leaves it open. */
+function closeUpstreamEnd(this: Duplex): void {
+  destroyUpstreamOf(this);
+}
+
 function onProxyReqWs(stripCors: boolean) {
   return (proxyReq: ClientRequest, outbound: OutboundRequest, socket: Duplex): void => {
-    // An upgrade the upstream never answers must not hold the client socket forever.
-    proxyReq.setTimeout(outbound.destination.timeoutMs, () => proxyReq.destroy(timeoutError()));
+    // An upgrade the upstream never answers must not hold the client socket forever. Timed from
+    // the moment there is a connection (a tunnel through the egress proxy is timed on its own),
+    // and not with the socket's own timer, whose object would stay with the open tunnel.
+    let handshake: NodeJS.Timeout | undefined;
+    proxyReq.once('socket', () => {
+      handshake = setTimeout(() => proxyReq.destroy(timeoutError()), outbound.destination.timeoutMs);
+    });
+    // Node closes the request once the upstream answered, upgrade or not, and when it fails.
+    proxyReq.once('close', () => clearTimeout(handshake));
+    // A client that leaves during the handshake takes the upstream request with it.
+    const abandon = (): void => void proxyReq.destroy();
+    socket.once('close', abandon);
     const trace = outbound.tunnel;
     proxyReq.once('upgrade', (_res: IncomingMessage, upstream: Socket) => {
+      // Nothing of the handshake stays with the tunnel (thousands may be open, most of them
+      // idle): neither the listeners that only a handshake needs, nor the requests it was made of.
+      proxyReq.removeAllListeners('response');
+      socket.off('close', abandon);
+      socket.on('close', closeUpstreamEnd);
+      outbound.releaseHandshake();
       tunnelOpened(socket, upstream);
       trace?.answered(101);
       if (trace) watchUpstreamClose(upstream, ({ code, reason }) => trace.upstreamClosed(code, reason));
-    });
-    // Whenever the client's socket closes (before the upstream answered, or once the tunnel is
-    // open), the upstream side goes too: the engine leaves both open otherwise.
-    socket.once('close', () => {
-      proxyReq.destroy();
-      destroyUpstreamOf(socket);
     });
     if (!stripCors && !trace) return;
     // httpxy passes a refused upgrade's answer on (hop-by-hop headers dropped, `Connection:
@@ -140,7 +155,7 @@ function onError(error: Error, outbound?: OutboundRequest, target?: ServerRespon
     return;
   }
   // A client that went away is not an upstream failure: there is nobody to answer.
-  if (outbound.client.socket.destroyed || target.destroyed || target.writableEnded) return;
+  if (outbound.socket.destroyed || target.destroyed || target.writableEnded) return;
   outbound.trace?.failed(timedOut ? 'timeout' : 'upstream-error', cause);
   sendAmpError(target, code, undefined, cause);
 }

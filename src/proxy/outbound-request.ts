@@ -32,7 +32,12 @@ export function destinationOf(
 }
 
 /** Everything an `OutboundRequest` is made of. */
-export type OutboundRequestInit = Omit<OutboundRequest, keyof EventEmitter | 'socket' | 'pipe'>;
+export type OutboundRequestInit = Omit<
+  OutboundRequest,
+  keyof EventEmitter | 'client' | 'socket' | 'pipe' | 'releaseHandshake'
+> & { readonly client: IncomingMessage };
+
+const NO_HEADERS: IncomingHttpHeaders = Object.freeze({});
 
 /**
  * The request the gateway sends upstream, built whole by the pipeline and handed to
@@ -42,12 +47,15 @@ export type OutboundRequestInit = Omit<OutboundRequest, keyof EventEmitter | 'so
  */
 export class OutboundRequest extends EventEmitter {
   // `declare`: set by the constructor's one assignment, not initialised field by field.
-  declare readonly client: IncomingMessage;
+  /** The client's request; `undefined` once a tunnel is open (`releaseHandshake`). */
+  declare client: IncomingMessage | undefined;
+  /** The client's connection: httpxy and http-proxy-middleware read it. */
+  declare readonly socket: IncomingMessage['socket'];
   declare readonly response: ServerResponse | undefined;
   declare readonly method: string;
   /** Path and query as the upstream gets them, relative to `destination.upstreamBase`. */
   declare readonly url: string;
-  declare readonly headers: IncomingHttpHeaders;
+  declare headers: IncomingHttpHeaders;
   declare readonly body: OutboundBody;
   declare readonly destination: Destination;
   declare readonly rewrite: RewriteSpec | undefined;
@@ -60,11 +68,17 @@ export class OutboundRequest extends EventEmitter {
   constructor(init: OutboundRequestInit) {
     super();
     Object.assign(this, init);
+    this.socket = init.client.socket;
   }
 
-  /** The client's connection: httpxy and http-proxy-middleware read it. */
-  get socket(): IncomingMessage['socket'] {
-    return this.client.socket;
+  /**
+   * Lets go of the client's request and of the headers sent upstream (credentials among them)
+   * once the upstream took the upgrade: the engine's listeners keep this object for as long as
+   * the tunnel is open, and thousands may be.
+   */
+  releaseHandshake(): void {
+    this.client = undefined;
+    this.headers = NO_HEADERS;
   }
 
   /** Called by httpxy as `req.pipe(proxyReq)` once the upstream request has a socket: writes the body, framed by the gateway. */
