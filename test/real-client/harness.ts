@@ -1,8 +1,9 @@
 /**
  * Runs the real Amp CLI (path in argv[2]) through the gateway, pointed at `http://localhost:<port>`,
  * against a fake Amp edge that enforces the production edge's actor-token rule and serves a fake
- * thread actor behind it, and a fake identity provider. Meant to run inside a private network namespace (`npm run test:real-client`
- * does that): nothing it starts can reach, or be reached from, outside the machine.
+ * thread actor behind it, and a fake identity provider. Meant to run inside a private network
+ * namespace (`npm run test:real-client` does that): nothing it starts can reach, or be reached
+ * from, outside the machine.
  */
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';

@@ -15,11 +15,13 @@ import { WaitableList } from './events.js';
  * in the actor: the CLI calls no provider route, it receives the assistant's message as events.
  */
 
+type JsonObject = Record<string, unknown>;
+
 /** One message of the thread protocol: a request when it has an `id`, else a notification. */
 export interface ThreadFrame {
   id?: string | number;
   method: string;
-  params: Record<string, unknown>;
+  params: JsonObject;
 }
 
 export interface ThreadActorOptions {
@@ -35,11 +37,9 @@ export interface FakeThreadActor {
   serve: (socket: WebSocket, req: IncomingMessage) => void;
   /** Every thread-protocol frame clients sent, in arrival order (heartbeats left out). */
   received: WaitableList<ThreadFrame>;
-  /** Every thread-protocol frame the actor sent. */
-  sent: WaitableList<ThreadFrame>;
 }
 
-/** The close code the actor refuses a socket with when its connection parameters lack the wsToken. */
+/** The close code this fake refuses a socket with when its connection parameters lack the wsToken (its own choice). */
 export const ACTOR_REFUSED = 4003;
 
 /** `getThreadTail`'s result for a thread the actor has just created: no message yet. */
@@ -54,15 +54,12 @@ export function emptyThreadTail(threadId: string) {
 }
 
 /** The connection parameters RivetKit puts in a `rivet_conn_params.<url-encoded JSON>` subprotocol. */
-function connectionParams(req: IncomingMessage): Record<string, unknown> | undefined {
+function connectionParams(req: IncomingMessage): JsonObject | undefined {
   const offered = String(req.headers['sec-websocket-protocol'] ?? '').split(',');
   const encoded = offered.map((name) => name.trim()).find((name) => name.startsWith('rivet_conn_params.'));
   if (encoded === undefined) return undefined;
   try {
-    return JSON.parse(decodeURIComponent(encoded.slice('rivet_conn_params.'.length))) as Record<
-      string,
-      unknown
-    >;
+    return JSON.parse(decodeURIComponent(encoded.slice('rivet_conn_params.'.length))) as JsonObject;
   } catch {
     return undefined;
   }
@@ -79,7 +76,7 @@ function parseFrame(data: RawData): ThreadFrame | undefined {
   }
 }
 
-function promptOf(params: Record<string, unknown>): string {
+function promptOf(params: JsonObject): string {
   const content = Array.isArray(params.content) ? (params.content as { type?: string; text?: string }[]) : [];
   return content
     .filter((block) => block.type === 'text')
@@ -87,27 +84,27 @@ function promptOf(params: Record<string, unknown>): string {
     .join('');
 }
 
-/** A message id as the protocol shapes them: `M-` and 22 letters or digits. */
+/**
+ * A message id as the protocol shapes them, `M-` and 22 letters or digits: the CLI drops a message
+ * whose id has another shape, and `amp -x` then waits for its answer until killed.
+ */
 function messageId(n: number): string {
   return `M-fakeAnswer${String(n).padStart(12, '0')}`;
 }
 
 export function startThreadActor({ threadId, wsToken, answer }: ThreadActorOptions): FakeThreadActor {
   const received = new WaitableList<ThreadFrame>();
-  const sent = new WaitableList<ThreadFrame>();
   /** The thread's event sequence: the client resumes from the last `seq` it saw. */
   let seq = 0;
   let turns = 0;
 
   const serve = (socket: WebSocket, req: IncomingMessage): void => {
     if (connectionParams(req)?.wsToken !== wsToken) return socket.close(ACTOR_REFUSED, 'invalid wsToken');
-    const send = (frame: ThreadFrame | { id: string | number; result: unknown }): void => {
-      if ('method' in frame) sent.push(frame);
+    const send = (frame: ThreadFrame | { id: string | number; result: unknown }): void =>
       socket.send(JSON.stringify({ jsonrpc: '2.0', ...frame }));
-    };
-    const notify = (method: string, params: Record<string, unknown>): void => send({ method, params });
+    const notify = (method: string, params: JsonObject): void => send({ method, params });
 
-    const runTurn = (params: Record<string, unknown>): void => {
+    const runTurn = (params: JsonObject): void => {
       const assistantId = messageId(++turns);
       notify('message_added', {
         seq: ++seq,
@@ -149,5 +146,5 @@ export function startThreadActor({ threadId, wsToken, answer }: ThreadActorOptio
     notify('observers', { count: 0, observers: [] });
   };
 
-  return { serve, received, sent };
+  return { serve, received };
 }
