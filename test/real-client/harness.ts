@@ -203,7 +203,13 @@ async function main(): Promise<void> {
         const frames = actor.received.mark();
         const record = edge.record();
         const run = await runAmp(amp, ['-x', 'say hi'], withKey, 30_000);
-        assert.equal(run.code, 0, run.output);
+        const closed = edge.closes.since(closes).join(', ') || 'none';
+        const exit = run.code ?? 'none (killed after 30 s)';
+        assert.equal(
+          run.code,
+          0,
+          `exit code ${exit}; close codes the edge received: ${closed}\n${run.output}`,
+        );
         assert.equal(run.output.trim(), answer('say hi'));
         const sockets = edge.handshakes.since(handshakes);
         assert.ok(sockets.length > 0, 'no actor WebSocket reached the edge');
