@@ -1,8 +1,9 @@
 /**
  * Runs the real Amp CLI (path in argv[2]) through the gateway, pointed at `http://localhost:<port>`,
- * against a fake Amp edge that enforces the production edge's actor-token rule, and a fake
- * identity provider. Meant to run inside a private network namespace (`npm run test:real-client`
- * does that): nothing it starts can reach, or be reached from, outside the machine.
+ * against a fake Amp edge that enforces the production edge's actor-token rule and serves a fake
+ * thread actor behind it, and a fake identity provider. Meant to run inside a private network
+ * namespace (`npm run test:real-client` does that): nothing it starts can reach, or be reached
+ * from, outside the machine.
  */
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
@@ -14,10 +15,13 @@ import { join } from 'node:path';
 import express from 'express';
 import { ampRouter, attachUpgrade, type AmpProxyOptions } from '../../src/index.js';
 import { EDGE_ACTOR_TOKEN, startAmpEdge, type FakeAmpEdge } from '../support/amp-edge.js';
+import { emptyThreadTail, startThreadActor } from '../support/thread-actor.js';
 import { closeServer, type RecordedRequest, type UpstreamHandler } from '../support/upstream.js';
 
 const USER_TOKEN = 'amp-user-token-0001';
 const THREAD_ID = 'T-00000000-0000-4000-8000-000000000001';
+const WS_TOKEN = 'ws-token-0001';
+const answer = (prompt: string) => `Hello from the fake thread actor; you said: ${prompt}`;
 
 function print(line: string): void {
   process.stdout.write(`${line}\n`);
@@ -47,6 +51,7 @@ function ampApi(identityUrl: () => string): UpstreamHandler {
   const results: Record<string, unknown> = {
     getUserInfo: { id: 'user-1', email: 'dev@example.com', username: 'dev', features: [], team: null },
     listThreads: { threads: [thread] },
+    getThreadTail: emptyThreadTail(THREAD_ID),
   };
   return (req, res) => {
     const url = req.url ?? '/';
@@ -57,7 +62,7 @@ function ampApi(identityUrl: () => string): UpstreamHandler {
     if (url.startsWith('/api/thread-actors')) {
       return json(res, 200, {
         threadId: THREAD_ID,
-        wsToken: 'ws-token-0001',
+        wsToken: WS_TOKEN,
         ownerUserId: 'user-1',
         threadVersion: 1,
       });
@@ -118,9 +123,10 @@ interface Run {
   output: string;
 }
 
+/** Runs in HOME, so that the CLI reads no settings and lists no files of this checkout. */
 function runAmp(amp: string, args: string[], env: NodeJS.ProcessEnv, timeoutMs = 60_000): Promise<Run> {
   return new Promise((resolve) => {
-    const child = spawn(amp, args, { env, stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(amp, args, { env, cwd: env.HOME, stdio: ['ignore', 'pipe', 'pipe'] });
     let output = '';
     child.stdout.on('data', (chunk: Buffer) => (output += chunk.toString()));
     child.stderr.on('data', (chunk: Buffer) => (output += chunk.toString()));
@@ -140,7 +146,11 @@ async function main(): Promise<void> {
   const amp = process.argv[2];
   assert.ok(amp, 'usage: harness.ts <path to the amp binary>');
   const identity = await startIdentityProvider();
-  const edge: FakeAmpEdge = await startAmpEdge({ handler: ampApi(() => identity.url) });
+  const actor = startThreadActor({ threadId: THREAD_ID, wsToken: WS_TOKEN, answer });
+  const edge: FakeAmpEdge = await startAmpEdge({
+    handler: ampApi(() => identity.url),
+    serveActor: actor.serve,
+  });
   const paths: string[] = [];
   const gateway = await startGateway({
     upstream: edge.url,
@@ -185,19 +195,59 @@ async function main(): Promise<void> {
       assert.ok(record.requests.some((r) => r.url.startsWith('/api/threads/find?q=real')));
     });
 
-    await check('amp -x: the actor WebSocket reaches the edge with the token and stays open', async () => {
-      const handshakes = edge.handshakes.mark();
-      const closes = edge.closes.mark();
-      const run = await runAmp(amp, ['-x', 'say hi'], withKey, 30_000);
-      const [socket] = edge.handshakes.since(handshakes);
-      assert.ok(socket, `no actor WebSocket reached the edge\n${run.output}`);
-      const url = new URL(socket.url, 'http://edge');
-      assert.equal(url.pathname, '/actors/gateway/threadActor/websocket/');
-      assert.equal(url.searchParams.get('rvt-key'), THREAD_ID);
-      assert.equal(url.searchParams.get('rvt-token'), EDGE_ACTOR_TOKEN);
-      assert.match(String(socket.headers['sec-websocket-protocol']), /rivet_conn_params\./);
-      assert.ok(!edge.closes.since(closes).includes(1008), 'the edge closed the socket with its guard');
-    });
+    await check(
+      'amp -x: the prompt and its answer cross the actor WebSocket, which carries the token',
+      async () => {
+        const handshakes = edge.handshakes.mark();
+        const closes = edge.closes.mark();
+        const frames = actor.received.mark();
+        const record = edge.record();
+        const run = await runAmp(amp, ['-x', 'say hi'], withKey, 30_000);
+        const closed = edge.closes.since(closes).join(', ') || 'none';
+        const exit = run.code ?? 'none (killed after 30 s)';
+        assert.equal(
+          run.code,
+          0,
+          `exit code ${exit}; close codes the edge received: ${closed}\n${run.output}`,
+        );
+        assert.equal(run.output.trim(), answer('say hi'));
+        const sockets = edge.handshakes.since(handshakes);
+        assert.ok(sockets.length > 0, 'no actor WebSocket reached the edge');
+        for (const socket of sockets) {
+          const url = new URL(socket.url, 'http://edge');
+          assert.equal(url.pathname, '/actors/gateway/threadActor/websocket/');
+          assert.equal(url.searchParams.get('rvt-key'), THREAD_ID);
+          assert.equal(url.searchParams.get('rvt-token'), EDGE_ACTOR_TOKEN);
+          const params = String(socket.headers['sec-websocket-protocol']).match(
+            /rivet_conn_params\.([^,\s]+)/,
+          );
+          assert.equal(params && JSON.parse(decodeURIComponent(params[1]!)).wsToken, WS_TOKEN);
+        }
+        const received = actor.received.since(frames);
+        assert.ok(
+          received.some((frame) => frame.method === 'executor_connect'),
+          'the CLI never connected as executor',
+        );
+        const prompt = received.find((frame) => frame.method === 'client_append_user_msg');
+        assert.deepEqual(prompt?.params.content, [{ type: 'text', text: 'say hi' }]);
+        assert.ok(
+          !edge.closes.since(closes).includes(1008),
+          'the edge closed an actor socket with its guard',
+        );
+        const api = record.requests.filter((r) => r.url.startsWith('/api/'));
+        assert.ok(
+          api.some((r) => r.url === '/api/thread-actors'),
+          'the thread was not created through the gateway',
+        );
+        assert.ok(
+          api.some((r) => r.url.startsWith('/api/internal?archiveThread')),
+          'the CLI did not finish the run',
+        );
+        for (const call of api) assert.equal(tokenOf(call), `Bearer ${USER_TOKEN}`, call.url);
+        // The actor runs the inference: a provider call here would mean the fake is not what the CLI expects.
+        assert.ok(!api.some((r) => r.url.startsWith('/api/provider/')), api.map((r) => r.url).join(', '));
+      },
+    );
 
     await check('amp login (OAuth device flow), then a call on the OAuth access token', async () => {
       const record = edge.record();

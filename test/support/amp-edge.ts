@@ -1,5 +1,10 @@
 import type { IncomingMessage } from 'node:http';
-import { startWebSocketUpstream, type FakeWebSocketUpstream, type UpstreamHandler } from './upstream.js';
+import {
+  startWebSocketUpstream,
+  type FakeWebSocketUpstream,
+  type UpstreamHandler,
+  type WebSocketUpstreamOptions,
+} from './upstream.js';
 
 /** The actor token a fake edge expects unless told otherwise (shaped like Amp's public ones). */
 export const EDGE_ACTOR_TOKEN = 'pk_fakeEdgeActorToken0001';
@@ -13,6 +18,8 @@ export interface AmpEdgeOptions {
   actorToken?: string;
   /** Serves what the edge lets through (`/api/**`, and actor requests with the token). */
   handler?: UpstreamHandler;
+  /** Serves the actor WebSockets the guard lets through (e.g. `startThreadActor().serve`); they echo without it. */
+  serveActor?: WebSocketUpstreamOptions['serveSocket'];
 }
 
 export type FakeAmpEdge = FakeWebSocketUpstream;
@@ -41,9 +48,13 @@ const echo: UpstreamHandler = (_req, res, recorded) => {
  * actor token (`rvt-token` in the query; on plain HTTP an `x-rivet-token` header also counts),
  * a WebSocket is accepted (101) and then closed with code 1008 and the guard's reason, and an
  * HTTP request is refused with `400` and the guard's error. Everything it lets through goes to
- * `handler`; WebSockets it serves echo, as `startWebSocketUpstream`'s do.
+ * `handler`; WebSockets it serves go to `serveActor`, or echo, as `startWebSocketUpstream`'s do.
  */
-export function startAmpEdge({ actorToken = EDGE_ACTOR_TOKEN, handler = echo }: AmpEdgeOptions = {}) {
+export function startAmpEdge({
+  actorToken = EDGE_ACTOR_TOKEN,
+  handler = echo,
+  serveActor,
+}: AmpEdgeOptions = {}) {
   const guarded: UpstreamHandler = (req, res, recorded) => {
     const refusal = guardRefusal(req, actorToken, false);
     if (refusal === undefined) return handler(req, res, recorded);
@@ -54,5 +65,6 @@ export function startAmpEdge({ actorToken = EDGE_ACTOR_TOKEN, handler = echo }: 
   };
   return startWebSocketUpstream(guarded, {
     closeAfterUpgrade: (req) => guardRefusal(req, actorToken, true),
+    ...(serveActor ? { serveSocket: serveActor } : {}),
   });
 }

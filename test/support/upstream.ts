@@ -8,7 +8,7 @@ import {
 import { createServer as createHttpsServer } from 'node:https';
 import type { AddressInfo, Socket } from 'node:net';
 import type { TLSSocket } from 'node:tls';
-import { WebSocketServer } from 'ws';
+import { WebSocketServer, type WebSocket } from 'ws';
 import { WaitableList } from './events.js';
 
 export interface RecordedRequest {
@@ -200,10 +200,19 @@ export interface WebSocketUpstreamOptions extends Pick<UpstreamOptions, 'tls' | 
    * `undefined` to serve it: how Amp's edge treats an actor socket it will not serve.
    */
   closeAfterUpgrade?: (req: IncomingMessage) => string | undefined;
+  /** Serves each accepted WebSocket (not closed by `closeAfterUpgrade`) instead of echoing it. */
+  serveSocket?: (socket: WebSocket, req: IncomingMessage) => void;
 }
 
 /** The close code a fake upstream closes a socket with when `closeAfterUpgrade` names a reason. */
 export const POLICY_VIOLATION = 1008;
+
+function echoFrames(socket: WebSocket): void {
+  socket.on('message', (data, isBinary) => {
+    if (!isBinary && data.toString() === 'close-4001') return socket.close(4001, 'upstream says bye');
+    socket.send(data, { binary: isBinary });
+  });
+}
 
 /**
  * A fake upstream that also accepts WebSockets (over TLS with `tls`: a `wss:` upstream). It picks
@@ -212,7 +221,7 @@ export const POLICY_VIOLATION = 1008;
  */
 export async function startWebSocketUpstream(
   handler: UpstreamHandler = echoJson,
-  { closeAfterUpgrade, ...options }: WebSocketUpstreamOptions = {},
+  { closeAfterUpgrade, serveSocket = echoFrames, ...options }: WebSocketUpstreamOptions = {},
 ): Promise<FakeWebSocketUpstream> {
   const upstream = await startUpstream(handler, options);
   const handshakes = new WaitableList<WebSocketHandshake>();
@@ -224,12 +233,9 @@ export async function startWebSocketUpstream(
   wss.on('connection', (socket, req) => {
     handshakes.push({ url: req.url ?? '', headers: req.headers, remotePort: req.socket.remotePort ?? 0 });
     const refusal = closeAfterUpgrade?.(req);
-    if (refusal !== undefined) return socket.close(POLICY_VIOLATION, refusal);
-    socket.on('message', (data, isBinary) => {
-      if (!isBinary && data.toString() === 'close-4001') return socket.close(4001, 'upstream says bye');
-      socket.send(data, { binary: isBinary });
-    });
     socket.on('close', closes.push);
+    if (refusal !== undefined) return socket.close(POLICY_VIOLATION, refusal);
+    serveSocket(socket, req);
   });
   const closeUpstream = upstream.close;
   const ws: FakeWebSocketUpstream = Object.assign(upstream, {
