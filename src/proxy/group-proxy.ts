@@ -70,10 +70,16 @@ function onProxyReq(proxyReq: ClientRequest, outbound: OutboundRequest, res: Ser
 
 function onProxyRes(stripCors: boolean) {
   return (proxyRes: IncomingMessage, outbound: OutboundRequest, res: ServerResponse): void => {
+    // The request is sent: a long stream need not keep the headers it went with (credentials
+    // among them) for as long as it lasts.
+    outbound.releaseRequest();
+    const trace = outbound.trace;
     // httpxy cuts the client when the upstream resets mid-stream; this says why in the trace.
-    proxyRes.once('close', () => {
-      if (!proxyRes.complete && !res.destroyed) outbound.trace?.failed('upstream-error', 'reset');
-    });
+    if (trace) {
+      proxyRes.once('close', () => {
+        if (!proxyRes.complete && !res.destroyed) trace.failed('upstream-error', 'reset');
+      });
+    }
     // Node's parser reads any three digits, but `writeHead` (called later, in stream handlers)
     // throws on a status below 100: such an answer is the upstream failing.
     const status = proxyRes.statusCode ?? 0;
@@ -118,7 +124,7 @@ function onProxyReqWs(stripCors: boolean) {
       proxyReq.removeAllListeners('response');
       socket.off('close', abandon);
       socket.on('close', closeUpstreamEnd);
-      outbound.releaseHandshake();
+      outbound.releaseRequest();
       tunnelOpened(socket, upstream);
       trace?.answered(101);
       if (trace) watchUpstreamClose(upstream, ({ code, reason }) => trace.upstreamClosed(code, reason));

@@ -34,7 +34,7 @@ export function destinationOf(
 /** Everything an `OutboundRequest` is made of. */
 export type OutboundRequestInit = Omit<
   OutboundRequest,
-  keyof EventEmitter | 'client' | 'socket' | 'pipe' | 'releaseHandshake'
+  keyof EventEmitter | 'client' | 'socket' | 'pipe' | 'releaseRequest'
 > & { readonly client: IncomingMessage };
 
 const NO_HEADERS: IncomingHttpHeaders = Object.freeze({});
@@ -47,7 +47,7 @@ const NO_HEADERS: IncomingHttpHeaders = Object.freeze({});
  */
 export class OutboundRequest extends EventEmitter {
   // `declare`: set by the constructor's one assignment, not initialised field by field.
-  /** The client's request; `undefined` once a tunnel is open (`releaseHandshake`). */
+  /** The client's request; `undefined` once the upstream answered (`releaseRequest`). */
   declare client: IncomingMessage | undefined;
   /** The client's connection: httpxy and http-proxy-middleware read it. */
   declare readonly socket: IncomingMessage['socket'];
@@ -73,10 +73,10 @@ export class OutboundRequest extends EventEmitter {
 
   /**
    * Lets go of the client's request and of the headers sent upstream (credentials among them)
-   * once the upstream took the upgrade: the engine's listeners keep this object for as long as
-   * the tunnel is open, and thousands may be.
+   * once the upstream answered: the engine's listeners keep this object for as long as the
+   * response streams or the tunnel is open, and thousands may be.
    */
-  releaseHandshake(): void {
+  releaseRequest(): void {
     this.client = undefined;
     this.headers = NO_HEADERS;
   }
