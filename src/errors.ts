@@ -97,7 +97,7 @@ export const AMP_ERRORS = {
   amp_identity_provider_unknown: {
     status: 503,
     message:
-      'The identity provider is not known yet: run `amp login` again (it asks /api/auth/oauth-config first), or set identityProxy to its URL.',
+      "The identity provider is not known: the upstream's /api/auth/oauth-config could not be read or names none the CLI would call; try again, or set identityProxy to its URL.",
   },
   amp_upstream_key_missing: {
     status: 503,

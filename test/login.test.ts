@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { createServer, type Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import { createServer as createNetServer, type AddressInfo } from 'node:net';
 import { after, before, describe, it } from 'node:test';
 import { ampRouter, type AmpProxyOptions } from '../src/index.js';
 import { startAmpEdge, type FakeAmpEdge } from './support/amp-edge.js';
@@ -399,6 +399,31 @@ describe("identityProxy with upstreamProxy: 'env'", () => {
         ),
       { code: 'amp_invalid_options', option: 'HTTPS_PROXY' },
     );
+  });
+});
+
+describe('identity provider discovery', () => {
+  it('a silent upstream is given up on (within timeoutMs here): 503, and nothing hangs', async () => {
+    // Reads what it is sent (so it sees the gateway hang up) and never answers.
+    const silent = createNetServer((socket) => socket.resume());
+    await new Promise<void>((resolve) => silent.listen(0, '127.0.0.1', resolve));
+    const router = ampRouter({
+      upstream: `http://127.0.0.1:${(silent.address() as AddressInfo).port}`,
+      identityProxy: true,
+      timeoutMs: 200,
+    });
+    const server = createServer(router);
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    try {
+      const { port } = server.address() as AddressInfo;
+      const answer = await send(`http://127.0.0.1:${port}${IDENTITY}/user_management/authenticate`, form({}));
+      assert.equal(answer.status, 503);
+      assert.equal((answer.json() as { error: string }).error, 'amp_identity_provider_unknown');
+    } finally {
+      await router.close();
+      await closeServer(server);
+      await new Promise<void>((resolve) => silent.close(() => resolve()));
+    }
   });
 });
 

@@ -31,11 +31,18 @@ function providerNamedBy(document: unknown): string | undefined {
 export type ConnectionFor = (target: URL) => UpstreamConnection;
 
 /**
+ * How long identity calls wait for the upstream's oauth-config: a small reply, which must not hold
+ * every login for as long as `timeoutMs` allows a model to think.
+ */
+const DISCOVERY_TIMEOUT_MS = 10_000;
+
+/**
  * Asks the upstream's oauth-config itself, with no credential, as the CLI does: read whole or not
- * at all, within `timeoutMs` and the size a reply is rewritten at.
+ * at all, within the discovery timeout and the size a reply is rewritten at.
  */
 function fetchOAuthConfig(upstream: Destination): Promise<unknown> {
-  const { protocol, connection, timeoutMs, upstreamBase } = upstream;
+  const { protocol, connection, upstreamBase } = upstream;
+  const timeoutMs = Math.min(upstream.timeoutMs, DISCOVERY_TIMEOUT_MS);
   const agent = connection.createAgent(protocol, false, timeoutMs);
   const request = protocol === 'https:' ? httpsRequest : httpRequest;
   const reply = new Promise<unknown>((resolve, reject) => {
