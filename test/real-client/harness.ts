@@ -7,16 +7,24 @@
  */
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import express from 'express';
-import { ampRouter, attachUpgrade, generateGatewayKey, type AmpProxyOptions } from '../../src/index.js';
+import {
+  ampRouter,
+  attachUpgrade,
+  generateGatewayKey,
+  isGatewayKey,
+  type AmpProxyOptions,
+} from '../../src/index.js';
 import { EDGE_ACTOR_TOKEN, startAmpEdge, type FakeAmpEdge } from '../support/amp-edge.js';
 import { startHttpProxy, startSocksProxy } from '../support/egress-proxies.js';
+import { runCli, startCli } from '../support/gateway-harness.js';
 import { emptyThreadTail, startThreadActor } from '../support/thread-actor.js';
+import { tlsFixtures } from '../support/tls-fixtures.js';
 import { closeServer, type RecordedRequest, type UpstreamHandler } from '../support/upstream.js';
 
 const USER_TOKEN = 'amp-user-token-0001';
@@ -33,6 +41,16 @@ function alice(gatewayKey: string) {
 /** The proxy variables, both cases, as a shell behind a corporate proxy has them. */
 function proxyVariables(url: string) {
   return { HTTP_PROXY: url, HTTPS_PROXY: url, http_proxy: url, https_proxy: url };
+}
+
+/** A logger that keeps the codes of the gateway's warnings, and drops its request lines. */
+function quietLogger(warnings: string[]) {
+  const drop = () => undefined;
+  return {
+    info: drop,
+    error: drop,
+    warn: (object: { code?: string }) => void warnings.push(String(object.code)),
+  };
 }
 
 function print(line: string): void {
@@ -164,14 +182,15 @@ async function main(): Promise<void> {
   assert.ok(amp, 'usage: harness.ts <path to the amp binary>');
   const identity = await startIdentityProvider();
   const actor = startThreadActor({ threadId: THREAD_ID, wsToken: WS_TOKEN, answer });
-  const edge: FakeAmpEdge = await startAmpEdge({
-    handler: ampApi(() => identity.url),
-    serveActor: actor.serve,
-  });
+  const edgeOptions = { handler: ampApi(() => identity.url), serveActor: actor.serve };
+  const edge: FakeAmpEdge = await startAmpEdge(edgeOptions);
+  const plainEdge = edge;
+  const tls = await tlsFixtures();
+  const tlsEdge = await startAmpEdge({ ...edgeOptions, tls: tls.leaf });
   const paths: string[] = [];
-  const edgeOptions = { upstream: edge.url, actorToken: EDGE_ACTOR_TOKEN };
+  const gatewayOptions = { upstream: edge.url, actorToken: EDGE_ACTOR_TOKEN };
   const gateway = await startGateway({
-    ...edgeOptions,
+    ...gatewayOptions,
     restrictManagementToLocalhost: true,
     onProxyEvent: (event) => {
       if (event.type === 'request-end') paths.push(event.path);
@@ -208,7 +227,7 @@ async function main(): Promise<void> {
    * What reaches the edge from now on (requests, WebSocket handshakes, and the thread-protocol
    * frames that crossed those sockets), to assert on once the runs are over.
    */
-  const edgeTrail = () => {
+  const edgeTrail = (edge: FakeAmpEdge = plainEdge) => {
     const record = edge.record();
     const handshakes = edge.handshakes.mark();
     const frames = actor.received.mark();
@@ -239,7 +258,7 @@ async function main(): Promise<void> {
   };
 
   /** `amp threads list` lists the edge's thread, and the edge got `token` for it. */
-  const listThreads = async (runEnv: NodeJS.ProcessEnv, token: string) => {
+  const listThreads = async (runEnv: NodeJS.ProcessEnv, token: string, edge = plainEdge) => {
     const record = edge.record();
     const run = await runAmp(amp, ['threads', 'list'], runEnv);
     assert.equal(run.code, 0, run.output);
@@ -253,7 +272,7 @@ async function main(): Promise<void> {
    * actor token and the `wsToken`, the prompt and its answer cross it, and every `/api` call
    * carried `token`.
    */
-  const execute = async (runEnv: NodeJS.ProcessEnv, token: string) => {
+  const execute = async (runEnv: NodeJS.ProcessEnv, token: string, edge = plainEdge) => {
     const handshakes = edge.handshakes.mark();
     const closes = edge.closes.mark();
     const frames = actor.received.mark();
@@ -316,7 +335,7 @@ async function main(): Promise<void> {
       'mapped gateway key: threads list and -x reach the edge as the mapped Amp token',
       async () => {
         const gatewayKey = generateGatewayKey();
-        const mapped = await startGateway({ ...edgeOptions, clients: [alice(gatewayKey)] });
+        const mapped = await startGateway({ ...gatewayOptions, clients: [alice(gatewayKey)] });
         try {
           const trail = edgeTrail();
           const aliceEnv = { ...env, HOME: await freshHome(), AMP_URL: mapped.url, AMP_API_KEY: gatewayKey };
@@ -361,12 +380,11 @@ async function main(): Promise<void> {
         async () => {
           const proxy = kind === 'http' ? await startHttpProxy() : await startSocksProxy();
           const warnings: string[] = [];
-          const logger = {
-            info: () => undefined,
-            error: () => undefined,
-            warn: (object: { code?: string }) => void warnings.push(String(object.code)),
-          };
-          const behind = await startGateway({ ...edgeOptions, upstreamProxy: proxy.url, logger });
+          const behind = await startGateway({
+            ...gatewayOptions,
+            upstreamProxy: proxy.url,
+            logger: quietLogger(warnings),
+          });
           try {
             const trail = edgeTrail();
             const runEnv = { ...withKey, HOME: await freshHome(), AMP_URL: behind.url };
@@ -386,15 +404,40 @@ async function main(): Promise<void> {
       );
     }
 
+    await check('the gateway behind an egress proxy to an https edge: TLS inside the tunnels', async () => {
+      const proxy = await startHttpProxy();
+      const warnings: string[] = [];
+      const behind = await startGateway({
+        upstream: tlsEdge.url,
+        actorToken: EDGE_ACTOR_TOKEN,
+        upstreamCa: tls.ca.cert,
+        upstreamProxy: proxy.url,
+        logger: quietLogger(warnings),
+      });
+      try {
+        const trail = edgeTrail(tlsEdge);
+        const runEnv = { ...withKey, HOME: await freshHome(), AMP_URL: behind.url };
+        await listThreads(runEnv, USER_TOKEN, tlsEdge);
+        await execute(runEnv, USER_TOKEN, tlsEdge);
+        trail.assertCameThrough(proxy.outboundPorts());
+        for (const tunnel of proxy.tunnels.items) assert.equal(tunnel.target, new URL(tlsEdge.url).host);
+        assert.ok(!proxy.relayed().includes(USER_TOKEN), 'the Amp token crossed the proxy in the clear');
+        assert.deepEqual(warnings, []);
+      } finally {
+        await behind.close();
+        await proxy.close();
+      }
+    });
+
     await check(
       'all at once: a mapped gateway key, the CLI behind one egress proxy, the gateway behind another',
       async () => {
         const gatewayKey = generateGatewayKey();
         const clientProxy = await startHttpProxy();
         const gatewayProxy = await startHttpProxy();
-        const logger = { info: () => undefined, warn: () => undefined, error: () => undefined };
+        const logger = quietLogger([]);
         const mapped = await startGateway({
-          ...edgeOptions,
+          ...gatewayOptions,
           clients: [alice(gatewayKey)],
           upstreamProxy: gatewayProxy.url,
           logger,
@@ -418,6 +461,59 @@ async function main(): Promise<void> {
           await mapped.close();
           await clientProxy.close();
           await gatewayProxy.close();
+        }
+      },
+    );
+
+    await check(
+      'the standalone gateway: a key file from `amp-proxy keys add`, an https edge through HTTPS_PROXY from its environment',
+      async () => {
+        const dir = await freshHome();
+        const added = await runCli(dir, { PATH: process.env.PATH, ALICE_AMP_KEY: ALICE_TOKEN }, [
+          'keys',
+          'add',
+          'alice',
+          '--amp-key-from-env',
+          'ALICE_AMP_KEY',
+          '--db',
+          'keys.db',
+        ]);
+        assert.equal(added.code, 0, added.output);
+        const gatewayKey = /ampgw_\w+/.exec(added.output)?.[0] ?? '';
+        assert.ok(isGatewayKey(gatewayKey), added.output);
+        const config = {
+          upstream: tlsEdge.url,
+          actorToken: EDGE_ACTOR_TOKEN,
+          upstreamCa: { file: 'ca.pem' },
+          clients: { sqlite: './keys.db' },
+        };
+        await writeFile(join(dir, 'ca.pem'), tls.ca.cert);
+        await writeFile(join(dir, 'amp-proxy.json'), JSON.stringify(config));
+        const proxy = await startHttpProxy();
+        // No upstreamProxy in the file: the gateway defaults to the proxy variables.
+        const standalone = startCli(dir, { PATH: process.env.PATH, ...proxyVariables(proxy.url) }, [
+          '--config',
+          'amp-proxy.json',
+        ]);
+        try {
+          const url = new URL(await standalone.listening);
+          const trail = edgeTrail(tlsEdge);
+          const aliceEnv = {
+            ...env,
+            HOME: await freshHome(),
+            AMP_URL: `http://localhost:${url.port}`,
+            AMP_API_KEY: gatewayKey,
+          };
+          await listThreads(aliceEnv, ALICE_TOKEN, tlsEdge);
+          await execute(aliceEnv, ALICE_TOKEN, tlsEdge);
+          trail.assertNever(gatewayKey);
+          trail.assertCameThrough(proxy.outboundPorts());
+          for (const tunnel of proxy.tunnels.items) assert.equal(tunnel.target, new URL(tlsEdge.url).host);
+          assert.ok(!proxy.relayed().includes(ALICE_TOKEN), 'the Amp token crossed the proxy in the clear');
+          assert.ok(!standalone.output().includes(gatewayKey), 'the gateway logged the key');
+        } finally {
+          await standalone.stop();
+          await proxy.close();
         }
       },
     );
@@ -454,6 +550,7 @@ async function main(): Promise<void> {
   } finally {
     await gateway.close();
     await edge.close();
+    await tlsEdge.close();
     await closeServer(identity.server);
     for (const home of homes) await rm(home, { recursive: true, force: true });
   }
