@@ -348,31 +348,34 @@ async function main(): Promise<void> {
       },
     );
 
-    await check(
-      'the CLI behind an egress proxy (HTTP(S)_PROXY): its /api calls and actor WebSocket go through it',
-      async () => {
-        const proxy = await startHttpProxy();
-        try {
-          const proxied = { ...withKey, HOME: await freshHome(), ...proxyVariables(proxy.url) };
-          await listThreads(proxied, USER_TOKEN);
-          await execute(proxied, USER_TOKEN);
-          // Bun forwards plain-http calls in absolute form and tunnels the WebSockets with CONNECT.
-          const gatewayHost = `localhost:${gateway.port}`;
-          const calls = proxy.plainRequests.map((request) => request.url);
-          assert.ok(
-            calls.some((url) => url.startsWith(`http://${gatewayHost}/api/internal?listThreads`)),
-            calls.join(', '),
-          );
-          assert.ok(calls.includes(`http://${gatewayHost}/api/thread-actors`), calls.join(', '));
-          for (const url of calls) assert.equal(new URL(url).host, gatewayHost, url);
-          const tunnels = proxy.tunnels.items.map((tunnel) => tunnel.target);
-          assert.ok(tunnels.length > 0, 'the actor WebSocket did not go through the proxy');
-          for (const target of tunnels) assert.equal(target, gatewayHost);
-        } finally {
-          await proxy.close();
-        }
-      },
-    );
+    for (const passOnAbsoluteForm of [false, true]) {
+      const how = passOnAbsoluteForm ? 'passes its calls on in absolute form' : 'rewrites their targets';
+      await check(
+        `the CLI behind an egress proxy (HTTP(S)_PROXY) that ${how}: its /api calls and actor WebSocket go through it`,
+        async () => {
+          const proxy = await startHttpProxy({ passOnAbsoluteForm });
+          try {
+            const proxied = { ...withKey, HOME: await freshHome(), ...proxyVariables(proxy.url) };
+            await listThreads(proxied, USER_TOKEN);
+            await execute(proxied, USER_TOKEN);
+            // Bun forwards plain-http calls in absolute form and tunnels the WebSockets with CONNECT.
+            const gatewayHost = `localhost:${gateway.port}`;
+            const calls = proxy.plainRequests.map((request) => request.url);
+            assert.ok(
+              calls.some((url) => url.startsWith(`http://${gatewayHost}/api/internal?listThreads`)),
+              calls.join(', '),
+            );
+            assert.ok(calls.includes(`http://${gatewayHost}/api/thread-actors`), calls.join(', '));
+            for (const url of calls) assert.equal(new URL(url).host, gatewayHost, url);
+            const tunnels = proxy.tunnels.items.map((tunnel) => tunnel.target);
+            assert.ok(tunnels.length > 0, 'the actor WebSocket did not go through the proxy');
+            for (const target of tunnels) assert.equal(target, gatewayHost);
+          } finally {
+            await proxy.close();
+          }
+        },
+      );
+    }
 
     for (const kind of ['http', 'socks5'] as const) {
       await check(
