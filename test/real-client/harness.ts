@@ -136,18 +136,19 @@ async function startIdentityProvider() {
   return { url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, calls, server };
 }
 
-async function startGateway(options: AmpProxyOptions) {
+/** A gateway in an Express app, on `host` (a loopback address); its `url` names it `localhost` on 127.0.0.1. */
+async function startGateway(options: AmpProxyOptions, host = '127.0.0.1') {
   const router = ampRouter(options);
   const reload = (changes: AmpProxyOptions) => router.reload({ ...options, ...changes });
   const app = express();
   app.use(router);
   const server: Server = createServer(app);
   attachUpgrade(server, router);
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  await new Promise<void>((resolve) => server.listen(0, host, resolve));
   const port = (server.address() as AddressInfo).port;
   return {
     port,
-    url: `http://localhost:${port}`,
+    url: `http://${host === '127.0.0.1' ? 'localhost' : host}:${port}`,
     reload,
     close: async () => (await router.close(), await closeServer(server)),
   };
@@ -376,6 +377,39 @@ async function main(): Promise<void> {
         },
       );
     }
+
+    await check(
+      "the gateway reached by another name (127.0.0.2), through the CLI's proxy: the CLI's own actor token becomes the edge's",
+      async () => {
+        const named = await startGateway(gatewayOptions, '127.0.0.2');
+        const proxy = await startHttpProxy();
+        try {
+          const handshakes = edge.handshakes.mark();
+          const runEnv = {
+            ...withKey,
+            HOME: await freshHome(),
+            AMP_URL: named.url,
+            ...proxyVariables(proxy.url),
+          };
+          await listThreads(runEnv, USER_TOKEN);
+          await execute(runEnv, USER_TOKEN);
+          const tunnels = proxy.tunnels.items.map((tunnel) => tunnel.target);
+          assert.ok(
+            tunnels.length > 0 && tunnels.every((target) => target === `127.0.0.2:${named.port}`),
+            tunnels.join(', '),
+          );
+          // For any host but localhost the CLI names Amp's production deployment, whose token it sends.
+          for (const socket of edge.handshakes.since(handshakes)) {
+            assert.deepEqual(new URL(socket.url, 'http://edge').searchParams.getAll('rvt-token'), [
+              EDGE_ACTOR_TOKEN,
+            ]);
+          }
+        } finally {
+          await named.close();
+          await proxy.close();
+        }
+      },
+    );
 
     for (const kind of ['http', 'socks5'] as const) {
       await check(
