@@ -21,7 +21,7 @@ import {
   type AmpProxyOptions,
 } from '../../src/index.js';
 import { EDGE_ACTOR_TOKEN, startAmpEdge, type FakeAmpEdge } from '../support/amp-edge.js';
-import { startHttpProxy, startSocksProxy } from '../support/egress-proxies.js';
+import { startHttpProxy, startSocksProxy, withCredentials } from '../support/egress-proxies.js';
 import { runCli, startCli } from '../support/gateway-harness.js';
 import { emptyThreadTail, startThreadActor } from '../support/thread-actor.js';
 import { tlsFixtures } from '../support/tls-fixtures.js';
@@ -33,6 +33,9 @@ const ALICE_TOKEN = 'amp-alice-token-0002';
 const THREAD_ID = 'T-00000000-0000-4000-8000-000000000001';
 const WS_TOKEN = 'ws-token-0001';
 const answer = (prompt: string) => `Hello from the fake thread actor; you said: ${prompt}`;
+
+const CLIENT_PROXY_LOGIN = { username: 'alice', password: 'client-proxy-secret-0001' };
+const GATEWAY_PROXY_LOGIN = { username: 'gateway', password: 'gateway-proxy-secret-0001' };
 
 function alice(gatewayKey: string) {
   return { key: gatewayKey, name: 'alice', upstreamKey: ALICE_TOKEN };
@@ -467,16 +470,20 @@ async function main(): Promise<void> {
     });
 
     await check(
-      'all at once: a mapped gateway key, the CLI behind one egress proxy, the gateway behind another',
+      'all at once: a mapped gateway key, the CLI behind one egress proxy, the gateway behind another, both with credentials',
       async () => {
         const gatewayKey = generateGatewayKey();
-        const clientProxy = await startHttpProxy();
-        const gatewayProxy = await startHttpProxy();
+        const clientProxy = await startHttpProxy({ credentials: CLIENT_PROXY_LOGIN });
+        const gatewayProxy = await startHttpProxy({ credentials: GATEWAY_PROXY_LOGIN });
         const logger = quietLogger([]);
         const mapped = await startGateway({
           ...gatewayOptions,
           clients: [alice(gatewayKey)],
-          upstreamProxy: gatewayProxy.url,
+          upstreamProxy: withCredentials(
+            gatewayProxy.url,
+            GATEWAY_PROXY_LOGIN.username,
+            GATEWAY_PROXY_LOGIN.password,
+          ),
           logger,
         });
         try {
@@ -486,13 +493,18 @@ async function main(): Promise<void> {
             HOME: await freshHome(),
             AMP_URL: mapped.url,
             AMP_API_KEY: gatewayKey,
-            ...proxyVariables(clientProxy.url),
+            ...proxyVariables(
+              withCredentials(clientProxy.url, CLIENT_PROXY_LOGIN.username, CLIENT_PROXY_LOGIN.password),
+            ),
           };
           await listThreads(aliceEnv, ALICE_TOKEN);
           await execute(aliceEnv, ALICE_TOKEN);
           trail.assertNever(gatewayKey);
           trail.assertCameThrough(gatewayProxy.outboundPorts());
           assert.ok(clientProxy.plainRequests.length > 0 && clientProxy.tunnels.items.length > 0);
+          // Both proxies asked for credentials (407 otherwise); none of them went further.
+          trail.assertNever(CLIENT_PROXY_LOGIN.password);
+          trail.assertNever(GATEWAY_PROXY_LOGIN.password);
           assert.ok(!gatewayProxy.relayed().includes(gatewayKey), 'the gateway key crossed the egress proxy');
         } finally {
           await mapped.close();
