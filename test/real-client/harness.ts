@@ -6,12 +6,13 @@
  * from, outside the machine.
  */
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import express from 'express';
 import {
   ampRouter,
@@ -34,6 +35,9 @@ const THREAD_ID = 'T-00000000-0000-4000-8000-000000000001';
 const WS_TOKEN = 'ws-token-0001';
 const answer = (prompt: string) => `Hello from the fake thread actor; you said: ${prompt}`;
 
+const WRITE_SECRETS = fileURLToPath(
+  new URL('../../examples/client-setup/write-secrets.mjs', import.meta.url),
+);
 const CLIENT_PROXY_LOGIN = { username: 'alice', password: 'client-proxy-secret-0001' };
 const GATEWAY_PROXY_LOGIN = { username: 'gateway', password: 'gateway-proxy-secret-0001' };
 
@@ -336,7 +340,7 @@ async function main(): Promise<void> {
     );
 
     await check(
-      'mapped gateway key: threads list and -x reach the edge as the mapped Amp token',
+      'mapped gateway key (AMP_API_KEY, then the secrets file): threads list and -x reach the edge as the mapped Amp token',
       async () => {
         const gatewayKey = generateGatewayKey();
         const mapped = await startGateway({ ...gatewayOptions, clients: [alice(gatewayKey)] });
@@ -345,6 +349,15 @@ async function main(): Promise<void> {
           const aliceEnv = { ...env, HOME: await freshHome(), AMP_URL: mapped.url, AMP_API_KEY: gatewayKey };
           await listThreads(aliceEnv, ALICE_TOKEN);
           await execute(aliceEnv, ALICE_TOKEN);
+          // The key stored where the CLI looks when AMP_API_KEY is unset, by the client-setup example.
+          const home = await freshHome();
+          const stored = spawnSync(
+            process.execPath,
+            [WRITE_SECRETS, '--url', mapped.url, join(home, '.local/share/amp/secrets.json')],
+            { input: gatewayKey, encoding: 'utf8' },
+          );
+          assert.equal(stored.status, 0, stored.stderr);
+          await listThreads({ ...env, HOME: home, AMP_URL: mapped.url }, ALICE_TOKEN);
           trail.assertNever(gatewayKey);
         } finally {
           await mapped.close();
