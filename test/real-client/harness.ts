@@ -1,9 +1,11 @@
 /**
  * Runs the real Amp CLI (path in argv[2]) through the gateway, pointed at `http://localhost:<port>`,
  * against a fake Amp edge that enforces the production edge's actor-token rule and serves a fake
- * thread actor behind it, and a fake identity provider. Meant to run inside a private network
- * namespace (`npm run test:real-client` does that): nothing it starts can reach, or be reached
- * from, outside the machine.
+ * thread actor behind it, and a fake identity provider. Then in the shapes users run it: a mapped
+ * gateway key, the CLI behind an egress proxy, the gateway reached by another name, the gateway
+ * behind an egress proxy (to an https edge too), all at once, and the standalone gateway. Meant to
+ * run inside a private network namespace (`npm run test:real-client` does that): nothing it
+ * starts can reach, or be reached from, outside the machine.
  */
 import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
@@ -192,6 +194,7 @@ async function main(): Promise<void> {
   const actor = startThreadActor({ threadId: THREAD_ID, wsToken: WS_TOKEN, answer });
   const edgeOptions = { handler: ampApi(() => identity.url), serveActor: actor.serve };
   const edge: FakeAmpEdge = await startAmpEdge(edgeOptions);
+  /** The edge the helpers below watch unless told another (they name theirs `edge` too). */
   const plainEdge = edge;
   const tls = await tlsFixtures();
   const tlsEdge = await startAmpEdge({ ...edgeOptions, tls: tls.leaf });
