@@ -2,6 +2,7 @@ import type { IncomingMessage, Server } from 'node:http';
 import type { Duplex } from 'node:stream';
 import { isAnswered } from './errors.js';
 import { createAmpMiddleware } from './middleware/amp-middleware.js';
+import { originForm } from './routing/request-target.js';
 import { AMP_GROUPS, GROUP_MOUNT_PATH } from './routing/route-groups.js';
 import type {
   AmpMiddleware,
@@ -139,10 +140,10 @@ export function attachUpgrade(
 ): () => void {
   const base = prefix.replace(/\/+$/, '');
   const listener = (req: IncomingMessage, socket: Duplex, head: Buffer): void => {
-    const url = req.url ?? '/';
+    const original = req.url ?? '/';
+    const url = originForm(original);
     const inside = base === '' || url === base || url.startsWith(`${base}/`) || url.startsWith(`${base}?`);
     if (inside) {
-      const original = url;
       req.url = url.slice(base.length) || '/';
       if (middleware.upgrade(req, socket, head)) return;
       req.url = original;

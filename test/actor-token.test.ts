@@ -173,6 +173,34 @@ for (const [name, express] of EXPRESS_VERSIONS) {
       assert.deepEqual(tokenParams(edge.handshakes.since(handshakes)[0]!.url), ['pk_client']);
     });
 
+    it("Amp's public token of another deployment, which the CLI sends to a gateway it reaches by name, becomes the upstream's", async () => {
+      // For any AMP_URL host but localhost the CLI sends Amp's production token (its staging
+      // token for the staging host): through a gateway, a guess about a deployment it cannot see.
+      const production = publicActorToken('https://ampcode.com')!;
+      const staging = publicActorToken('https://staging.ampcodedev.org')!;
+      const record = edge.record();
+      const handshakes = edge.handshakes.mark();
+      const namedShape = (token: string) =>
+        `/actors/gateway/threadActor/websocket/?rvt-namespace=default&rvt-method=get&rvt-key=T-1&rvt-token=${token}&rvt-skip-ready-wait=true`;
+      const socket = await open(`${ws}${namedShape(production)}`);
+      const echoed = nextMessage(socket);
+      socket.send('"ping"');
+      assert.equal(await echoed, '"ping"');
+      socket.close(1000);
+      await once(socket, 'close');
+      const response = await send(`${http}${IMPORT_PATH}&rvt-token=${staging}`, {
+        method: 'POST',
+        headers: { 'x-rivet-token': staging },
+        body: '{}',
+      });
+      assert.equal(response.status, 200);
+      const [seen] = edge.handshakes.since(handshakes);
+      assert.equal(seen?.url, namedShape(EDGE_ACTOR_TOKEN));
+      const request = record.only();
+      assert.equal(request.url, `${IMPORT_PATH}&rvt-token=${EDGE_ACTOR_TOKEN}`);
+      assert.equal(request.headers['x-rivet-token'], EDGE_ACTOR_TOKEN);
+    });
+
     it('no request of another group gets the token', async () => {
       const record = edge.record();
       await send(`${http}/api/internal?getUserInfo`, { method: 'POST', body: '{}' });

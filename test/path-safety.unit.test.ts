@@ -6,7 +6,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { isAmbiguousPath, isPlainPath, normalisedPath } from '../src/routing/path-safety.js';
-import { splitRequestTarget } from '../src/routing/request-target.js';
+import { originForm, splitRequestTarget } from '../src/routing/request-target.js';
 import { AMBIGUOUS_PATHS, UNAMBIGUOUS_PATHS } from './support/ambiguous-paths.js';
 
 describe('isAmbiguousPath', () => {
@@ -133,4 +133,23 @@ describe('splitRequestTarget', () => {
     assert.deepEqual(splitRequestTarget('?x'), { path: '', query: 'x' });
     assert.deepEqual(splitRequestTarget(''), { path: '', query: undefined });
   });
+});
+
+describe('originForm', () => {
+  const cases: [target: string, expected: string][] = [
+    ['/api/threads?q=1', '/api/threads?q=1'],
+    ['http://gateway:8317/api/threads?q=1', '/api/threads?q=1'],
+    ['HTTPS://[::1]:8317/actors/x', '/actors/x'],
+    ['http://gateway?q=1', '/?q=1'],
+    ['http://gateway', '/'],
+    ['http://gateway//api/../x', '//api/../x'],
+    ['http://user:secret@gateway/api/threads', 'http://user:secret@gateway/api/threads'],
+    ['ftp://gateway/api/threads', 'ftp://gateway/api/threads'],
+    ['*', '*'],
+    ['gateway:8317', 'gateway:8317'],
+  ];
+  for (const [target, expected] of cases) {
+    it(`${JSON.stringify(target)} -> ${JSON.stringify(expected)}`, () =>
+      assert.equal(originForm(target), expected));
+  }
 });

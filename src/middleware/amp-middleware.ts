@@ -9,7 +9,7 @@ import { AmpProxyConfigError, isAnswered, rejectUpgrade, sendAmpError } from '..
 import { createGroupProxy, type GroupProxy } from '../proxy/group-proxy.js';
 import { endTunnel } from '../proxy/tunnels.js';
 import { createUpstreamHeaderBuilder } from '../proxy/upstream-headers.js';
-import { splitRequestTarget } from '../routing/request-target.js';
+import { originForm, splitRequestTarget } from '../routing/request-target.js';
 import { classifyAmpPath, route, ROUTE_GROUPS } from '../routing/route-groups.js';
 import { createGroupHandler, type GroupHandler } from './group-handler.js';
 import { probeUpstream } from '../egress/upstream-probe.js';
@@ -76,7 +76,7 @@ function answerFactoryCalledAsMiddleware(
     reportedUncalled.add(name);
     process.emitWarning(error.message, { code: 'amp_factory_not_called' });
   }
-  const ampPath = ampPathOf(req, splitRequestTarget(req.url ?? '/').path, scope.mountPath);
+  const ampPath = ampPathOf(req, splitRequestTarget(originForm(req.url ?? '/')).path, scope.mountPath);
   const group = classifyAmpPath(ampPath);
   if (group !== undefined && scope.groups.includes(group)) {
     sendAmpError(res as ServerResponse, 'amp_factory_not_called');
@@ -258,7 +258,7 @@ export function createAmpMiddleware(
     [scope.name](req: IncomingMessage, res: ServerResponse, next?: NextFunction): void {
       if (runtime.hostScope && !runtime.hostScope(req)) return (next ?? notFound(res))();
       const url = req.url ?? '/';
-      const { path: pathname, query = '' } = splitRequestTarget(url);
+      const { path: pathname, query = '' } = splitRequestTarget(originForm(url));
       const ampPath = ampPathOf(req, pathname, scope.mountPath);
       const target = handlerFor(ampPath);
       if (target === undefined) {
@@ -282,7 +282,7 @@ export function createAmpMiddleware(
   middleware.upgrade = (req, socket, head) => {
     if (runtime.hostScope && !runtime.hostScope(req)) return false;
     const url = req.url ?? '/';
-    const { path: pathname, query = '' } = splitRequestTarget(url);
+    const { path: pathname, query = '' } = splitRequestTarget(originForm(url));
     const target = handlerFor(pathname);
     // A socket an earlier listener answered is left alone, even on our paths.
     if (target === undefined || isAnswered(socket)) return false;

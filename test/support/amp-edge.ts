@@ -20,6 +20,8 @@ export interface AmpEdgeOptions {
   handler?: UpstreamHandler;
   /** Serves the actor WebSockets the guard lets through (e.g. `startThreadActor().serve`); they echo without it. */
   serveActor?: WebSocketUpstreamOptions['serveSocket'];
+  /** Serve HTTPS and WSS with this key and certificate. */
+  tls?: WebSocketUpstreamOptions['tls'];
 }
 
 export type FakeAmpEdge = FakeWebSocketUpstream;
@@ -54,6 +56,7 @@ export function startAmpEdge({
   actorToken = EDGE_ACTOR_TOKEN,
   handler = echo,
   serveActor,
+  tls,
 }: AmpEdgeOptions = {}) {
   const guarded: UpstreamHandler = (req, res, recorded) => {
     const refusal = guardRefusal(req, actorToken, false);
@@ -66,5 +69,6 @@ export function startAmpEdge({
   return startWebSocketUpstream(guarded, {
     closeAfterUpgrade: (req) => guardRefusal(req, actorToken, true),
     ...(serveActor ? { serveSocket: serveActor } : {}),
+    ...(tls ? { tls } : {}),
   });
 }

@@ -3,7 +3,13 @@
 // byte they relayed, so a test can tell that the upstream was reached only through the proxy, and
 // that nothing secret crossed it in the clear.
 import { once } from 'node:events';
-import { createServer as createHttpServer, type IncomingMessage, type Server } from 'node:http';
+import {
+  createServer as createHttpServer,
+  request as httpRequest,
+  type IncomingMessage,
+  type Server,
+  type ServerResponse,
+} from 'node:http';
 import { createServer as createHttpsServer } from 'node:https';
 import { connect, createServer as createNetServer, isIPv4, type AddressInfo, type Socket } from 'node:net';
 import { createProxy } from 'proxy';
@@ -105,6 +111,25 @@ export interface HttpProxyOptions {
   tls?: KeyAndCert;
   /** Answer no CONNECT until this settles: a proxy slow to open tunnels. */
   hold?: Promise<void>;
+  /**
+   * Pass plain requests on with their target in absolute form, as received (the package rewrites
+   * it to origin form): what a naive proxy, or one chained to another, sends on.
+   */
+  passOnAbsoluteForm?: boolean;
+}
+
+/** Sends a plain proxy request on to the host its absolute-form target names, target unchanged. */
+function passOnUnrewritten(req: IncomingMessage, res: ServerResponse): void {
+  const { hostname, port } = new URL(req.url ?? '');
+  const onward = httpRequest(
+    { host: hostname, port, method: req.method, path: req.url, headers: req.headers, agent: false },
+    (answer) => {
+      res.writeHead(answer.statusCode ?? 502, answer.headers);
+      answer.pipe(res);
+    },
+  );
+  onward.on('error', () => res.destroy());
+  req.pipe(onward);
 }
 
 /**
@@ -117,6 +142,7 @@ export async function startHttpProxy({
   forbid = false,
   tls,
   hold,
+  passOnAbsoluteForm = false,
 }: HttpProxyOptions = {}): Promise<HttpProxy> {
   const server = createProxy(tls ? createHttpsServer({ key: tls.key, cert: tls.cert }) : createHttpServer());
   if (credentials) {
@@ -174,6 +200,10 @@ export async function startHttpProxy({
       proxyConnect.call(server, req, socket, head);
     });
   });
+  if (passOnAbsoluteForm) {
+    server.removeAllListeners('request');
+    server.on('request', passOnUnrewritten);
+  }
   server.prependListener('request', (req: IncomingMessage) => {
     plainRequests.push({
       method: req.method ?? '',
