@@ -5,7 +5,7 @@
 // request in origin form, with the same checks, and send the upstream the origin form.
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-import { ampRouter, attachUpgrade, type AmpMiddleware } from '../src/index.js';
+import { ampRouter, attachUpgrade } from '../src/index.js';
 import { EXPRESS_VERSIONS, listen, type RunningApp } from './support/apps.js';
 import { exchangeRaw, RawClient } from './support/raw-client.js';
 import { startWebSocketUpstream, type FakeWebSocketUpstream } from './support/upstream.js';
@@ -13,31 +13,45 @@ import { startWebSocketUpstream, type FakeWebSocketUpstream } from './support/up
 const GATEWAY_KEY = 'gwk_absoluteFormAlice0123456789';
 const ALICE_AMP_KEY = 'amp-alice-key-0001';
 
-for (const [name, express] of EXPRESS_VERSIONS) {
-  describe(`request targets in absolute form (${name})`, () => {
-    let upstream: FakeWebSocketUpstream;
-    let router: AmpMiddleware;
-    let app: RunningApp;
-    let origin: string;
-    before(async () => {
-      upstream = await startWebSocketUpstream();
-      router = ampRouter({
-        upstream: upstream.url,
-        actorToken: false,
-        clients: [{ key: GATEWAY_KEY, name: 'alice', upstreamKey: ALICE_AMP_KEY }],
-      });
-      const host = express();
-      host.use(router);
-      host.use((_req, res) => void res.status(404).send('host 404'));
-      app = await listen(host);
-      attachUpgrade(app.server, router);
-      origin = `http://localhost:${app.port}`;
-    });
-    after(async () => {
+/**
+ * A host app with the router mounted at `mount` (its own 404 after it), Alice's gateway key mapped
+ * to her Amp key, WebSockets through `attachUpgrade`; `origin` is the absolute form of the mount.
+ */
+async function startGateway(express: (typeof EXPRESS_VERSIONS)[number][1], mount: string) {
+  const upstream = await startWebSocketUpstream();
+  const router = ampRouter({
+    upstream: upstream.url,
+    actorToken: false,
+    clients: [{ key: GATEWAY_KEY, name: 'alice', upstreamKey: ALICE_AMP_KEY }],
+  });
+  const host = express();
+  if (mount === '') host.use(router);
+  else host.use(mount, router);
+  host.use((_req, res) => void res.status(404).send('host 404'));
+  const app = await listen(host);
+  attachUpgrade(app.server, router, { prefix: mount });
+  return {
+    upstream,
+    app,
+    origin: `http://localhost:${app.port}${mount}`,
+    close: async () => {
       await router.close();
       await app.close();
       await upstream.close();
+    },
+  };
+}
+
+for (const [name, express] of EXPRESS_VERSIONS) {
+  describe(`request targets in absolute form (${name})`, () => {
+    let upstream: FakeWebSocketUpstream;
+    let app: RunningApp;
+    let origin: string;
+    let close: () => Promise<void>;
+    before(async () => {
+      ({ upstream, app, origin, close } = await startGateway(express, ''));
     });
+    after(() => close());
 
     const post = (target: string, authorization = `Bearer ${GATEWAY_KEY}`) =>
       exchangeRaw(
@@ -98,27 +112,13 @@ for (const [name, express] of EXPRESS_VERSIONS) {
 
   describe(`request targets in absolute form, under a prefix (${name})`, () => {
     let upstream: FakeWebSocketUpstream;
-    let router: AmpMiddleware;
     let app: RunningApp;
     let origin: string;
+    let close: () => Promise<void>;
     before(async () => {
-      upstream = await startWebSocketUpstream();
-      router = ampRouter({
-        upstream: upstream.url,
-        actorToken: false,
-        clients: [{ key: GATEWAY_KEY, name: 'alice', upstreamKey: ALICE_AMP_KEY }],
-      });
-      const host = express();
-      host.use('/amp', router);
-      app = await listen(host);
-      attachUpgrade(app.server, router, { prefix: '/amp' });
-      origin = `http://localhost:${app.port}/amp`;
+      ({ upstream, app, origin, close } = await startGateway(express, '/amp'));
     });
-    after(async () => {
-      await router.close();
-      await app.close();
-      await upstream.close();
-    });
+    after(() => close());
 
     it('an Amp call and a WebSocket upgrade reach the upstream without the prefix', async () => {
       const received = upstream.record();
