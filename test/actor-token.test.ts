@@ -13,6 +13,7 @@ import { EXPRESS_VERSIONS } from './support/apps.js';
 import { send } from './support/client.js';
 import { WaitableList } from './support/events.js';
 import { closeServer, POLICY_VIOLATION } from './support/upstream.js';
+import { openSocket } from './support/gateway-harness.js';
 
 const CONN_PARAMS = encodeURIComponent(JSON.stringify({ wsToken: 'ws-token-123' }));
 const PROTOCOLS = ['rivet', 'rivet_encoding.bare', `rivet_conn_params.${CONN_PARAMS}`];
@@ -21,15 +22,6 @@ const LOCALHOST_SHAPE =
   '/actors/gateway/threadActor/websocket/?rvt-namespace=default&rvt-method=get&rvt-key=T-1';
 const IMPORT_PATH =
   '/actors/gateway/threadActor/request/import?rvt-namespace=default&rvt-method=get&rvt-key=T-1';
-
-function open(url: string, headers: Record<string, string> = {}): Promise<WebSocket> {
-  const socket = new WebSocket(url, PROTOCOLS, { headers });
-  return new Promise((resolve, reject) => {
-    socket.once('open', () => resolve(socket));
-    socket.once('error', reject);
-    socket.once('unexpected-response', (_req, res) => reject(new Error(`HTTP ${res.statusCode}`)));
-  });
-}
 
 /** The next frame; a close before it fails the test at once instead of leaving it hanging. */
 function nextMessage(socket: WebSocket): Promise<string> {
@@ -124,7 +116,7 @@ for (const [name, express] of EXPRESS_VERSIONS) {
 
     it('a WebSocket in the localhost shape gets the token on its way and carries frames', async () => {
       const handshakes = edge.handshakes.mark();
-      const socket = await open(`${ws}${LOCALHOST_SHAPE}`);
+      const socket = await openSocket(`${ws}${LOCALHOST_SHAPE}`, PROTOCOLS);
       const echoed = nextMessage(socket);
       socket.send('"ping"');
       assert.equal(await echoed, '"ping"');
@@ -182,7 +174,7 @@ for (const [name, express] of EXPRESS_VERSIONS) {
       const handshakes = edge.handshakes.mark();
       const namedShape = (token: string) =>
         `/actors/gateway/threadActor/websocket/?rvt-namespace=default&rvt-method=get&rvt-key=T-1&rvt-token=${token}&rvt-skip-ready-wait=true`;
-      const socket = await open(`${ws}${namedShape(production)}`);
+      const socket = await openSocket(`${ws}${namedShape(production)}`, PROTOCOLS);
       const echoed = nextMessage(socket);
       socket.send('"ping"');
       assert.equal(await echoed, '"ping"');

@@ -28,6 +28,7 @@ import { EXPRESS_VERSIONS, listen, type RunningApp } from './support/apps.js';
 import { send } from './support/client.js';
 import { WaitableList } from './support/events.js';
 import { startWebSocketUpstream, type FakeWebSocketUpstream } from './support/upstream.js';
+import { openSocket } from './support/gateway-harness.js';
 
 const AMP_HOST = 'amp.corp.example';
 const APP_HOST = 'app.corp.example';
@@ -70,15 +71,6 @@ function collectLines(): {
     },
   });
   return { stream, lines, text: () => all };
-}
-
-function openSocket(url: string, headers: Record<string, string>): Promise<WebSocket> {
-  const socket = new WebSocket(url, ['rivet'], { headers });
-  return new Promise((resolve, reject) => {
-    socket.once('open', () => resolve(socket));
-    socket.once('error', reject);
-    socket.once('unexpected-response', (_req, res) => reject(new Error(`HTTP ${res.statusCode}`)));
-  });
 }
 
 for (const [name, express] of EXPRESS_VERSIONS) {
@@ -239,9 +231,8 @@ for (const [name, express] of EXPRESS_VERSIONS) {
 
     it('WebSockets of both kinds work, and shutdown drains both', async () => {
       const handshakes = upstream.handshakes.mark();
-      const ampSocket = await openSocket(`ws://127.0.0.1:${app.port}${AMP_SOCKET}`, {
-        host: AMP_HOST,
-        authorization: `Bearer ${GW_ALICE}`,
+      const ampSocket = await openSocket(`ws://127.0.0.1:${app.port}${AMP_SOCKET}`, ['rivet'], {
+        headers: { host: AMP_HOST, authorization: `Bearer ${GW_ALICE}` },
       });
       const hostSocket = new WebSocket(`ws://127.0.0.1:${app.port}/ws/notifications`, {
         headers: { host: APP_HOST, cookie: SSO_COOKIE },

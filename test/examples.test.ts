@@ -20,10 +20,10 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { gzipSync } from 'node:zlib';
-import { WebSocket, WebSocketServer } from 'ws';
+import { type WebSocket, WebSocketServer } from 'ws';
 import { send } from './support/client.js';
 import { WaitableList } from './support/events.js';
-import { streamEvents } from './support/gateway-harness.js';
+import { openSocket, streamEvents } from './support/gateway-harness.js';
 import { startUpstream, type FakeUpstream } from './support/upstream.js';
 
 // The examples are plain JavaScript: the shapes the tests rely on are declared here.
@@ -133,18 +133,9 @@ async function startAmpUpstream(): Promise<
   };
 }
 
-/** Opens a WebSocket; rejects with `HTTP <status>` when the server refuses the upgrade. */
-function openSocket(url: string, headers: Record<string, string> = {}): Promise<WebSocket> {
-  const socket = new WebSocket(url, PROTOCOLS, { headers });
-  return new Promise((resolve, reject) => {
-    socket.once('open', () => resolve(socket));
-    socket.once('error', reject);
-    socket.once('unexpected-response', (_req, res) => {
-      res.resume();
-      reject(new Error(`HTTP ${res.statusCode}`));
-    });
-  });
-}
+/** Opens an actor WebSocket; rejects with `HTTP <status>` when the server refuses the upgrade. */
+const openActorSocket = (url: string, headers: Record<string, string> = {}): Promise<WebSocket> =>
+  openSocket(url, PROTOCOLS, { headers });
 
 async function echoes(socket: WebSocket, text: string): Promise<void> {
   socket.send(text);
@@ -300,7 +291,7 @@ describe('examples/existing-app', () => {
 
   it("Amp's agent WebSocket is tunnelled through attachUpgrade; other upgrades get 404", async () => {
     const handshakes = upstream.handshakes.mark();
-    const socket = await openSocket(`ws://127.0.0.1:${new URL(app.url).port}${ACTOR_PATH}`, {
+    const socket = await openActorSocket(`ws://127.0.0.1:${new URL(app.url).port}${ACTOR_PATH}`, {
       authorization: 'Bearer user-token',
     });
     assert.equal(socket.protocol, 'rivet');
@@ -312,7 +303,7 @@ describe('examples/existing-app', () => {
     assert.equal(seen.headers.authorization, 'Bearer user-token');
     assert.equal(seen.headers['sec-websocket-protocol'], PROTOCOLS.join(','));
 
-    await assert.rejects(openSocket(`ws://127.0.0.1:${new URL(app.url).port}/v1/orders`), /HTTP 404/);
+    await assert.rejects(openActorSocket(`ws://127.0.0.1:${new URL(app.url).port}/v1/orders`), /HTTP 404/);
   });
 });
 
@@ -438,7 +429,7 @@ describe('examples/internal-gateway', () => {
 
   it('WebSockets: actors are tunnelled with the mapped key; provider upgrades need SSO too', async () => {
     const actor = upstream.handshakes.mark();
-    const socket = await openSocket(`${wsBase}${ACTOR_PATH}`, { authorization: `Bearer ${alice.key}` });
+    const socket = await openActorSocket(`${wsBase}${ACTOR_PATH}`, { authorization: `Bearer ${alice.key}` });
     await echoes(socket, '"ping"');
     await closeSocket(socket);
     assert.deepEqual(
@@ -448,14 +439,16 @@ describe('examples/internal-gateway', () => {
 
     const handshakes = upstream.handshakes.mark();
     const realtime = `${wsBase}/api/provider/openai/v1/realtime`;
-    await assert.rejects(openSocket(realtime, { authorization: `Bearer ${alice.key}` }), /HTTP 401/);
+    await assert.rejects(openActorSocket(realtime, { authorization: `Bearer ${alice.key}` }), /HTTP 401/);
     await assert.rejects(
-      openSocket(`${wsBase}/api/%70rovider/openai/v1/realtime`, { authorization: `Bearer ${alice.key}` }),
+      openActorSocket(`${wsBase}/api/%70rovider/openai/v1/realtime`, {
+        authorization: `Bearer ${alice.key}`,
+      }),
       /HTTP 400/,
     );
     assert.deepEqual(upstream.handshakes.since(handshakes), []);
 
-    const allowed = await openSocket(realtime, { ...sso, authorization: `Bearer ${alice.key}` });
+    const allowed = await openActorSocket(realtime, { ...sso, authorization: `Bearer ${alice.key}` });
     await closeSocket(allowed);
     const [seen] = upstream.handshakes.since(handshakes);
     assert.ok(seen);

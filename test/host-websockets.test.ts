@@ -13,21 +13,13 @@ import { ampRouter, attachUpgrade, type AmpMiddleware } from '../src/index.js';
 import { EXPRESS_VERSIONS, listen, type RunningApp } from './support/apps.js';
 import { startRawUpstream } from './support/raw-upstream.js';
 import { startWebSocketUpstream, type FakeWebSocketUpstream } from './support/upstream.js';
+import { openSocket } from './support/gateway-harness.js';
 
 const AMP_SOCKET = '/actors/gateway/threadActor/websocket/?rvt-namespace=ns&rvt-method=get&rvt-key=T-1';
 const USER_TOKEN = 'Bearer user-own-amp-token';
 
-function open(url: string, headers: Record<string, string> = {}): Promise<WebSocket> {
-  const socket = new WebSocket(url, ['rivet'], { headers });
-  return new Promise((resolve, reject) => {
-    socket.once('open', () => resolve(socket));
-    socket.once('error', reject);
-    socket.once('unexpected-response', (_req, res) => {
-      res.resume();
-      reject(new Error(`HTTP ${res.statusCode}`));
-    });
-  });
-}
+const open = (url: string, headers: Record<string, string> = {}): Promise<WebSocket> =>
+  openSocket(url, ['rivet'], { headers });
 
 async function echoOnce(socket: WebSocket, text: string): Promise<string> {
   socket.send(text);

@@ -11,6 +11,7 @@ import { EXPRESS_VERSIONS } from './support/apps.js';
 import { sendRaw } from './support/client.js';
 import { WaitableList } from './support/events.js';
 import { closeServer } from './support/upstream.js';
+import { openSocket } from './support/gateway-harness.js';
 
 setFlagsFromString('--expose-gc');
 const collectGarbage = runInNewContext('gc') as () => void;
@@ -60,14 +61,8 @@ const PROTOCOLS = ['rivet', 'rivet_encoding.bare', `rivet_conn_params.${CONN_PAR
 const GATEWAY_PATH =
   '/actors/gateway/threadActor/websocket/?rvt-namespace=ns&rvt-method=get&rvt-key=T-1&rvt-token=pk_abc';
 
-function open(url: string, headers: Record<string, string> = {}, protocols = PROTOCOLS): Promise<WebSocket> {
-  const socket = new WebSocket(url, protocols, { headers, perMessageDeflate: true });
-  return new Promise((resolve, reject) => {
-    socket.once('open', () => resolve(socket));
-    socket.once('error', reject);
-    socket.once('unexpected-response', (_req, res) => reject(new Error(`HTTP ${res.statusCode}`)));
-  });
-}
+const open = (url: string, headers: Record<string, string> = {}, protocols = PROTOCOLS): Promise<WebSocket> =>
+  openSocket(url, protocols, { headers, perMessageDeflate: true });
 
 for (const [name, express] of EXPRESS_VERSIONS) {
   describe(`WebSocket upgrades (${name})`, () => {

@@ -11,7 +11,7 @@ import { createServer, request, type IncomingHttpHeaders, type Server, type Serv
 import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { WebSocket } from 'ws';
+import { WebSocket, type ClientOptions } from 'ws';
 import {
   attachUpgrade,
   type AmpMiddleware,
@@ -85,12 +85,19 @@ export async function startGatewayApp(
  * Resolves once the socket is open; a refused upgrade rejects with `HTTP <status>`, so a test can
  * assert on the status the gateway answered with.
  */
-export function openSocket(url: string, protocols: readonly string[]): Promise<WebSocket> {
-  const socket = new WebSocket(url, [...protocols]);
+export function openSocket(
+  url: string,
+  protocols: readonly string[],
+  options: ClientOptions = {},
+): Promise<WebSocket> {
+  const socket = new WebSocket(url, [...protocols], options);
   return new Promise((resolve, reject) => {
     socket.once('open', () => resolve(socket));
     socket.once('error', reject);
-    socket.once('unexpected-response', (_req, res) => reject(new Error(`HTTP ${res.statusCode}`)));
+    socket.once('unexpected-response', (_req, res) => {
+      res.resume();
+      reject(new Error(`HTTP ${res.statusCode}`));
+    });
   });
 }
 
