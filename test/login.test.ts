@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { createServer, type Server } from 'node:http';
+import { createServer } from 'node:http';
 import { createServer as createNetServer, type AddressInfo } from 'node:net';
 import { after, before, describe, it } from 'node:test';
 import { ampRouter, type AmpProxyOptions } from '../src/index.js';
@@ -15,6 +15,7 @@ import {
   type FakeUpstream,
   type UpstreamHandler,
 } from './support/upstream.js';
+import { startGatewayApp } from './support/gateway-harness.js';
 
 const GATEWAY_KEY = 'gw-alice-0001';
 const DEVICE_CODE = 'device-code-secret-0001';
@@ -28,15 +29,8 @@ function json(res: Parameters<UpstreamHandler>[1], value: unknown): void {
   res.end(body);
 }
 
-async function gatewayFor(express: (typeof EXPRESS_VERSIONS)[number][1], options: AmpProxyOptions) {
-  const router = ampRouter(options);
-  const app = express();
-  app.use(router);
-  const server: Server = createServer(app);
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
-  return { url, close: async () => (await router.close(), await closeServer(server)) };
-}
+const gatewayFor = (express: (typeof EXPRESS_VERSIONS)[number][1], options: AmpProxyOptions) =>
+  startGatewayApp(express, ampRouter(options));
 
 const form = (fields: Record<string, string>) => ({
   method: 'POST',

@@ -1,13 +1,12 @@
 import assert from 'node:assert/strict';
-import { createServer, type Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { gzipSync } from 'node:zlib';
 import { after, before, describe, it } from 'node:test';
 import { ampRouter, type AmpProxyOptions } from '../src/index.js';
 import { EDGE_ACTOR_TOKEN, startAmpEdge, type FakeAmpEdge } from './support/amp-edge.js';
 import { EXPRESS_VERSIONS } from './support/apps.js';
 import { send } from './support/client.js';
-import { closeServer, type UpstreamHandler } from './support/upstream.js';
+import type { UpstreamHandler } from './support/upstream.js';
+import { startGatewayApp } from './support/gateway-harness.js';
 
 const GATEWAY_KEY = 'gw-alice-0001';
 const OAUTH_CONFIG = { clientID: 'client_01', apiURL: 'https://idp.example', defaultLoginMethod: 'oauth' };
@@ -45,12 +44,7 @@ function edgeHandler(edgeUrl: () => string): UpstreamHandler {
 
 async function gatewayFor(express: (typeof EXPRESS_VERSIONS)[number][1], options: AmpProxyOptions) {
   const router = ampRouter(options);
-  const app = express();
-  app.use(router);
-  const server: Server = createServer(app);
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
-  return { url, router, close: async () => (await router.close(), await closeServer(server)) };
+  return { ...(await startGatewayApp(express, router)), router };
 }
 
 const STRICT_MODES: readonly [string, Omit<AmpProxyOptions, 'upstream'>][] = [
