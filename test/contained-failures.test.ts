@@ -1,13 +1,13 @@
 import assert from 'node:assert/strict';
 import type { RequestListener } from 'node:http';
-import { after, afterEach, before, beforeEach, describe, it } from 'node:test';
+import { after, before, describe, it } from 'node:test';
 import { ampRouter, type AmpProxyEvent, type AmpProxyOptions } from '../src/index.js';
 import { containedTracer, createTracer } from '../src/observability/events.js';
 import { EXPRESS_VERSIONS, listen, type RunningApp } from './support/apps.js';
 import { send } from './support/client.js';
 import { WaitableList } from './support/events.js';
 import { within } from './support/gateway-harness.js';
-import { installTripwire } from './support/tripwire.js';
+import { installTripwire, tripwireEachTest } from './support/tripwire.js';
 import { startRawUpstream } from './support/raw-upstream.js';
 import { startUpstream, type FakeUpstream } from './support/upstream.js';
 
@@ -35,7 +35,6 @@ const HOSTS: ReadonlyArray<readonly [string, (router: ReturnType<typeof ampRoute
 describe('logging and events never throw into request handling', () => {
   let upstream: FakeUpstream;
   const apps: RunningApp[] = [];
-  let tripwire: ReturnType<typeof installTripwire>;
   const warnings = new WaitableList<Error & { code?: string }>();
 
   before(async () => {
@@ -47,13 +46,7 @@ describe('logging and events never throw into request handling', () => {
     await Promise.all(apps.map((app) => app.close()));
     await upstream.close();
   });
-  beforeEach(() => {
-    tripwire = installTripwire();
-  });
-  afterEach(() => {
-    tripwire.remove();
-    assert.deepEqual(tripwire.caught, [], 'an uncaught exception or unhandled rejection');
-  });
+  tripwireEachTest();
 
   async function gateway(host: (typeof HOSTS)[number], options: AmpProxyOptions) {
     const router = ampRouter({ upstream: upstream.url, upstreamKey: SERVER_KEY, ...options });
@@ -153,7 +146,6 @@ describe('logging and events never throw into request handling', () => {
 describe('upstream bytes cannot throw outside the error boundary', () => {
   let upstream: FakeUpstream;
   let app: RunningApp;
-  let tripwire: ReturnType<typeof installTripwire>;
 
   before(async () => {
     upstream = await startUpstream((req, res) => {
@@ -177,13 +169,7 @@ describe('upstream bytes cannot throw outside the error boundary', () => {
     await app.close();
     await upstream.close();
   });
-  beforeEach(() => {
-    tripwire = installTripwire();
-  });
-  afterEach(() => {
-    tripwire.remove();
-    assert.deepEqual(tripwire.caught, [], 'an uncaught exception or unhandled rejection');
-  });
+  tripwireEachTest();
 
   const body = JSON.stringify({ model: 'claude-opus-4', messages: [] });
   const post = (path: string) =>
