@@ -8,6 +8,7 @@ import { after, before, describe, it } from 'node:test';
 import { ampRouter, attachUpgrade } from '../src/index.js';
 import { EXPRESS_VERSIONS, listen, type RunningApp } from './support/apps.js';
 import { exchangeRaw, RawClient } from './support/raw-client.js';
+import { startRawUpstream } from './support/raw-upstream.js';
 import { startWebSocketUpstream, type FakeWebSocketUpstream } from './support/upstream.js';
 
 const GATEWAY_KEY = 'gwk_absoluteFormAlice0123456789';
@@ -153,4 +154,49 @@ async function assertTunnelled(upstream: FakeWebSocketUpstream, port: number, or
   } finally {
     client.destroy();
   }
+}
+
+for (const [name, express] of EXPRESS_VERSIONS) {
+  describe(`absolute-form requests, as the upstream's bytes show them (${name})`, () => {
+    it('bodies of both framings reach the upstream in origin form, framed by the gateway, nothing left over', async () => {
+      const upstream = await startRawUpstream();
+      const router = ampRouter({ upstream: upstream.url, upstreamKey: 'sk-server-0001', actorToken: false });
+      const app = await listen(express().use(router));
+      const client = await RawClient.open(app.port);
+      try {
+        const authority = `http://localhost:${app.port}`;
+        client.write(
+          `POST ${authority}/api/provider/anthropic/v1/messages HTTP/1.1\r\nHost: localhost:${app.port}\r\n` +
+            'Authorization: Bearer user-token\r\nContent-Type: application/json\r\nContent-Length: 7\r\n\r\n{"a":1}',
+        );
+        assert.equal((await client.finalResponse()).status, 200);
+        client.write(
+          `POST ${authority}/api/internal?getUserInfo HTTP/1.1\r\nHost: localhost:${app.port}\r\n` +
+            'Authorization: Bearer user-token\r\nTransfer-Encoding: chunked\r\n\r\n2\r\n{}\r\n0\r\n\r\n',
+        );
+        assert.equal((await client.finalResponse()).status, 200);
+        await upstream.waitForRequests(2);
+        const arrivals = upstream.arrivals();
+        assert.deepEqual(
+          arrivals.map(({ request }) => [request.method, request.target, request.body.toString()]),
+          [
+            ['POST', '/api/provider/anthropic/v1/messages', '{"a":1}'],
+            ['POST', '/api/internal?getUserInfo', '{}'],
+          ],
+        );
+        for (const connection of upstream.connections) {
+          const bytes = connection.bytes.toString('latin1');
+          assert.doesNotMatch(bytes, /https?:\/\/localhost/i, 'an absolute-form target reached the upstream');
+          const parsed = connection.parse();
+          assert.equal(parsed.error, undefined);
+          assert.equal(parsed.leftover.length, 0);
+        }
+      } finally {
+        client.destroy();
+        await router.close();
+        await app.close();
+        await upstream.close();
+      }
+    });
+  });
 }
